@@ -1,0 +1,182 @@
+//! The post office's DOS code page: IBM437 (US) or IBM850 (international), to and from Unicode.
+//!
+//! Tables come from the `oem_cp` crate (generated from the Unicode consortium's mappings). Bytes
+//! 0x00-0x7F are ASCII in both. On encoding, a character without an equivalent is first
+//! transliterated (accents dropped, typographic quotes and dashes flattened) and only then
+//! replaced by `?`; the caller learns how many were replaced, so nothing is lost silently.
+
+use oem_cp::code_table::{
+    DECODING_TABLE_CP437, DECODING_TABLE_CP850, ENCODING_TABLE_CP437, ENCODING_TABLE_CP850,
+};
+
+/// A DOS code page the legacy side writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Codepage {
+    /// IBM PC US (`ibm437`).
+    #[default]
+    Ibm437,
+    /// DOS Latin-1 (`ibm850`).
+    Ibm850,
+}
+
+/// The character written for one that the code page cannot hold.
+pub const REPLACEMENT: u8 = b'?';
+
+impl Codepage {
+    fn decoding_table(self) -> &'static [char; 128] {
+        match self {
+            Self::Ibm437 => &DECODING_TABLE_CP437,
+            Self::Ibm850 => &DECODING_TABLE_CP850,
+        }
+    }
+
+    /// Decodes bytes in this code page. Every byte maps to a character, so this never fails.
+    pub fn decode(self, bytes: &[u8]) -> String {
+        if bytes.is_ascii() {
+            // Fast path: ASCII is the same in every DOS code page.
+            return bytes.iter().map(|&b| char::from(b)).collect();
+        }
+        let table = self.decoding_table();
+        bytes
+            .iter()
+            .map(|&b| {
+                if b < 0x80 {
+                    char::from(b)
+                } else {
+                    table.get(usize::from(b - 0x80)).copied().unwrap_or('?')
+                }
+            })
+            .collect()
+    }
+
+    /// True when `c` has a byte in this code page.
+    pub fn can_encode(self, c: char) -> bool {
+        c.is_ascii() || self.encode_char(c).is_some()
+    }
+
+    fn encode_char(self, c: char) -> Option<u8> {
+        if c.is_ascii() {
+            return u8::try_from(u32::from(c)).ok();
+        }
+        match self {
+            Self::Ibm437 => ENCODING_TABLE_CP437.get(&c).copied(),
+            Self::Ibm850 => ENCODING_TABLE_CP850.get(&c).copied(),
+        }
+    }
+
+    /// Encodes text into this code page, appending to `out`. Returns how many characters had
+    /// no equivalent and no transliteration and were written as `?`.
+    pub fn encode_into(self, text: &str, out: &mut Vec<u8>) -> usize {
+        let mut replaced = 0;
+        for c in text.chars() {
+            if let Some(b) = self.encode_char(c) {
+                out.push(b);
+                continue;
+            }
+            let fallback = transliterate(c);
+            if fallback.is_empty() {
+                out.push(REPLACEMENT);
+                replaced += 1;
+                continue;
+            }
+            for f in fallback.chars() {
+                match self.encode_char(f) {
+                    Some(b) => out.push(b),
+                    None => {
+                        out.push(REPLACEMENT);
+                        replaced += 1;
+                    }
+                }
+            }
+        }
+        replaced
+    }
+
+    /// Encodes text into this code page; see [`Codepage::encode_into`].
+    pub fn encode(self, text: &str) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(text.len());
+        let replaced = self.encode_into(text, &mut out);
+        (out, replaced)
+    }
+
+    /// The config name: `ibm437` or `ibm850`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ibm437 => "ibm437",
+            Self::Ibm850 => "ibm850",
+        }
+    }
+}
+
+/// An ASCII stand-in for characters that DOS code pages commonly lack; empty when none fits.
+fn transliterate(c: char) -> &'static str {
+    match c {
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{2032}' => "'",
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{2033}' => "\"",
+        '\u{2013}' | '\u{2014}' | '\u{2212}' => "-",
+        '\u{2026}' => "...",
+        '\u{20AC}' => "EUR",
+        '\u{2122}' => "(TM)",
+        '\u{00A9}' => "(C)",
+        '\u{00AE}' => "(R)",
+        '\u{00A0}' | '\u{2002}' | '\u{2003}' | '\u{2009}' => " ",
+        '\u{2022}' => "*",
+        'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' | 'Ā' | 'Ă' | 'Ą' => "A",
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'Ç' | 'Ć' | 'Č' => "C",
+        'ç' | 'ć' | 'č' => "c",
+        'È' | 'É' | 'Ê' | 'Ë' | 'Ē' | 'Ę' | 'Ě' => "E",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ę' | 'ě' => "e",
+        'Ì' | 'Í' | 'Î' | 'Ï' => "I",
+        'ì' | 'í' | 'î' | 'ï' | 'ı' => "i",
+        'Ł' => "L",
+        'ł' => "l",
+        'Ñ' | 'Ń' | 'Ň' => "N",
+        'ñ' | 'ń' | 'ň' => "n",
+        'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' | 'Ő' => "O",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ő' => "o",
+        'Ś' | 'Š' => "S",
+        'ś' | 'š' => "s",
+        'Ù' | 'Ú' | 'Û' | 'Ü' | 'Ů' | 'Ű' => "U",
+        'ù' | 'ú' | 'û' | 'ü' | 'ů' | 'ű' => "u",
+        'Ý' | 'Ÿ' => "Y",
+        'ý' | 'ÿ' => "y",
+        'Ź' | 'Ż' | 'Ž' => "Z",
+        'ź' | 'ż' | 'ž' => "z",
+        'ß' => "ss",
+        'Æ' => "AE",
+        'æ' => "ae",
+        'Œ' => "OE",
+        'œ' => "oe",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_bytes() {
+        // 0x82 is é in both; 0x9B is ¢ in 437 and ø in 850; 0xE1 is ß in both.
+        assert_eq!(Codepage::Ibm437.decode(&[0x82, 0x9B, 0xE1]), "é¢ß");
+        assert_eq!(Codepage::Ibm850.decode(&[0x82, 0x9B, 0xE1]), "éøß");
+    }
+
+    #[test]
+    fn every_byte_round_trips() {
+        for cp in [Codepage::Ibm437, Codepage::Ibm850] {
+            let all: Vec<u8> = (0..=255).collect();
+            let (back, replaced) = cp.encode(&cp.decode(&all));
+            assert_eq!((back, replaced), (all, 0), "{cp:?}");
+        }
+    }
+
+    #[test]
+    fn unmappable_is_transliterated_then_counted() {
+        let (bytes, replaced) = Codepage::Ibm437.encode("\u{201C}Łódź\u{201D} — 東");
+        assert_eq!(Codepage::Ibm437.decode(&bytes), "\"Lódz\" - ?");
+        assert_eq!(replaced, 1);
+    }
+}

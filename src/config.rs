@@ -1,0 +1,588 @@
+//! The config file: raw TOML (`RawConfig`, every key optional, unknown keys refused) turned into
+//! a validated [`Config`] with typed durations, sizes and absolute paths (ripgrep's "high args").
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ccgate_core::{parse_duration, parse_size};
+use serde::Deserialize;
+
+/// The config file read when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "ccgate.toml";
+
+/// Where the embedded defaults keep everything.
+pub const DEFAULT_DATA_DIR: &str = "ccgate-data";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<String>,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    legacy: RawLegacy,
+    #[serde(default)]
+    modern: RawModern,
+    #[serde(default)]
+    directory: RawDirectory,
+    #[serde(default)]
+    migration: RawMigration,
+    #[serde(default)]
+    queue: RawQueue,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    listen: Option<Vec<String>>,
+    hostname: Option<String>,
+    max_message_size: Option<SizeValue>,
+    max_recipients: Option<u32>,
+    max_connections: Option<u32>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLegacy {
+    post_office: Option<String>,
+    gateway_po: Option<String>,
+    domain: Option<String>,
+    pickup_dir: Option<String>,
+    drop_dir: Option<String>,
+    dialect: Option<String>,
+    date_format: Option<String>,
+    codepage: Option<String>,
+    import_command: Option<String>,
+    import_timeout: Option<String>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModern {
+    domain: Option<String>,
+    next_hop: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    source: Option<String>,
+    ldap_base: Option<String>,
+    ldap_bind_dn: Option<String>,
+    ldap_password_file: Option<String>,
+    ldap_filter: Option<String>,
+    reload_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMigration {
+    cutover: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    retry: Option<Vec<String>>,
+    max_lifetime: Option<String>,
+    quarantine_after: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+}
+
+/// Sizes may be written as a number of bytes or a string like `"25MB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// What the post office's Import accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialectChoice {
+    /// Import 5.12-5.15.
+    Ie5,
+    /// Import 6.x/8.x.
+    Ie8,
+}
+
+/// What to do with mail for users in state `migrating`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cutover {
+    /// Hold it; release it when the user becomes `migrated`.
+    Hold,
+    /// Keep delivering to the legacy mailbox until the switch.
+    Legacy,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+    /// Spool, archives, state.
+    pub data_dir: PathBuf,
+    /// `[smtp]`.
+    pub smtp: SmtpConfig,
+    /// `[legacy]`.
+    pub legacy: LegacyConfig,
+    /// `[modern]`.
+    pub modern: ModernConfig,
+    /// `[directory]`.
+    pub directory: DirectoryConfig,
+    /// `[migration] cutover`.
+    pub cutover: Cutover,
+    /// `[queue]`.
+    pub queue: QueueConfig,
+    /// `[admin] listen`.
+    pub admin_listen: SocketAddr,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Listening addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Greeting and Received: name.
+    pub hostname: String,
+    /// Largest message accepted, in bytes.
+    pub max_message_size: u64,
+    /// Most recipients per transaction.
+    pub max_recipients: u32,
+    /// Most concurrent sessions.
+    pub max_connections: u32,
+    /// Certificate and key for STARTTLS, when both are set.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// `[legacy]`.
+#[derive(Debug, Clone)]
+pub struct LegacyConfig {
+    /// The connected legacy post office.
+    pub post_office: String,
+    /// The gateway's post-office entry in the legacy directory.
+    pub gateway_po: String,
+    /// SMTP domain of legacy users.
+    pub domain: String,
+    /// Export files written by the post office.
+    pub pickup_dir: PathBuf,
+    /// Import files written by ccgate.
+    pub drop_dir: PathBuf,
+    /// What Import accepts.
+    pub dialect: DialectChoice,
+    /// `us`, `eu` or `jp`.
+    pub date_format: ccgate_ccmail::DateOrder,
+    /// `ibm437` or `ibm850`.
+    pub codepage: ccgate_ccmail::Codepage,
+    /// Program run once per import file, if any.
+    pub import_command: Option<String>,
+    /// A hung import command is killed after this.
+    pub import_timeout: Duration,
+    /// How often the pickup folder is scanned.
+    pub poll_interval: Duration,
+}
+
+/// `[modern]`.
+#[derive(Debug, Clone)]
+pub struct ModernConfig {
+    /// SMTP domain of migrated mailboxes.
+    pub domain: String,
+    /// `maildir:PATH` or `smtp://host:port`.
+    pub next_hop: NextHop,
+}
+
+/// Where modern-bound and external mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextHop {
+    /// Deliver into a Maildir.
+    Maildir(PathBuf),
+    /// Relay to an SMTP server.
+    Smtp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// `[directory]`.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// A CSV path or an `ldap://` URL.
+    pub source: DirectorySource,
+    /// How often to reload (besides SIGHUP).
+    pub reload_interval: Option<Duration>,
+}
+
+/// Where the directory comes from.
+#[derive(Debug, Clone)]
+pub enum DirectorySource {
+    /// A CSV file.
+    Csv(PathBuf),
+    /// An LDAP server.
+    Ldap {
+        /// `ldap://host:port`.
+        url: String,
+        /// Search base.
+        base: Option<String>,
+        /// Bind DN.
+        bind_dn: Option<String>,
+        /// File holding the bind password.
+        password_file: Option<PathBuf>,
+        /// Search filter.
+        filter: Option<String>,
+    },
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Retry intervals; the last repeats.
+    pub retry: Vec<Duration>,
+    /// Then bounce.
+    pub max_lifetime: Duration,
+    /// Crashes or timeouts of one message before it is quarantined.
+    pub quarantine_after: u32,
+}
+
+impl Config {
+    /// Loads `--config PATH`, else `./ccgate.toml` if present, else the embedded defaults.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML, has an unknown key, or a value is invalid; the
+    /// message names the file and the key.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        let Some(path) = path else {
+            return Self::from_raw(RawConfig::default(), None, Path::new("."));
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read config", path.display()))?;
+        Self::parse(&text, &path)
+    }
+
+    /// Parses config text read from `path` (relative paths are taken relative to its folder).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|span| line_col(text, span.start))
+                .unwrap_or((1, 1));
+            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::from_raw(raw, Some(path.to_path_buf()), base)
+            .with_context(|| format!("{}: invalid config", path.display()))
+    }
+
+    fn from_raw(raw: RawConfig, source: Option<PathBuf>, base: &Path) -> anyhow::Result<Self> {
+        let rel = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let data_dir = rel(raw.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR));
+        // Folders of the data area (pickup, drop, Maildir) are relative to data_dir.
+        let in_data = |value: Option<&str>, default: &str| -> PathBuf {
+            data_dir.join(value.unwrap_or(default))
+        };
+
+        let smtp = {
+            let s = raw.smtp;
+            let listen = s
+                .listen
+                .unwrap_or_else(|| vec!["127.0.0.1:2525".to_owned()])
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("smtp.listen: {a:?} is not host:port"))
+                })
+                .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
+            let max_message_size = match s.max_message_size {
+                None => 25_000_000,
+                Some(SizeValue::Bytes(n)) => n,
+                Some(SizeValue::Text(t)) => parse_size(&t).context("smtp.max_message_size")?,
+            };
+            let tls = match (s.tls_cert, s.tls_key) {
+                (Some(c), Some(k)) => Some((rel(&c), rel(&k))),
+                (None, None) => None,
+                _ => bail!("smtp.tls_cert and smtp.tls_key must be set together"),
+            };
+            SmtpConfig {
+                listen,
+                hostname: s
+                    .hostname
+                    .unwrap_or_else(|| "ccgate.localdomain".to_owned()),
+                max_message_size,
+                max_recipients: s.max_recipients.unwrap_or(1000),
+                max_connections: s.max_connections.unwrap_or(1000),
+                tls,
+            }
+        };
+
+        let legacy = {
+            let l = raw.legacy;
+            let dialect = match l.dialect.as_deref().unwrap_or("ie8") {
+                "ie5" => DialectChoice::Ie5,
+                "ie8" => DialectChoice::Ie8,
+                other => bail!("legacy.dialect: {other:?} is not ie5 or ie8"),
+            };
+            let date_format = match l.date_format.as_deref().unwrap_or("us") {
+                "us" => ccgate_ccmail::DateOrder::Us,
+                "eu" => ccgate_ccmail::DateOrder::Eu,
+                "jp" => ccgate_ccmail::DateOrder::Jp,
+                other => bail!("legacy.date_format: {other:?} is not us, eu or jp"),
+            };
+            let codepage = match l.codepage.as_deref().unwrap_or("ibm437") {
+                "ibm437" => ccgate_ccmail::Codepage::Ibm437,
+                "ibm850" => ccgate_ccmail::Codepage::Ibm850,
+                other => bail!("legacy.codepage: {other:?} is not ibm437 or ibm850"),
+            };
+            let post_office = l.post_office.unwrap_or_else(|| "HQ".to_owned());
+            let gateway_po = l.gateway_po.unwrap_or_else(|| "SMTPGW".to_owned());
+            for (key, po) in [
+                ("legacy.post_office", &post_office),
+                ("legacy.gateway_po", &gateway_po),
+            ] {
+                if po.is_empty()
+                    || !po
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    bail!("{key}: {po:?} must be plain letters and digits (legacy-format.md §7)");
+                }
+            }
+            LegacyConfig {
+                post_office,
+                gateway_po,
+                domain: l
+                    .domain
+                    .unwrap_or_else(|| "legacy.example.com".to_owned())
+                    .to_ascii_lowercase(),
+                pickup_dir: in_data(l.pickup_dir.as_deref(), "legacy/outbound"),
+                drop_dir: in_data(l.drop_dir.as_deref(), "legacy/inbound"),
+                dialect,
+                date_format,
+                codepage,
+                import_command: l.import_command.filter(|c| !c.trim().is_empty()),
+                import_timeout: duration(
+                    "legacy.import_timeout",
+                    l.import_timeout.as_deref(),
+                    "60s",
+                )?,
+                poll_interval: duration("legacy.poll_interval", l.poll_interval.as_deref(), "15s")?,
+            }
+        };
+
+        let modern = {
+            let m = raw.modern;
+            let next_hop = match m.next_hop.as_deref().unwrap_or("maildir:modern") {
+                hop if hop.starts_with("maildir:") => {
+                    NextHop::Maildir(in_data(None, hop.trim_start_matches("maildir:")))
+                }
+                hop if hop.starts_with("smtp://") => {
+                    let hp = hop.trim_start_matches("smtp://").trim_end_matches('/');
+                    let (host, port) = match hp.rsplit_once(':') {
+                        Some((h, p)) => (
+                            h,
+                            p.parse::<u16>()
+                                .with_context(|| format!("modern.next_hop: bad port in {hop:?}"))?,
+                        ),
+                        None => (hp, 25),
+                    };
+                    if host.is_empty() {
+                        bail!("modern.next_hop: no host in {hop:?}");
+                    }
+                    NextHop::Smtp {
+                        host: host
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_owned(),
+                        port,
+                    }
+                }
+                other => {
+                    bail!("modern.next_hop: {other:?} is neither maildir:PATH nor smtp://host:port")
+                }
+            };
+            ModernConfig {
+                domain: m
+                    .domain
+                    .unwrap_or_else(|| "modern.example.com".to_owned())
+                    .to_ascii_lowercase(),
+                next_hop,
+            }
+        };
+
+        let directory = {
+            let d = raw.directory;
+            let source = match d.source.as_deref() {
+                Some(url) if url.starts_with("ldap://") || url.starts_with("ldaps://") => {
+                    DirectorySource::Ldap {
+                        url: url.to_owned(),
+                        base: d.ldap_base,
+                        bind_dn: d.ldap_bind_dn,
+                        password_file: d.ldap_password_file.as_deref().map(rel),
+                        filter: d.ldap_filter,
+                    }
+                }
+                Some(path) => DirectorySource::Csv(rel(path)),
+                None if source.is_some() => DirectorySource::Csv(rel("directory.csv")),
+                None => DirectorySource::Csv(data_dir.join("directory.csv")),
+            };
+            let reload_interval = d
+                .reload_interval
+                .as_deref()
+                .map(|v| parse_duration(v).context("directory.reload_interval"))
+                .transpose()?;
+            DirectoryConfig {
+                source,
+                reload_interval,
+            }
+        };
+
+        let cutover = match raw.migration.cutover.as_deref().unwrap_or("hold") {
+            "hold" => Cutover::Hold,
+            "legacy" => Cutover::Legacy,
+            other => bail!("migration.cutover: {other:?} is not hold or legacy"),
+        };
+
+        let queue = {
+            let q = raw.queue;
+            let retry = q
+                .retry
+                .unwrap_or_else(|| ["1m", "5m", "15m", "1h", "4h"].map(str::to_owned).to_vec())
+                .iter()
+                .map(|r| parse_duration(r).context("queue.retry"))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if retry.is_empty() {
+                bail!("queue.retry: needs at least one interval");
+            }
+            QueueConfig {
+                retry,
+                max_lifetime: duration("queue.max_lifetime", q.max_lifetime.as_deref(), "5d")?,
+                quarantine_after: q.quarantine_after.unwrap_or(5).max(1),
+            }
+        };
+
+        let admin_listen = raw
+            .admin
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8025")
+            .parse()
+            .context("admin.listen: not host:port")?;
+
+        Ok(Self {
+            source,
+            data_dir,
+            smtp,
+            legacy,
+            modern,
+            directory,
+            cutover,
+            queue,
+            admin_listen,
+        })
+    }
+}
+
+fn duration(key: &str, value: Option<&str>, default: &str) -> anyhow::Result<Duration> {
+    parse_duration(value.unwrap_or(default)).with_context(|| key.to_owned())
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_raw(RawConfig::default(), None, Path::new(".")).unwrap();
+        assert_eq!(
+            c.smtp.listen,
+            vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.data_dir, Path::new("./ccgate-data"));
+        assert_eq!(
+            c.modern.next_hop,
+            NextHop::Maildir(PathBuf::from("./ccgate-data/modern"))
+        );
+        assert_eq!(c.queue.retry.len(), 5);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err =
+            Config::parse("[smtp]\nlisten = []\nbogus = 1\n", Path::new("x.toml")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("x.toml:3:1") && msg.contains("bogus"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (text, key) in [
+            ("[legacy]\ndialect = \"ie7\"", "legacy.dialect"),
+            ("[queue]\nmax_lifetime = \"soon\"", "queue.max_lifetime"),
+            ("[modern]\nnext_hop = \"ftp://x\"", "modern.next_hop"),
+            (
+                "[smtp]\nmax_message_size = \"lots\"",
+                "smtp.max_message_size",
+            ),
+        ] {
+            let msg = format!(
+                "{:#}",
+                Config::parse(text, Path::new("c.toml")).unwrap_err()
+            );
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let c = Config::parse(
+            "data_dir = \"spool\"\n[modern]\nnext_hop = \"smtp://[127.0.0.1]:2526\"",
+            Path::new("/etc/ccgate/ccgate.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/ccgate/spool"));
+        assert_eq!(
+            c.modern.next_hop,
+            NextHop::Smtp {
+                host: "127.0.0.1".into(),
+                port: 2526
+            }
+        );
+    }
+}
