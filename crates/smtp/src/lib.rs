@@ -1,0 +1,2 @@
+//! The SMTP server protocol without I/O.
+#![forbid(unsafe_code)]
