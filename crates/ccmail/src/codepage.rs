@@ -33,21 +33,25 @@ impl Codepage {
 
     /// Decodes bytes in this code page. Every byte maps to a character, so this never fails.
     pub fn decode(self, bytes: &[u8]) -> String {
+        // Fast path: ASCII is the same in every DOS code page, and valid UTF-8.
         if bytes.is_ascii() {
-            // Fast path: ASCII is the same in every DOS code page.
-            return bytes.iter().map(|&b| char::from(b)).collect();
+            return std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .unwrap_or_default();
         }
         let table = self.decoding_table();
-        bytes
-            .iter()
-            .map(|&b| {
-                if b < 0x80 {
-                    char::from(b)
-                } else {
-                    table.get(usize::from(b - 0x80)).copied().unwrap_or('?')
-                }
-            })
-            .collect()
+        let mut out = String::with_capacity(bytes.len() + bytes.len() / 2);
+        for chunk in bytes.split_inclusive(|b| !b.is_ascii()) {
+            let (ascii, last) = match chunk.split_last() {
+                Some((last, head)) if !last.is_ascii() => (head, Some(*last)),
+                _ => (chunk, None),
+            };
+            out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
+            if let Some(b) = last {
+                out.push(table.get(usize::from(b - 0x80)).copied().unwrap_or('?'));
+            }
+        }
+        out
     }
 
     /// True when `c` has a byte in this code page.

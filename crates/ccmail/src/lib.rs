@@ -4,11 +4,23 @@
 mod address;
 mod codepage;
 mod date;
+mod directory;
+mod error;
+mod frame;
 mod message;
+mod reader;
+mod validate;
 mod write;
 
 pub use address::{AddressError, LegacyAddress, RenderOptions, parse_address};
 pub use codepage::Codepage;
 pub use date::{DateError, DateOrder, LegacyDateTime, LegacyTime, YEAR_PIVOT, parse_date};
+pub use directory::{DirectoryEntry, LOCATION_ORDER, Location, parse_directory, write_directory};
+pub use error::{Diagnostic, ParseError, ParseErrorKind, Position, WriteError};
 pub use message::{Header, Item, ItemBody, ItemKind, Message};
-pub use write::{Dialect, WriteOptions};
+pub use reader::{
+    DEFAULT_MAX_MESSAGE_SIZE, RawHeader, RawItem, RawMessage, ReadError, ReadMessage, ReadOptions,
+    Reader, SliceReader,
+};
+pub use validate::{IE8_MAX_HEADER_BYTES, MAX_TEXT_ITEM_BYTES, Reject, check_import};
+pub use write::{Dialect, WriteOptions, WriteReport, write_messages};
