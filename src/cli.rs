@@ -27,6 +27,8 @@ pub enum Command {
         /// Where to write (default: the current folder).
         dir: Option<PathBuf>,
     },
+    /// Print the effective configuration, every key with its value (like postconf).
+    Config,
     /// Parse legacy Import/Export message or directory files and report each message.
     Check {
         /// What the post office's Import accepts (default: the config's legacy.dialect).

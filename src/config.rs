@@ -511,6 +511,142 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The effective configuration as TOML, every key with its value (like `postconf`): what
+    /// `ccgate config` prints and what `ccgate run` logs on start.
+    pub fn effective_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let q = |s: &str| format!("{s:?}");
+        let p = |p: &Path| format!("{:?}", p.display().to_string());
+        let d = |d: Duration| q(&ccgate_core::format_duration(d));
+        // Folders of the data area are written relative to data_dir, as they are read.
+        let in_data = |path: &Path| {
+            path.strip_prefix(&self.data_dir)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# source: {}",
+            self.source.as_deref().map_or_else(
+                || "embedded defaults".to_owned(),
+                |s| s.display().to_string()
+            )
+        );
+        let _ = writeln!(out, "data_dir = {}", p(&self.data_dir));
+        let s = &self.smtp;
+        let _ = writeln!(out, "\n[smtp]");
+        let listen: Vec<String> = s.listen.iter().map(|a| q(&a.to_string())).collect();
+        let _ = writeln!(out, "listen = [{}]", listen.join(", "));
+        let _ = writeln!(out, "hostname = {}", q(&s.hostname));
+        let _ = writeln!(out, "max_message_size = {}", s.max_message_size);
+        let _ = writeln!(out, "max_recipients = {}", s.max_recipients);
+        let _ = writeln!(out, "max_connections = {}", s.max_connections);
+        if let Some((cert, key)) = &s.tls {
+            let _ = writeln!(out, "tls_cert = {}\ntls_key = {}", p(cert), p(key));
+        }
+        let l = &self.legacy;
+        let _ = writeln!(out, "\n[legacy]");
+        let _ = writeln!(
+            out,
+            "post_office = {}\ngateway_po = {}\ndomain = {}",
+            q(&l.post_office),
+            q(&l.gateway_po),
+            q(&l.domain)
+        );
+        let _ = writeln!(
+            out,
+            "pickup_dir = {}\ndrop_dir = {}",
+            q(&in_data(&l.pickup_dir)),
+            q(&in_data(&l.drop_dir))
+        );
+        let dialect = match l.dialect {
+            DialectChoice::Ie5 => "ie5",
+            DialectChoice::Ie8 => "ie8",
+        };
+        let date_format = match l.date_format {
+            ccgate_ccmail::DateOrder::Us => "us",
+            ccgate_ccmail::DateOrder::Eu => "eu",
+            ccgate_ccmail::DateOrder::Jp => "jp",
+        };
+        let _ = writeln!(
+            out,
+            "dialect = {}\ndate_format = {}\ncodepage = {}",
+            q(dialect),
+            q(date_format),
+            q(l.codepage.name())
+        );
+        let _ = writeln!(
+            out,
+            "import_command = {}",
+            q(l.import_command.as_deref().unwrap_or(""))
+        );
+        let _ = writeln!(
+            out,
+            "import_timeout = {}\npoll_interval = {}",
+            d(l.import_timeout),
+            d(l.poll_interval)
+        );
+        let _ = writeln!(out, "\n[modern]\ndomain = {}", q(&self.modern.domain));
+        let hop = match &self.modern.next_hop {
+            NextHop::Maildir(path) => format!("maildir:{}", in_data(path)),
+            NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
+        };
+        let _ = writeln!(out, "next_hop = {}", q(&hop));
+        let _ = writeln!(out, "\n[directory]");
+        match &self.directory.source {
+            DirectorySource::Csv(path) => {
+                let _ = writeln!(out, "source = {}", p(path));
+            }
+            DirectorySource::Ldap {
+                url,
+                base,
+                bind_dn,
+                password_file,
+                filter,
+            } => {
+                let _ = writeln!(out, "source = {}", q(url));
+                for (key, value) in [
+                    ("ldap_base", base),
+                    ("ldap_bind_dn", bind_dn),
+                    ("ldap_filter", filter),
+                ] {
+                    if let Some(v) = value {
+                        let _ = writeln!(out, "{key} = {}", q(v));
+                    }
+                }
+                if let Some(file) = password_file {
+                    let _ = writeln!(out, "ldap_password_file = {}", p(file));
+                }
+            }
+        }
+        if let Some(interval) = self.directory.reload_interval {
+            let _ = writeln!(out, "reload_interval = {}", d(interval));
+        }
+        let cutover = match self.cutover {
+            Cutover::Hold => "hold",
+            Cutover::Legacy => "legacy",
+        };
+        let _ = writeln!(out, "\n[migration]\ncutover = {}", q(cutover));
+        let retry: Vec<String> = self.queue.retry.iter().map(|r| d(*r)).collect();
+        let _ = writeln!(out, "\n[queue]\nretry = [{}]", retry.join(", "));
+        let _ = writeln!(
+            out,
+            "max_lifetime = {}\nquarantine_after = {}",
+            d(self.queue.max_lifetime),
+            self.queue.quarantine_after
+        );
+        let _ = writeln!(
+            out,
+            "\n[admin]\nlisten = {}",
+            q(&self.admin_listen.to_string())
+        );
+        out
+    }
+}
+
 fn duration(key: &str, value: Option<&str>, default: &str) -> anyhow::Result<Duration> {
     parse_duration(value.unwrap_or(default)).with_context(|| key.to_owned())
 }
@@ -540,6 +676,18 @@ mod tests {
             NextHop::Maildir(PathBuf::from("./ccgate-data/modern"))
         );
         assert_eq!(c.queue.retry.len(), 5);
+    }
+
+    #[test]
+    fn effective_config_reads_back_the_same() {
+        let c = Config::parse("data_dir = \"spool\"\n[legacy]\ndate_format = \"eu\"\n[modern]\nnext_hop = \"smtp://mx.example.test:2526\"\n[queue]\nretry = [\"90s\", \"2h\"]", Path::new("/etc/ccgate.toml")).unwrap();
+        let text = c.effective_toml();
+        let again = Config::parse(&text, Path::new("/etc/ccgate.toml")).unwrap();
+        assert_eq!(
+            again.effective_toml().lines().skip(1).collect::<Vec<_>>(),
+            text.lines().skip(1).collect::<Vec<_>>()
+        );
+        assert!(text.contains("retry = [\"90s\", \"2h\"]"), "{text}");
     }
 
     #[test]

@@ -1,25 +1,61 @@
-//! The `ccgate` binary.
+//! The `ccgate` binary: parse the command line, load the config, run one command.
+//!
+//! Exit codes (interface.md §1): 0 success, 1 the work found problems, 2 usage or I/O error.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cmd;
 mod config;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::cli::{Cli, Command, DialectArg};
+use crate::config::Config;
+
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with exit 0, usage errors to stderr.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("ccgate: {err:#}");
             ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
-    let _config = config::Config::load(cli.config.as_deref())?;
-    anyhow::bail!("command not implemented yet: {:?}", cli.command)
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Check { dialect, files } => {
+            let dialect = dialect.map(|d| match d {
+                DialectArg::Ie5 => ccgate_ccmail::Dialect::Ie5,
+                DialectArg::Ie8 => ccgate_ccmail::Dialect::Ie8,
+            });
+            cmd::check::run(&config, dialect, &files)
+        }
+        Command::Config => {
+            print!("{}", config.effective_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("this command is not available yet in this build: {other:?}"),
+    }
 }

@@ -31,7 +31,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, CoreError> {
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
     for (unit, per) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs >= per && secs % per == 0 {
+        if secs >= per && secs.is_multiple_of(per) {
             return format!("{}{unit}", secs / per);
         }
     }

@@ -1,0 +1,179 @@
+//! `ccgate check [--dialect ie5|ie8] FILE...`: read legacy files and report every message.
+//!
+//! One line per message on standard output (`file:line: ok ...`), one line per problem on
+//! standard error (`file:line:column: error: ...`, `... warning: ...`, `... ie8: ...`). Exit 1
+//! when any message is invalid (or, with `--dialect`, would be rejected by that Import), 2 when
+//! a file cannot be read.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use ccgate_ccmail::{
+    Dialect, ReadError, ReadMessage, ReadOptions, Reader, check_import, parse_directory,
+};
+
+use crate::config::Config;
+
+/// Totals over all files.
+#[derive(Debug, Default)]
+struct Tally {
+    messages: u64,
+    invalid: u64,
+    io_errors: u64,
+}
+
+/// Runs the command.
+pub fn run(
+    config: &Config,
+    dialect: Option<Dialect>,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let opts = ReadOptions {
+        date_order: config.legacy.date_format,
+        codepage: config.legacy.codepage,
+        ..ReadOptions::default()
+    };
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let mut tally = Tally::default();
+    for path in files {
+        if let Err(e) = check_file(path, &opts, dialect, &mut out, &mut err, &mut tally) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            writeln!(err, "{}: error: {e}", path.display())?;
+            tally.io_errors += 1;
+        }
+    }
+    out.flush()?;
+    writeln!(
+        err,
+        "checked {} messages: {} invalid",
+        tally.messages, tally.invalid
+    )?;
+    Ok(if tally.io_errors > 0 {
+        ExitCode::from(2)
+    } else if tally.invalid > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn check_file(
+    path: &Path,
+    opts: &ReadOptions,
+    dialect: Option<Dialect>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+    tally: &mut Tally,
+) -> io::Result<()> {
+    let name = path.display();
+    let mut file = File::open(path)?;
+    // A directory file starts with `Name:`; a message file with `Message:`.
+    let mut head = [0u8; 512];
+    let n = read_up_to(&mut file, &mut head)?;
+    let first = head
+        .get(..n)
+        .unwrap_or_default()
+        .split(|b| *b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace));
+    if first.is_some_and(|l| {
+        l.len() >= 5 && l.get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"name:"))
+    }) {
+        let mut bytes = head.get(..n).unwrap_or_default().to_vec();
+        file.read_to_end(&mut bytes)?;
+        let (entries, errors) = parse_directory(&bytes, opts.codepage);
+        for error in &errors {
+            writeln!(err, "{name}:{}: error: {}", error.position, error.kind)?;
+        }
+        writeln!(
+            out,
+            "{name}: directory: {} entries, {} errors",
+            entries.len(),
+            errors.len()
+        )?;
+        tally.messages += entries.len() as u64;
+        tally.invalid += errors.len() as u64;
+        return Ok(());
+    }
+    let reader = Reader::new(
+        io::Cursor::new(head.get(..n).unwrap_or_default().to_vec()).chain(file),
+        opts.clone(),
+    );
+    for result in reader {
+        tally.messages += 1;
+        match result {
+            Ok(read) => report(&name, &read, dialect, out, err, tally)?,
+            Err(ReadError::Parse { error, .. }) => {
+                tally.invalid += 1;
+                writeln!(err, "{name}:{}: error: {}", error.position, error.kind)?;
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+            Err(other) => return Err(io::Error::other(other.to_string())),
+        }
+    }
+    Ok(())
+}
+
+fn report(
+    name: &impl std::fmt::Display,
+    read: &ReadMessage,
+    dialect: Option<Dialect>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+    tally: &mut Tally,
+) -> io::Result<()> {
+    let line = read.position.line;
+    for diag in &read.diagnostics {
+        writeln!(err, "{name}:{}: warning: {}", diag.position, diag.message)?;
+    }
+    let mut rejected = false;
+    if let Some(dialect) = dialect {
+        let label = match dialect {
+            Dialect::Ie5 => "ie5",
+            Dialect::Ie8 => "ie8",
+        };
+        for reject in check_import(&read.message, read.header_bytes, dialect) {
+            rejected |= reject.is_rejected();
+            let severity = if reject.is_rejected() {
+                "rejected"
+            } else {
+                "note"
+            };
+            writeln!(err, "{name}:{line}:1: {label} {severity}: {reject}")?;
+        }
+    }
+    if rejected {
+        tally.invalid += 1;
+        return Ok(());
+    }
+    let msg = &read.message;
+    writeln!(
+        out,
+        "{name}:{line}: ok: from {:?}, {} recipients, subject {:?}, {} items, {} bytes{}",
+        msg.from().unwrap_or(""),
+        msg.recipients().count(),
+        msg.subject().unwrap_or(""),
+        msg.items.len(),
+        read.len,
+        if read.sized { ", sized" } else { "" }
+    )
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(buf.get_mut(n..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

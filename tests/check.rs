@@ -1,0 +1,118 @@
+//! `ccgate check`: verdicts, positions and exit codes on real files.
+
+use std::io::Write as _;
+
+use crate::util::{assert_no_crash, data, run, texts};
+
+#[test]
+fn good_files_exit_0_with_one_line_per_message() {
+    let file = data("ok/002.txt");
+    let out = run(&["check", file.to_str().unwrap()]);
+    assert_no_crash(&out);
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].ends_with("ok/002.txt:1: ok: from \"Smith, Jimmy at Site 1\", 5 recipients, subject \"Lunch, Friday\", 1 items, 279 bytes"), "{}", lines[0]);
+    assert!(lines[1].contains("ok/002.txt:18: ok:"), "{}", lines[1]);
+}
+
+#[test]
+fn broken_messages_give_file_line_column_and_exit_1() {
+    let file = data("malformed/001.txt");
+    let out = run(&["check", file.to_str().unwrap()]);
+    assert_no_crash(&out);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("malformed/001.txt:14:1: error: missing 'Contents:' before an item line"),
+        "{stderr}"
+    );
+    // The good messages around the broken one are still read.
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+}
+
+#[test]
+fn dialect_ie8_flags_what_import_rejects() {
+    let file = data("ok/008.txt");
+    let plain = run(&["check", file.to_str().unwrap()]);
+    assert_eq!(plain.status.code(), Some(0));
+    let ie5 = run(&["check", "--dialect", "ie5", file.to_str().unwrap()]);
+    assert_eq!(ie5.status.code(), Some(0), "Import 5 takes brackets");
+    let ie8 = run(&["check", "--dialect", "ie8", file.to_str().unwrap()]);
+    let (_, stderr) = texts(&ie8);
+    assert_eq!(ie8.status.code(), Some(1));
+    assert!(stderr.contains("ok/008.txt:1:1: ie8 rejected: From: \",User [SMTP:User@Domain.com] at EXSITE\" holds '[' or ']'"), "{stderr}");
+}
+
+#[test]
+fn unreadable_file_exits_2_and_usage_errors_exit_2() {
+    let out = run(&["check", "/nonexistent/ccgate-test.txt"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        texts(&out)
+            .1
+            .contains("/nonexistent/ccgate-test.txt: error:")
+    );
+    assert_eq!(
+        run(&["check", "--dialect", "ie9", "x"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(run(&["check"]).status.code(), Some(2));
+}
+
+#[test]
+fn directory_files_are_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ccmdir.exp");
+    std::fs::write(
+        &path,
+        "Name: Doe, Jane\r\nLocn: L\r\nAddr: HQ\r\n\r\nName: Bad\r\nLocn: Z\r\n",
+    )
+    .unwrap();
+    let out = run(&["check", path.to_str().unwrap()]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("directory: 2 entries, 1 errors"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("ccmdir.exp:6:7: error: location code \"Z\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hostile_bytes_never_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed: u64 = 0x5eed;
+    for n in 0..20 {
+        let path = dir.path().join(format!("hostile-{n}.txt"));
+        let mut f = std::fs::File::create(&path).unwrap();
+        let mut bytes = b"Message:\r\n99999999999999999\r\nFrom: A at HQ\r\nContents:\r\nText item:\r\n4294967296\r\n".to_vec();
+        for _ in 0..4096 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let pick = (seed >> 33) as usize;
+            let tokens: [&[u8]; 8] = [
+                b"Message:\r\n",
+                b"Contents:\r\n",
+                b"Text item:\r\n",
+                b"\r\n",
+                b"\n",
+                b"12\r\n",
+                b":",
+                b"\0",
+            ];
+            if pick.is_multiple_of(3) {
+                bytes.extend_from_slice(tokens[pick % tokens.len()]);
+            } else {
+                bytes.push((pick >> 8) as u8);
+            }
+        }
+        f.write_all(&bytes).unwrap();
+        let out = run(&["check", "--dialect", "ie8", path.to_str().unwrap()]);
+        assert_no_crash(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    }
+}
