@@ -1,0 +1,3 @@
+//! One module per command of the public interface.
+
+pub mod check;
