@@ -1,1 +1,37 @@
-//! x
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod bounce;
+mod clock;
+mod control;
+mod error;
+mod outcome;
+mod record;
+mod recover;
+mod schedule;
+mod spool;
+mod state;
+mod store;
+mod view;
+
+pub use admin::{
+    AdminReport, AdminRequest, Filter, HistoryEntry, MessageDetail, MessageInfo, QueueState,
+    RecipientInfo, Summary, SummaryRow,
+};
+pub use bounce::{DsnInput, DsnRecipient, build_dsn, header_section, rfc5322_date};
+pub use clock::now;
+pub use control::{Via, admin_request};
+pub use error::{QueueError, Result};
+pub use outcome::{DeliveryError, DeliveryResult, FailureScope, Severity, StatusCode};
+pub use record::{AdminAction, MAX_BODY_LEN, MAX_RECORD_LEN, RcptState};
+pub use recover::{Discarded, RecoveryReport};
+pub use schedule::{
+    AGE_BUCKETS, DeadPolicy, LaneHealth, LaneStatus, RetryPolicy, age_bucket, retry_delay,
+};
+pub use spool::{
+    Completion, LaneInfo, Lease, LeaseId, LeasedRecipient, Route, Spool, SpoolOptions, TickReport,
+    Unrouted, spool_dir,
+};
+pub use view::QueueView;

@@ -1,0 +1,186 @@
+//! Admin requests from other processes: how `ccgate queue hold|release|retry|delete|requeue`
+//! reaches a running `ccgate run`.
+//!
+//! Only the owner of the spool (the holder of its `lock` file) writes the journal. Another
+//! process that wants to change the queue:
+//!
+//! 1. tries to take the lock itself; if it gets it, nobody is running: it opens the spool,
+//!    carries out the request directly, and closes it;
+//! 2. otherwise writes its request as JSON to `control/<id>.req` (via `tmp/`, fsynced, renamed)
+//!    and waits for `control/<id>.done`, which the owner writes after the request's journal
+//!    records are durable ([`crate::Spool::tick`] polls the folder about once a second);
+//! 3. while waiting, keeps trying the lock: if the owner stops first, the waiting process
+//!    takes over and carries out every pending request itself, so none is lost.
+//!
+//! Reading (`list`, `show`, `summary`) never needs the lock: see [`crate::QueueView`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use ccgate_core::QueueId;
+
+use crate::admin::{AdminReport, AdminRequest};
+use crate::error::{IoContext, QueueError, Result};
+use crate::spool::{Spool, SpoolOptions};
+use crate::store::{self, Dirs};
+
+/// Suffix of a pending request.
+const REQUEST_SUFFIX: &str = ".req";
+/// Suffix of an answered request.
+const DONE_SUFFIX: &str = ".done";
+/// Answers nobody collected are removed after this long.
+const STALE_ANSWER: Duration = Duration::from_secs(3600);
+/// How often a waiting process looks for its answer.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How an admin request was carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// This process owned the spool (nothing else was running).
+    Direct,
+    /// The running owner carried it out.
+    Owner,
+}
+
+/// Carries out an admin request on the spool in `dir`, whether or not another process owns
+/// it (see the module docs). `timeout` bounds the wait for a running owner.
+///
+/// # Errors
+/// [`QueueError::NoAnswer`] if the owner did not answer in time (the request stays queued and
+/// will still be carried out); [`QueueError::Io`] and the errors of [`Spool::open`].
+pub fn admin_request(
+    dir: &Path,
+    options: &SpoolOptions,
+    request: &AdminRequest,
+    timeout: Duration,
+) -> Result<(AdminReport, Via)> {
+    if let Some(report) = try_directly(dir, options, Some(request))? {
+        return Ok((report, Via::Direct));
+    }
+    let dirs = Dirs::new(dir);
+    let name = QueueId::generate().to_string();
+    let req_path = dirs.control.join(format!("{name}{REQUEST_SUFFIX}"));
+    let done_path = dirs.control.join(format!("{name}{DONE_SUFFIX}"));
+    let json = serde_json::to_vec(request).map_err(|e| QueueError::BadControl {
+        path: req_path.clone(),
+        reason: e.to_string(),
+    })?;
+    store::write_durably(&dirs.tmp, &req_path, &json)?;
+    let started = Instant::now();
+    let mut last_lock_try = Instant::now();
+    loop {
+        if let Some(report) = take_answer(&done_path)? {
+            return Ok((report, Via::Owner));
+        }
+        if started.elapsed() >= timeout {
+            return Err(QueueError::NoAnswer {
+                path: req_path,
+                waited: timeout,
+            });
+        }
+        if last_lock_try.elapsed() >= Duration::from_secs(1) {
+            last_lock_try = Instant::now();
+            // The owner may have stopped: then we carry out the pending requests ourselves.
+            if try_directly(dir, options, None)?.is_some()
+                && let Some(report) = take_answer(&done_path)?
+            {
+                return Ok((report, Via::Direct));
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Opens the spool if nobody owns it, carries out `request` (if any) and every pending
+/// request, and closes it. `None` when another process owns it.
+fn try_directly(
+    dir: &Path,
+    options: &SpoolOptions,
+    request: Option<&AdminRequest>,
+) -> Result<Option<AdminReport>> {
+    let spool = match Spool::open(dir, options.clone()) {
+        Ok(s) => s,
+        Err(QueueError::Locked { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let now = crate::clock::now();
+    process(&spool, now)?;
+    let report = match request {
+        Some(r) => spool.admin(r, now)?,
+        None => AdminReport::default(),
+    };
+    spool.close()?;
+    Ok(Some(report))
+}
+
+/// Reads and removes an answer, if it is there.
+fn take_answer(path: &Path) -> Result<Option<AdminReport>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(path),
+    };
+    let report = serde_json::from_slice(&bytes).map_err(|e| QueueError::BadControl {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    fs::remove_file(path).at(path)?;
+    Ok(Some(report))
+}
+
+/// Carries out every pending request in `control/` (owner side); returns how many.
+pub(crate) fn process(spool: &Spool, now: SystemTime) -> Result<usize> {
+    let dirs = spool.dirs();
+    let mut requests: Vec<(String, PathBuf)> = Vec::new();
+    let entries = match fs::read_dir(&dirs.control) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).at(&dirs.control),
+    };
+    for entry in entries {
+        let entry = entry.at(&dirs.control)?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(REQUEST_SUFFIX) {
+            requests.push((stem.to_owned(), path.clone()));
+        } else if name.ends_with(DONE_SUFFIX) {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > STALE_ANSWER);
+            if stale {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+    requests.sort();
+    for (stem, path) in &requests {
+        let report = match fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice::<AdminRequest>(&bytes) {
+                Ok(request) => spool.admin(&request, now)?,
+                Err(e) => AdminReport {
+                    error: Some(format!("{}: invalid request: {e}", path.display())),
+                    ..AdminReport::default()
+                },
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).at(path),
+        };
+        let json = serde_json::to_vec(&report).map_err(|e| QueueError::BadControl {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let done = dirs.control.join(format!("{stem}{DONE_SUFFIX}"));
+        store::write_durably(&dirs.tmp, &done, &json)?;
+        fs::remove_file(path).at(path)?;
+    }
+    if !requests.is_empty() {
+        store::sync_dir(&dirs.control)?;
+    }
+    Ok(requests.len())
+}

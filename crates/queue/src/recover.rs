@@ -1,0 +1,393 @@
+//! Reading the journal back: recovery on open, read-only views, per-message history.
+//!
+//! The journal segments are replayed in order through [`State::apply`]. What was never
+//! acknowledged is discarded and reported: a frame cut short at the end of a segment (a torn
+//! write), a frame whose checksum or commit marker is wrong (the reader resynchronises on the
+//! next valid frame), a second enqueue of an id already queued, files left in `tmp/`. The
+//! owner also truncates torn tails so the next recovery starts clean.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ccgate_core::QueueId;
+
+use crate::error::{IoContext, QueueError, Result};
+use crate::record::{self, BodyRef, Frame, Record};
+use crate::state::{Applied, LaneLimits, State};
+use crate::store::Dirs;
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Messages in the queue after recovery.
+    pub messages: usize,
+    /// Journal segments read.
+    pub journal_segments: usize,
+    /// Journal records applied.
+    pub records: u64,
+    /// Bytes discarded because they were torn or corrupt (never acknowledged).
+    pub discarded: Vec<Discarded>,
+    /// Ids enqueued a second time (the second record was ignored).
+    pub duplicates: Vec<QueueId>,
+    /// Messages whose delivery attempt was in flight when the spool stopped: the attempt
+    /// counts as a crash and the recipients are retried (at-least-once).
+    pub interrupted: Vec<QueueId>,
+    /// Messages set aside by recovery (body missing, or crash limit reached), with the reason.
+    pub quarantined: Vec<(QueueId, String)>,
+    /// Incomplete temporary files removed (segments or control requests never renamed).
+    pub removed_tmp: Vec<PathBuf>,
+    /// Data segments removed because no queued message uses them any more.
+    pub removed_segments: Vec<PathBuf>,
+    /// How long recovery took.
+    pub elapsed: Duration,
+}
+
+impl RecoveryReport {
+    /// True when nothing was discarded, duplicated, interrupted or set aside.
+    pub fn is_clean(&self) -> bool {
+        self.discarded.is_empty()
+            && self.duplicates.is_empty()
+            && self.interrupted.is_empty()
+            && self.quarantined.is_empty()
+            && self.removed_tmp.is_empty()
+    }
+
+    /// One line per finding, for logs.
+    pub fn findings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in &self.discarded {
+            out.push(format!(
+                "{}: discarded {} bytes at offset {}: {}",
+                d.path.display(),
+                d.len,
+                d.offset,
+                d.reason
+            ));
+        }
+        for id in &self.duplicates {
+            out.push(format!(
+                "queue id {id}: enqueued twice; kept the first record"
+            ));
+        }
+        for id in &self.interrupted {
+            out.push(format!(
+                "queue id {id}: delivery was in flight when the spool stopped; it will be retried (it may be delivered twice)"
+            ));
+        }
+        for (id, reason) in &self.quarantined {
+            out.push(format!("queue id {id}: quarantined: {reason}"));
+        }
+        for p in &self.removed_tmp {
+            out.push(format!(
+                "{}: incomplete temporary file removed",
+                p.display()
+            ));
+        }
+        out
+    }
+}
+
+/// Bytes recovery threw away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discarded {
+    /// The journal segment.
+    pub path: PathBuf,
+    /// Where the bad bytes start.
+    pub offset: u64,
+    /// How many bytes.
+    pub len: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Who is replaying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The owner: truncates torn tails.
+    Owner,
+    /// A read-only view: changes nothing; tolerates segments appearing and vanishing.
+    Reader,
+}
+
+/// Replays every journal segment into a fresh state.
+pub(crate) fn replay(
+    dirs: &Dirs,
+    limits: LaneLimits,
+    mode: Mode,
+) -> Result<(State, RecoveryReport, u32)> {
+    let mut state = State::new(limits);
+    let mut report = RecoveryReport::default();
+    let mut buf = Vec::new();
+    // The segment read last and how far: a reader comes back to it for records appended
+    // while it read later segments.
+    let mut last: Option<(u32, u64)> = None;
+    loop {
+        let segments = dirs.journal_segments()?;
+        let newest = segments.last().map(|(s, _)| *s);
+        for (seq, path) in &segments {
+            let start = match last {
+                Some((s, _)) if *seq < s => continue,
+                Some((s, off)) if *seq == s => off,
+                _ => 0,
+            };
+            let Some(read) = read_from(path, start, &mut buf, mode)? else {
+                continue; // Removed by compaction after we listed it: its records live on later.
+            };
+            if start == 0 {
+                report.journal_segments += 1;
+            }
+            let end = if read == 0 {
+                start
+            } else {
+                let is_last = Some(*seq) == newest;
+                let at = SegmentAt {
+                    path,
+                    seq: *seq,
+                    base: start,
+                    is_last,
+                    mode,
+                };
+                replay_segment(&mut state, &mut report, &at, &buf)?
+            };
+            state.journal_sizes.insert(*seq, end);
+            last = Some((*seq, end));
+        }
+        if mode == Mode::Owner {
+            break;
+        }
+        // A reader goes round again only if the writer moved on to a new segment meanwhile
+        // (then it also picks up what was appended to the one it read last).
+        let again = dirs.journal_segments()?;
+        if again.last().map(|(s, _)| *s) <= last.map(|(s, _)| s) {
+            break;
+        }
+    }
+    let last_seq = last.map_or(0, |(s, _)| s);
+    report.messages = state.messages.len();
+    Ok((state, report, last_seq))
+}
+
+/// Reads a segment from `start` into `buf`; `None` if it no longer exists.
+fn read_from(path: &Path, start: u64, buf: &mut Vec<u8>, mode: Mode) -> Result<Option<usize>> {
+    buf.clear();
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == Mode::Reader => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e).at(path),
+    };
+    if start > 0 {
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start)).at(path)?;
+    }
+    let n = file.read_to_end(buf).at(path)?;
+    Ok(Some(n))
+}
+
+/// Which segment a buffer was read from, and from where.
+#[derive(Debug, Clone, Copy)]
+struct SegmentAt<'a> {
+    path: &'a Path,
+    seq: u32,
+    base: u64,
+    /// The newest segment listed (a reader sees its tail being written).
+    is_last: bool,
+    mode: Mode,
+}
+
+/// Applies the frames of one segment (from byte `base`); returns the offset of the end of
+/// the last good frame.
+fn replay_segment(
+    state: &mut State,
+    report: &mut RecoveryReport,
+    at: &SegmentAt<'_>,
+    buf: &[u8],
+) -> Result<u64> {
+    let SegmentAt {
+        path,
+        seq,
+        base,
+        is_last,
+        mode,
+    } = *at;
+    let mut pos = 0usize;
+    let mut good_end = 0usize;
+    while pos < buf.len() {
+        let rest = buf.get(pos..).unwrap_or_default();
+        match record::check_frame(rest) {
+            Frame::Complete {
+                type_code,
+                payload,
+                len,
+            } => {
+                match Record::decode_payload(type_code, payload) {
+                    Ok(rec) => {
+                        let rec_len = u32::try_from(len).unwrap_or(u32::MAX);
+                        match state.apply(&rec, seq, rec_len) {
+                            Applied::Duplicate => {
+                                if let Some(id) = rec.queue_id() {
+                                    report.duplicates.push(id);
+                                }
+                            }
+                            Applied::Ok | Applied::Unknown => {}
+                        }
+                        report.records += 1;
+                    }
+                    Err(reason) => report.discarded.push(Discarded {
+                        path: path.to_path_buf(),
+                        offset: base + pos as u64,
+                        len: len as u64,
+                        reason: format!("record type {type_code} cannot be decoded: {reason}"),
+                    }),
+                }
+                pos += len;
+                good_end = pos;
+            }
+            Frame::Incomplete => {
+                if mode == Mode::Reader && is_last {
+                    // Most likely being written right now.
+                    return Ok(base + good_end as u64);
+                }
+                report.discarded.push(Discarded {
+                    path: path.to_path_buf(),
+                    offset: base + pos as u64,
+                    len: (buf.len() - pos) as u64,
+                    reason: "incomplete record at the end (torn write, never acknowledged)"
+                        .to_owned(),
+                });
+                break;
+            }
+            Frame::Invalid(reason) => {
+                // Resynchronise on the next frame that checks out.
+                let next = (pos + 1..buf.len()).find(|&p| {
+                    buf.get(p..p + 2) == Some(&record::JOURNAL_MAGIC[..])
+                        && matches!(
+                            record::check_frame(buf.get(p..).unwrap_or_default()),
+                            Frame::Complete { .. }
+                        )
+                });
+                let stop = next.unwrap_or(buf.len());
+                if mode == Mode::Reader && is_last && next.is_none() {
+                    return Ok(base + good_end as u64);
+                }
+                report.discarded.push(Discarded {
+                    path: path.to_path_buf(),
+                    offset: base + pos as u64,
+                    len: (stop - pos) as u64,
+                    reason: format!("corrupt record ({reason})"),
+                });
+                if next.is_none() {
+                    break;
+                }
+                pos = stop;
+            }
+        }
+    }
+    let good_end = base + good_end as u64;
+    let total = base + buf.len() as u64;
+    if mode == Mode::Owner && good_end < total {
+        // Cut the torn tail so the next append and the next recovery start clean.
+        let f = OpenOptions::new().write(true).open(path).at(path)?;
+        f.set_len(good_end).at(path)?;
+        f.sync_all().at(path)?;
+    }
+    Ok(good_end)
+}
+
+/// Removes every file in `tmp/` (writes that never reached their rename).
+pub(crate) fn clean_tmp(dirs: &Dirs, report: &mut RecoveryReport) -> Result<()> {
+    for dir in [&dirs.tmp, &dirs.control] {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).at(dir),
+        };
+        for entry in entries {
+            let entry = entry.at(dir)?;
+            let path = entry.path();
+            let is_tmp = dir == &dirs.tmp || path.extension().is_some_and(|e| e == "tmp");
+            if is_tmp && path.is_file() {
+                fs::remove_file(&path).at(&path)?;
+                report.removed_tmp.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads and checks a message body.
+pub(crate) fn read_body(dirs: &Dirs, id: QueueId, body: &BodyRef) -> Result<Vec<u8>> {
+    let path = dirs.data_path(body.seg);
+    let file = File::open(&path).at(&path)?;
+    let len = usize::try_from(body.frame_end().saturating_sub(body.offset)).map_err(|_| {
+        QueueError::CorruptBody {
+            id,
+            path: path.clone(),
+            offset: body.offset,
+            reason: "length out of range",
+        }
+    })?;
+    let mut frame = vec![0; len];
+    file.read_exact_at(&mut frame, body.offset)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => QueueError::CorruptBody {
+                id,
+                path: path.clone(),
+                offset: body.offset,
+                reason: "segment ends before the body does",
+            },
+            _ => QueueError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+    record::check_body_frame(&frame, id, body).map_err(|reason| QueueError::CorruptBody {
+        id,
+        path: path.clone(),
+        offset: body.offset,
+        reason,
+    })?;
+    frame.truncate(len.saturating_sub(record::BODY_TRAILER_LEN));
+    frame.drain(..record::BODY_HEADER_LEN.min(frame.len()));
+    Ok(frame)
+}
+
+/// Every journal record about one message, oldest first (for `queue show`).
+pub(crate) fn history(dirs: &Dirs, id: QueueId) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for (_, path) in dirs.journal_segments()? {
+        if read_from(&path, 0, &mut buf, Mode::Reader)?.is_none() {
+            continue;
+        }
+        let mut pos = 0;
+        while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
+            match record::check_frame(rest) {
+                Frame::Complete {
+                    type_code,
+                    payload,
+                    len,
+                } => {
+                    if let Ok(rec) = Record::decode_payload(type_code, payload) {
+                        let about = match &rec {
+                            Record::Enqueue(m) | Record::Snapshot(m) => {
+                                m.id == id || m.bounce_for.as_ref().is_some_and(|(of, _)| *of == id)
+                            }
+                            other => other.queue_id() == Some(id),
+                        };
+                        if about {
+                            out.push(rec);
+                        }
+                    }
+                    pos += len;
+                }
+                Frame::Incomplete => break,
+                Frame::Invalid(_) => pos += 1,
+            }
+        }
+    }
+    Ok(out)
+}

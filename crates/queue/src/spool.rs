@@ -1,0 +1,1576 @@
+//! The spool: the owning process's handle on the queue.
+//!
+//! [`Spool::open`] takes the spool's lock file (one owner at a time), recovers the journal, and
+//! starts the group-commit writer. The server then drives it:
+//!
+//! - [`Spool::enqueue`] when a message is accepted (returns once it is durable: answer 250 then);
+//! - [`Spool::lease`] per lane to get due work, [`Spool::complete`] with typed results, or
+//!   [`Spool::abandon`] on a clean shutdown;
+//! - [`Spool::unrouted`] and [`Spool::route`] for bounces and requeued messages;
+//! - [`Spool::tick`] about once a second: lease timeouts, admin requests from other processes,
+//!   owed bounces, compaction and clean-up.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+
+use crate::admin::{
+    AdminReport, AdminRequest, Filter, HistoryEntry, MessageDetail, MessageInfo, Summary,
+};
+use crate::bounce::{self, DsnInput, DsnRecipient};
+use crate::error::{IoContext, QueueError, Result};
+use crate::outcome::{DeliveryError, DeliveryResult, FailureScope, Severity, StatusCode};
+use crate::record::{
+    AdminAction, BodyRef, ErrorRec, MAX_BODY_LEN, MAX_STRING_LEN, MessageRec, RcptRec, RcptResult,
+    RcptState, Record, ResultKind, RouteRec,
+};
+use crate::recover::{self, Mode, RecoveryReport};
+use crate::schedule::{
+    self, DeadPolicy, LaneStatus, RetryPolicy, duration_ms, from_ms, jitter_seed, to_ms,
+};
+use crate::state::{BOUNCE_BUILDING, BOUNCE_QUEUED, LaneLimits, LeaseInfo as LeaseSlot, State};
+use crate::store::{self, Dirs, Request, SegmentLimits, Shared, Writer, lock};
+use crate::{clock, control};
+
+/// How the spool behaves. [`SpoolOptions::default`] matches the documented defaults.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    /// Retry schedule and expiry (`[queue] retry`, `max_lifetime`).
+    pub retry: RetryPolicy,
+    /// Crashes or timeouts of one message before it is quarantined (`[queue] quarantine_after`).
+    pub quarantine_after: u32,
+    /// How long a leased attempt may run before it counts as hung.
+    pub attempt_timeout: Duration,
+    /// Concurrency limit per lane; lanes not listed get `default_concurrency`.
+    pub lanes: HashMap<String, u32>,
+    /// Concurrency limit of lanes not listed in `lanes`.
+    pub default_concurrency: u32,
+    /// When a lane is marked dead.
+    pub dead: DeadPolicy,
+    /// This gateway's host name, for bounces.
+    pub reporting_mta: String,
+    /// Journal segments are rotated past this size.
+    pub journal_segment_bytes: u64,
+    /// Data segments are rotated past this size.
+    pub data_segment_bytes: u64,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy {
+                retry: [60, 300, 900, 3600, 14_400]
+                    .map(Duration::from_secs)
+                    .to_vec(),
+                max_lifetime: Duration::from_secs(5 * 86_400),
+            },
+            quarantine_after: 5,
+            attempt_timeout: Duration::from_secs(600),
+            lanes: HashMap::new(),
+            default_concurrency: 20,
+            dead: DeadPolicy {
+                dead_after: 3,
+                cooloff: Duration::from_secs(300),
+                max_cooloff: Duration::from_secs(3600),
+            },
+            reporting_mta: "localhost".to_owned(),
+            journal_segment_bytes: 64 << 20,
+            data_segment_bytes: 128 << 20,
+        }
+    }
+}
+
+/// Where one recipient goes: the routing decision made before enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The destination lane, e.g. `"modern"` or `"legacy"`.
+    pub destination: String,
+    /// The address to deliver to (after rewriting); the envelope's address is kept as the
+    /// original recipient.
+    pub deliver_to: EmailAddress,
+    /// Hold this recipient instead of delivering it (a user being migrated).
+    pub hold: bool,
+}
+
+impl Route {
+    /// Deliver to `deliver_to` through `destination`.
+    pub fn new(destination: impl Into<String>, deliver_to: EmailAddress) -> Self {
+        Self {
+            destination: destination.into(),
+            deliver_to,
+            hold: false,
+        }
+    }
+
+    /// The same route, but held.
+    #[must_use]
+    pub fn held(mut self) -> Self {
+        self.hold = true;
+        self
+    }
+}
+
+/// The identity of one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseId(pub u64);
+
+impl std::fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Due work handed to a delivery agent: one message, the recipients due in one lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// This attempt.
+    pub id: LeaseId,
+    /// The message.
+    pub queue_id: QueueId,
+    /// The lane.
+    pub lane: String,
+    /// The envelope sender.
+    pub sender: ReversePath,
+    /// The recipients to deliver to, in this attempt.
+    pub recipients: Vec<LeasedRecipient>,
+    /// After this the attempt counts as hung (and the recipients are retried).
+    pub deadline: SystemTime,
+    /// For a bounce: the message it reports on.
+    pub bounce_of: Option<QueueId>,
+    body: BodyRef,
+}
+
+/// One recipient of a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedRecipient {
+    /// Its index in the message (stable for the message's life).
+    pub index: u16,
+    /// The address to deliver to.
+    pub address: EmailAddress,
+    /// The address as received, when routing rewrote it.
+    pub original: Option<EmailAddress>,
+    /// Attempts made before this one.
+    pub attempts: u16,
+}
+
+/// What [`Spool::complete`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// The bounce queued for recipients that failed permanently, if any.
+    pub bounce: Option<QueueId>,
+    /// The message has left the queue (every recipient final, bounce queued).
+    pub finished: bool,
+    /// The lease had already timed out; only deliveries were recorded.
+    pub late: bool,
+}
+
+/// What [`Spool::tick`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Attempts that ran past their deadline (counted as crashes).
+    pub timed_out: Vec<QueueId>,
+    /// Messages quarantined in this tick.
+    pub quarantined: Vec<QueueId>,
+    /// Bounces queued in this tick.
+    pub bounces: Vec<QueueId>,
+    /// Admin requests from other processes carried out.
+    pub control_requests: usize,
+    /// Journal segments removed by compaction.
+    pub compacted_segments: usize,
+    /// Data segments removed because no message uses them.
+    pub removed_data_segments: usize,
+}
+
+/// A message waiting for the router (a bounce, or requeued by an administrator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrouted {
+    /// The message.
+    pub queue_id: QueueId,
+    /// Its envelope sender.
+    pub sender: ReversePath,
+    /// Unfinished recipients: index and the address to route (as originally received).
+    pub recipients: Vec<(u16, EmailAddress)>,
+}
+
+/// A lane as the server sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneInfo {
+    /// The destination name.
+    pub name: String,
+    /// Its concurrency limit.
+    pub limit: u32,
+    /// Attempts running now.
+    pub in_flight: u32,
+    /// Alive, dead (cooling off) or probing.
+    pub status: LaneStatus,
+}
+
+/// The owning handle on a spool directory. See the crate docs for the design.
+#[derive(Debug)]
+pub struct Spool {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    options: SpoolOptions,
+    report: RecoveryReport,
+    _lock: File,
+}
+
+/// Messages snapshotted per state-lock hold during compaction.
+const COMPACTION_CHUNK: usize = 4096;
+/// Owed bounces built per tick.
+const BOUNCES_PER_TICK: usize = 256;
+/// Due entries of a dead lane deferred per `lease` call.
+const DEAD_LANE_BATCH: usize = 10_000;
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir`, recovers it and starts the writer.
+    ///
+    /// # Errors
+    /// [`QueueError::Locked`] if another process (or handle) owns the spool;
+    /// [`QueueError::Io`] if the folder cannot be read or written;
+    /// [`QueueError::InvalidOption`] for unusable options.
+    pub fn open(dir: &Path, options: SpoolOptions) -> Result<Self> {
+        check_options(&options)?;
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).at(dir)?;
+        let dirs = Dirs::new(dir);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&dirs.lock)
+            .at(&dirs.lock)?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(QueueError::Locked { path: dirs.lock }),
+            Err(TryLockError::Error(e)) => return Err(e).at(&dirs.lock),
+        }
+        dirs.create()?;
+
+        let mut report = RecoveryReport::default();
+        recover::clean_tmp(&dirs, &mut report)?;
+        let limits = LaneLimits {
+            limits: options.lanes.clone(),
+            default: options.default_concurrency,
+        };
+        let (mut state, replayed, last_journal) = recover::replay(&dirs, limits, Mode::Owner)?;
+        report.journal_segments = replayed.journal_segments;
+        report.records = replayed.records;
+        report.discarded = replayed.discarded;
+        report.duplicates = replayed.duplicates;
+
+        // Bodies must be where the journal says.
+        let data_segments = dirs.data_segments()?;
+        let mut sizes = HashMap::new();
+        for (seq, path) in &data_segments {
+            let len = std::fs::metadata(path).at(path)?.len();
+            sizes.insert(*seq, len);
+        }
+        let now = clock::now();
+        let now_ms = to_ms(now);
+        let mut recovery_records = Vec::new();
+        let mut in_flight: Vec<(QueueId, u64)> = Vec::new();
+        for (id, msg) in &state.messages {
+            let body_ok = sizes
+                .get(&msg.body.seg)
+                .is_some_and(|len| *len >= msg.body.frame_end());
+            if !body_ok && msg.quarantine().is_none() {
+                let reason = format!(
+                    "stored message body missing or truncated ({})",
+                    dirs.data_path(msg.body.seg).display()
+                );
+                report.quarantined.push((*id, reason.clone()));
+                recovery_records.push(Record::Crash {
+                    id: *id,
+                    lease: 0,
+                    at_ms: now_ms,
+                    next_ms: now_ms,
+                    reason,
+                    quarantine: true,
+                });
+            }
+            for r in msg.rcpts.iter() {
+                if r.lease != 0 && !in_flight.contains(&(*id, r.lease)) {
+                    in_flight.push((*id, r.lease));
+                }
+            }
+        }
+        for (id, lease) in in_flight {
+            let Some(msg) = state.messages.get(&id) else {
+                continue;
+            };
+            let failures = msg
+                .rcpts
+                .iter()
+                .filter(|r| r.lease == lease)
+                .map(|r| u32::from(r.attempts) + 1)
+                .max()
+                .unwrap_or(1);
+            let quarantine = u32::from(msg.crashes) + 1 >= options.quarantine_after;
+            let reason = "delivery attempt interrupted: the spool stopped while it ran".to_owned();
+            if quarantine {
+                report.quarantined.push((id, reason.clone()));
+            }
+            report.interrupted.push(id);
+            recovery_records.push(Record::Crash {
+                id,
+                lease,
+                at_ms: now_ms,
+                next_ms: schedule::next_attempt_ms(
+                    now_ms,
+                    msg.arrival_ms,
+                    &options.retry,
+                    failures,
+                    jitter_seed(id, 0, failures),
+                ),
+                reason,
+                quarantine,
+            });
+        }
+
+        // New segments for this run: what came before is never appended to again.
+        let journal = store::new_journal_segment(&dirs, last_journal.saturating_add(1))?;
+        let data_seq = data_segments.last().map_or(1, |(s, _)| s.saturating_add(1));
+        let data = store::new_data_segment(&dirs, data_seq)?;
+        state.active_journal = journal.seq;
+        state.active_data = data.seq;
+        state.journal_sizes.insert(journal.seq, journal.len);
+        state.data_live.entry(data.seq).or_default();
+        state.build_index();
+
+        // Data segments no queued message uses (their removals are already in the journal).
+        for (seq, path) in &data_segments {
+            if state.data_live.get(seq).copied().unwrap_or(0) == 0 {
+                std::fs::remove_file(path).at(path)?;
+                state.data_live.remove(seq);
+                report.removed_segments.push(path.clone());
+            }
+        }
+        if !report.removed_segments.is_empty() {
+            store::sync_dir(&dirs.data)?;
+        }
+
+        let shared = Arc::new(Shared::new(dirs, state));
+        let writer = Writer {
+            journal,
+            data,
+            limits: SegmentLimits {
+                journal_bytes: options.journal_segment_bytes,
+                data_bytes: options.data_segment_bytes,
+            },
+        }
+        .spawn(Arc::clone(&shared))?;
+        let mut spool = Self {
+            shared,
+            writer: Some(writer),
+            options,
+            report,
+            _lock: lock_file,
+        };
+        if !recovery_records.is_empty() {
+            let ticket = spool.apply_and_push(&recovery_records)?;
+            spool.shared.wait(ticket)?;
+        }
+        spool.report.messages = spool.len();
+        spool.report.elapsed = started.elapsed();
+        Ok(spool)
+    }
+
+    /// What recovery found when the spool was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The spool's folder.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dirs.root
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &SpoolOptions {
+        &self.options
+    }
+
+    /// Queues a message. Returns once the message and its envelope are on disk (fsynced), so
+    /// the caller may acknowledge it (answer `250`, remove the legacy file) right away.
+    ///
+    /// `routes` gives each envelope recipient's destination, in envelope order. Concurrent
+    /// callers share fsyncs (group commit).
+    ///
+    /// # Errors
+    /// [`QueueError::NoRecipients`], [`QueueError::RouteMismatch`], [`QueueError::TooLarge`]
+    /// for bad input; [`QueueError::Poisoned`] if a write failed (then nothing was
+    /// acknowledged and the spool must be reopened).
+    pub fn enqueue(
+        &self,
+        envelope: &Envelope,
+        routes: &[Route],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<QueueId> {
+        if envelope.recipients.is_empty() {
+            return Err(QueueError::NoRecipients);
+        }
+        if routes.len() != envelope.recipients.len() {
+            return Err(QueueError::RouteMismatch {
+                routes: routes.len(),
+                recipients: envelope.recipients.len(),
+            });
+        }
+        check_size("message", body.len() as u64, MAX_BODY_LEN)?;
+        check_size("recipient list", routes.len() as u64, u64::from(u16::MAX))?;
+        for route in routes {
+            check_size(
+                "destination name",
+                route.destination.len() as u64,
+                MAX_STRING_LEN as u64,
+            )?;
+        }
+        let now_ms = to_ms(now);
+        let rcpts: Vec<RcptRec> = envelope
+            .recipients
+            .iter()
+            .zip(routes)
+            .map(|(rcpt, route)| RcptRec {
+                addr: route.deliver_to.to_string(),
+                orig: (*rcpt != route.deliver_to).then(|| rcpt.to_string()),
+                dest: route.destination.clone(),
+                state: if route.hold {
+                    RcptState::Held
+                } else {
+                    RcptState::Pending
+                },
+                attempts: 0,
+                next_ms: now_ms,
+                bounced: false,
+                lease: 0,
+                error: None,
+            })
+            .collect();
+        let needs_routing = routes.iter().any(|r| r.destination.is_empty());
+        let rec = MessageRec {
+            id: QueueId::from_u128(0),
+            arrival_ms: now_ms,
+            body: BodyRef {
+                crc: crc32fast::hash(body),
+                ..BodyRef::default()
+            },
+            sender: envelope.sender.to_string(),
+            needs_routing,
+            crashes: 0,
+            quarantine: None,
+            bounce_for: None,
+            rcpts,
+        };
+        let (id, ticket) = self.push_message(rec, body.to_vec(), None)?;
+        self.shared.wait(ticket)?;
+        Ok(id)
+    }
+
+    /// Gives `rec` a fresh id and hands it to the writer. `bounce` marks the recipients of the
+    /// message a bounce reports on, under the same lock (so a snapshot never misses it).
+    fn push_message(
+        &self,
+        mut rec: MessageRec,
+        body: Vec<u8>,
+        bounce: Option<(QueueId, &[u16])>,
+    ) -> Result<(QueueId, u64)> {
+        let mut state = lock(&self.shared.state);
+        let mut id = QueueId::generate();
+        while state.messages.contains_key(&id) {
+            id = QueueId::generate();
+        }
+        rec.id = id;
+        if let Some((of, idxs)) = bounce {
+            if let Some(orig) = state.messages.get_mut(&of) {
+                for idx in idxs {
+                    if let Some(r) = orig.rcpts.get_mut(usize::from(*idx)) {
+                        r.flags = (r.flags | BOUNCE_QUEUED) & !BOUNCE_BUILDING;
+                    }
+                }
+            }
+            state.settle(of);
+        }
+        let ticket = self.shared.push(Request::Enqueue {
+            rec: Box::new(rec),
+            body,
+        })?;
+        drop(state);
+        Ok((id, ticket))
+    }
+
+    /// Applies records to the state and hands them to the writer (caller waits if needed).
+    fn apply_and_push(&self, records: &[Record]) -> Result<u64> {
+        let mut state = lock(&self.shared.state);
+        self.apply_and_push_locked(&mut state, records)
+    }
+
+    /// Hands records already applied to the writer.
+    fn push_applied(&self, records: &[Record]) -> Result<u64> {
+        let mut bytes = Vec::new();
+        for rec in records {
+            rec.encode_frame(&mut bytes);
+        }
+        self.shared.push(Request::Records {
+            bytes,
+            snapshots: Vec::new(),
+        })
+    }
+
+    fn apply_and_push_locked(&self, state: &mut State, records: &[Record]) -> Result<u64> {
+        let mut bytes = Vec::new();
+        for rec in records {
+            let start = bytes.len();
+            rec.encode_frame(&mut bytes);
+            let len = u32::try_from(bytes.len() - start).unwrap_or(u32::MAX);
+            let seg = state.active_journal;
+            state.apply(rec, seg, len);
+        }
+        self.shared.push(Request::Records {
+            bytes,
+            snapshots: Vec::new(),
+        })
+    }
+
+    /// Hands out due work in `lane`: at most `max` leases, within the lane's free concurrency.
+    /// Each lease is one message's due recipients in this lane. The attempt is journaled
+    /// (without waiting for the disk) so that a crash during delivery is counted at restart.
+    ///
+    /// While the lane is dead its due mail is deferred to the end of the cool-off without
+    /// attempts; mail past `max_lifetime` fails (and is bounced at the next [`Spool::tick`]).
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] after a failed write.
+    pub fn lease(&self, lane: &str, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
+        self.shared.check()?;
+        let now_ms = to_ms(now);
+        let mut state = lock(&self.shared.state);
+        let Some(lane_id) = state.find_lane(lane) else {
+            return Ok(Vec::new());
+        };
+        let mut records = Vec::new();
+        let mut leases = Vec::new();
+        let Some(lane_state) = state.lanes.get(usize::from(lane_id)) else {
+            return Ok(Vec::new());
+        };
+        let status = lane_state.health.status(now_ms);
+        let cap = lane_state.health.concurrency(now_ms, lane_state.limit);
+        if let LaneStatus::Dead { until_ms } = status {
+            self.defer_dead_lane(&mut state, lane_id, until_ms, now_ms, &mut records);
+        } else {
+            let deadline_ms = now_ms.saturating_add(duration_ms(self.options.attempt_timeout));
+            while leases.len() < max {
+                let Some(lane_state) = state.lanes.get_mut(usize::from(lane_id)) else {
+                    break;
+                };
+                if lane_state.inflight >= cap {
+                    break;
+                }
+                let Some(&(due, key)) = lane_state.due.first() else {
+                    break;
+                };
+                if due > now_ms {
+                    break;
+                }
+                lane_state.due.pop_first();
+                let id = QueueId::from_u128(key);
+                if let Some(lease) =
+                    self.lease_one(&mut state, id, lane_id, now_ms, deadline_ms, &mut records)
+                {
+                    leases.push(lease);
+                }
+            }
+        }
+        if !records.is_empty() {
+            // Already applied as they were made; the attempts are not waited for.
+            self.push_applied(&records)?;
+        }
+        Ok(leases)
+    }
+
+    /// Tries to lease one message's due recipients in a lane.
+    fn lease_one(
+        &self,
+        state: &mut State,
+        id: QueueId,
+        lane_id: u16,
+        now_ms: u64,
+        deadline_ms: u64,
+        records: &mut Vec<Record>,
+    ) -> Option<Lease> {
+        let msg = state.messages.get(&id)?;
+        if !msg.schedulable() {
+            return None;
+        }
+        let in_lane = |r: &&crate::state::Rcpt| r.dest == lane_id && r.waiting();
+        let due: Vec<u16> = msg
+            .rcpts
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| in_lane(r) && r.next_ms <= now_ms)
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .collect();
+        if due.is_empty() {
+            // A stale entry: put the message back at its real due time, if any.
+            if let Some(next) = msg.rcpts.iter().filter(in_lane).map(|r| r.next_ms).min()
+                && let Some(l) = state.lanes.get_mut(usize::from(lane_id))
+            {
+                l.due.insert((next, id.to_u128()));
+            }
+            return None;
+        }
+        if schedule::is_expired(msg.arrival_ms, now_ms, self.options.retry.max_lifetime) {
+            let rec = self.expiry_outcome(id, msg, &due, now_ms);
+            apply_now(state, records, rec);
+            return None;
+        }
+        // Decode the stored envelope; an unreadable one is set aside, not retried forever.
+        let sender = msg.sender.parse::<ReversePath>().map_err(|e| e.to_string());
+        let mut recipients = Vec::with_capacity(due.len());
+        let mut bad = None;
+        for idx in &due {
+            let Some(r) = msg.rcpts.get(usize::from(*idx)) else {
+                continue;
+            };
+            let address = r.addr.parse::<EmailAddress>();
+            let original = r
+                .orig
+                .as_deref()
+                .map(str::parse::<EmailAddress>)
+                .transpose();
+            match (address, original) {
+                (Ok(address), Ok(original)) => recipients.push(LeasedRecipient {
+                    index: *idx,
+                    address,
+                    original,
+                    attempts: r.attempts,
+                }),
+                (Err(e), _) | (_, Err(e)) => bad = Some(e.to_string()),
+            }
+        }
+        let sender = match (sender, bad) {
+            (Ok(s), None) => s,
+            (Err(e), _) | (_, Some(e)) => {
+                let rec = Record::Crash {
+                    id,
+                    lease: 0,
+                    at_ms: now_ms,
+                    next_ms: now_ms,
+                    reason: format!("stored envelope is unreadable: {e}"),
+                    quarantine: true,
+                };
+                apply_now(state, records, rec);
+                return None;
+            }
+        };
+        let bounce_of = msg.bounce_for();
+        let body = msg.body;
+        state.max_lease += 1;
+        let lease_no = state.max_lease;
+        let attempt = Record::Attempt {
+            id,
+            lease: lease_no,
+            at_ms: now_ms,
+            rcpts: due,
+        };
+        // Applied at once so the recipients are no longer waiting.
+        apply_now(state, records, attempt);
+        state.leases.insert(
+            lease_no,
+            LeaseSlot {
+                id,
+                lane: lane_id,
+                deadline_ms,
+            },
+        );
+        if let Some(l) = state.lanes.get_mut(usize::from(lane_id)) {
+            l.inflight += 1;
+        }
+        Some(Lease {
+            id: LeaseId(lease_no),
+            queue_id: id,
+            lane: state.lane_name(lane_id).to_owned(),
+            sender,
+            recipients,
+            deadline: from_ms(deadline_ms),
+            bounce_of,
+            body,
+        })
+    }
+
+    /// Defers the due mail of a dead lane to the end of its cool-off (no attempts).
+    fn defer_dead_lane(
+        &self,
+        state: &mut State,
+        lane_id: u16,
+        until_ms: u64,
+        now_ms: u64,
+        records: &mut Vec<Record>,
+    ) {
+        let spread = state
+            .lanes
+            .get(usize::from(lane_id))
+            .map_or(1, |l| l.health.cooloff_ms / 10 + 1);
+        for _ in 0..DEAD_LANE_BATCH {
+            let Some(lane) = state.lanes.get_mut(usize::from(lane_id)) else {
+                return;
+            };
+            let Some(&(due, key)) = lane.due.first() else {
+                return;
+            };
+            if due > now_ms {
+                return;
+            }
+            lane.due.pop_first();
+            let id = QueueId::from_u128(key);
+            let Some(msg) = state.messages.get_mut(&id) else {
+                continue;
+            };
+            if !msg.schedulable() {
+                continue;
+            }
+            let due_idx: Vec<u16> = msg
+                .rcpts
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.dest == lane_id && r.waiting() && r.next_ms <= now_ms)
+                .filter_map(|(i, _)| u16::try_from(i).ok())
+                .collect();
+            if due_idx.is_empty() {
+                continue;
+            }
+            if schedule::is_expired(msg.arrival_ms, now_ms, self.options.retry.max_lifetime) {
+                let rec = self.expiry_outcome(id, msg, &due_idx, now_ms);
+                apply_now(state, records, rec);
+                continue;
+            }
+            let next = until_ms.saturating_add(schedule::mix64(key as u64) % spread);
+            for idx in &due_idx {
+                if let Some(r) = msg.rcpts.get_mut(usize::from(*idx)) {
+                    r.next_ms = next;
+                }
+            }
+            if let Some(lane) = state.lanes.get_mut(usize::from(lane_id)) {
+                lane.due.insert((next, key));
+            }
+        }
+    }
+
+    /// The outcome that fails recipients of an expired message without an attempt.
+    fn expiry_outcome(
+        &self,
+        id: QueueId,
+        msg: &crate::state::Msg,
+        idxs: &[u16],
+        now_ms: u64,
+    ) -> Record {
+        let lifetime = ccgate_core::format_duration(self.options.retry.max_lifetime);
+        let results = idxs
+            .iter()
+            .map(|idx| {
+                let last = msg
+                    .rcpts
+                    .get(usize::from(*idx))
+                    .and_then(|r| r.error.as_deref());
+                let text = match last {
+                    Some(e) => format!(
+                        "message expired after {lifetime} in the queue; last error: {}",
+                        e.text
+                    ),
+                    None => format!("message expired after {lifetime} in the queue"),
+                };
+                RcptResult {
+                    idx: *idx,
+                    kind: ResultKind::Failed,
+                    attempted: false,
+                    error: Some(ErrorRec {
+                        severity: Severity::Permanent,
+                        scope: FailureScope::Message,
+                        status: Some(StatusCode::EXPIRED),
+                        diagnostic: last.and_then(|e| e.diagnostic.clone()),
+                        text,
+                        at_ms: now_ms,
+                    }),
+                }
+            })
+            .collect();
+        Record::Outcome {
+            id,
+            lease: 0,
+            at_ms: now_ms,
+            results,
+        }
+    }
+
+    /// Reads a leased message's stored bytes (checksum verified).
+    ///
+    /// # Errors
+    /// [`QueueError::CorruptBody`] if the stored body fails its checks; [`QueueError::Io`].
+    pub fn lease_body(&self, lease: &Lease) -> Result<Vec<u8>> {
+        recover::read_body(&self.shared.dirs, lease.queue_id, &lease.body)
+    }
+
+    /// Records the results of an attempt, one per leased recipient (in the lease's order;
+    /// a missing result counts as a transient failure). Returns once the results are durable.
+    /// Permanent failures (and transient ones past `max_lifetime`) are bounced to the sender
+    /// before this returns.
+    ///
+    /// A late completion (after the lease timed out) still records deliveries, so that mail
+    /// already delivered is not delivered again; other late results are ignored.
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] after a failed write.
+    pub fn complete(
+        &self,
+        lease: Lease,
+        results: &[DeliveryResult],
+        now: SystemTime,
+    ) -> Result<Completion> {
+        let now_ms = to_ms(now);
+        let mut completion = Completion::default();
+        let ticket = {
+            let mut state = lock(&self.shared.state);
+            let late = !state.leases.contains_key(&lease.id.0);
+            completion.late = late;
+            let Some(msg) = state.messages.get(&lease.queue_id) else {
+                // Deleted meanwhile: just free the slot.
+                let abandon = Record::Abandon {
+                    id: lease.queue_id,
+                    lease: lease.id.0,
+                };
+                let seg = state.active_journal;
+                state.apply(&abandon, seg, 0);
+                completion.finished = true;
+                return Ok(completion);
+            };
+            let mut out = Vec::with_capacity(lease.recipients.len());
+            let mut destination_failure: Option<String> = None;
+            let mut destination_answered = false;
+            let missing = DeliveryError::transient(
+                FailureScope::Message,
+                "the delivery agent reported no result",
+            );
+            for (i, leased) in lease.recipients.iter().enumerate() {
+                let result = results.get(i).cloned().unwrap_or(Err(missing.clone()));
+                let Some(r) = msg.rcpts.get(usize::from(leased.index)) else {
+                    continue;
+                };
+                if r.state.is_final() || (late && result.is_err()) {
+                    continue;
+                }
+                let error = |e: &DeliveryError, text: String| ErrorRec {
+                    severity: e.severity(),
+                    scope: e.scope(),
+                    status: Some(e.effective_status()),
+                    diagnostic: e.diagnostic().map(str::to_owned),
+                    text,
+                    at_ms: now_ms,
+                };
+                let (kind, err) = match &result {
+                    Ok(()) => {
+                        destination_answered = true;
+                        (ResultKind::Delivered, None)
+                    }
+                    Err(e) => {
+                        if e.scope() == FailureScope::Destination && e.is_transient() {
+                            destination_failure = Some(e.text().to_owned());
+                        } else {
+                            destination_answered = true;
+                        }
+                        if e.is_permanent() {
+                            (ResultKind::Failed, Some(error(e, e.text().to_owned())))
+                        } else if schedule::is_expired(
+                            msg.arrival_ms,
+                            now_ms,
+                            self.options.retry.max_lifetime,
+                        ) {
+                            let text = format!(
+                                "message expired after {} in the queue; last error: {}",
+                                ccgate_core::format_duration(self.options.retry.max_lifetime),
+                                e.text()
+                            );
+                            (ResultKind::Failed, Some(error(e, text)))
+                        } else {
+                            let failures = u32::from(r.attempts) + 1;
+                            let next_ms = schedule::next_attempt_ms(
+                                now_ms,
+                                msg.arrival_ms,
+                                &self.options.retry,
+                                failures,
+                                jitter_seed(lease.queue_id, leased.index, failures),
+                            );
+                            (
+                                ResultKind::Deferred { next_ms },
+                                Some(error(e, e.text().to_owned())),
+                            )
+                        }
+                    }
+                };
+                out.push(RcptResult {
+                    idx: leased.index,
+                    kind,
+                    attempted: true,
+                    error: err,
+                });
+            }
+            let mut records = vec![Record::Outcome {
+                id: lease.queue_id,
+                lease: if late { 0 } else { lease.id.0 },
+                at_ms: now_ms,
+                results: out,
+            }];
+            if !late
+                && let Some(lane_id) = state.find_lane(&lease.lane)
+                && let Some(l) = state.lanes.get_mut(usize::from(lane_id))
+            {
+                if destination_answered {
+                    if l.health.on_success() {
+                        records.push(Record::Lane {
+                            name: lease.lane.clone(),
+                            at_ms: now_ms,
+                            dead_until_ms: 0,
+                            reason: String::new(),
+                        });
+                    }
+                } else if let Some(e) = destination_failure
+                    && let Some(until) = l.health.on_failure(now_ms, &self.options.dead)
+                {
+                    records.push(Record::Lane {
+                        name: lease.lane.clone(),
+                        at_ms: now_ms,
+                        dead_until_ms: until,
+                        reason: e,
+                    });
+                }
+            }
+            let ticket = self.apply_and_push_locked(&mut state, &records)?;
+            completion.finished = !state.messages.contains_key(&lease.queue_id);
+            ticket
+        };
+        self.shared.wait(ticket)?;
+        if !completion.finished {
+            completion.bounce = self.send_bounce(lease.queue_id, now)?;
+            if completion.bounce.is_some() {
+                completion.finished = !lock(&self.shared.state)
+                    .messages
+                    .contains_key(&lease.queue_id);
+            }
+        }
+        Ok(completion)
+    }
+
+    /// Gives a lease back unfinished (clean shutdown): no attempt is counted and the
+    /// recipients are due again at once.
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] after a failed write.
+    pub fn abandon(&self, lease: Lease) -> Result<()> {
+        let ticket = self.apply_and_push(&[Record::Abandon {
+            id: lease.queue_id,
+            lease: lease.id.0,
+        }])?;
+        self.shared.wait(ticket)
+    }
+
+    /// Builds and queues the bounce a message owes, if any; returns its id.
+    fn send_bounce(&self, id: QueueId, now: SystemTime) -> Result<Option<QueueId>> {
+        let now_ms = to_ms(now);
+        let (sender, arrival_ms, body, idxs, recipients) = {
+            let mut state = lock(&self.shared.state);
+            let Some(msg) = state.messages.get_mut(&id) else {
+                return Ok(None);
+            };
+            if msg.sender.is_empty() {
+                return Ok(None);
+            }
+            let mut idxs = Vec::new();
+            let mut recipients = Vec::new();
+            for (i, r) in msg.rcpts.iter_mut().enumerate() {
+                if r.state != RcptState::Failed
+                    || r.flags & (crate::state::BOUNCED | BOUNCE_QUEUED | BOUNCE_BUILDING) != 0
+                {
+                    continue;
+                }
+                let Ok(idx) = u16::try_from(i) else { continue };
+                r.flags |= BOUNCE_BUILDING;
+                idxs.push(idx);
+                let e = r.error.as_deref();
+                recipients.push(DsnRecipient {
+                    final_recipient: r.addr.to_string(),
+                    original_recipient: r.orig.as_deref().map(str::to_owned),
+                    status: e.and_then(|e| e.status).unwrap_or(StatusCode::PERMANENT),
+                    diagnostic: e.and_then(|e| e.diagnostic.clone()),
+                    reason: e.map_or_else(|| "delivery failed".to_owned(), |e| e.text.clone()),
+                    last_attempt_ms: e.map(|e| e.at_ms),
+                });
+            }
+            if idxs.is_empty() {
+                return Ok(None);
+            }
+            (
+                msg.sender.to_string(),
+                msg.arrival_ms,
+                msg.body,
+                idxs,
+                recipients,
+            )
+        };
+        // Read the original headers outside the lock. An unreadable body still gets a bounce.
+        let original = recover::read_body(&self.shared.dirs, id, &body).unwrap_or_default();
+        let headers = bounce::header_section(&original);
+        let dsn = bounce::build_dsn(&DsnInput {
+            reporting_mta: &self.options.reporting_mta,
+            queue_id: id,
+            to: &sender,
+            arrival_ms,
+            now_ms,
+            recipients: &recipients,
+            original_headers: headers,
+        });
+        let rec = MessageRec {
+            id: QueueId::from_u128(0),
+            arrival_ms: now_ms,
+            body: BodyRef {
+                crc: crc32fast::hash(&dsn),
+                ..BodyRef::default()
+            },
+            sender: String::new(),
+            needs_routing: true,
+            crashes: 0,
+            quarantine: None,
+            bounce_for: Some((id, idxs.clone())),
+            rcpts: vec![RcptRec {
+                addr: sender,
+                orig: None,
+                dest: String::new(),
+                state: RcptState::Pending,
+                attempts: 0,
+                next_ms: now_ms,
+                bounced: false,
+                lease: 0,
+                error: None,
+            }],
+        };
+        let (bounce_id, ticket) = self.push_message(rec, dsn, Some((id, &idxs)))?;
+        self.shared.wait(ticket)?;
+        Ok(Some(bounce_id))
+    }
+
+    /// Messages waiting for the router (bounces, requeued mail), at most `max`.
+    pub fn unrouted(&self, max: usize) -> Vec<Unrouted> {
+        let state = lock(&self.shared.state);
+        let mut out = Vec::new();
+        for id in state.unrouted.iter().take(max) {
+            let Some(msg) = state.messages.get(id) else {
+                continue;
+            };
+            let Ok(sender) = msg.sender.parse::<ReversePath>() else {
+                continue;
+            };
+            let recipients = msg
+                .rcpts
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !r.state.is_final())
+                .filter_map(|(i, r)| {
+                    let addr = r.orig.as_deref().unwrap_or(&r.addr);
+                    Some((u16::try_from(i).ok()?, addr.parse().ok()?))
+                })
+                .collect();
+            out.push(Unrouted {
+                queue_id: *id,
+                sender,
+                recipients,
+            });
+        }
+        out
+    }
+
+    /// Sets new routes for a message's unfinished recipients (the router's answer to
+    /// [`Spool::unrouted`]) and makes them due now. Returns once durable.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`] if the message is gone; [`QueueError::Poisoned`].
+    pub fn route(&self, id: QueueId, routes: &[(u16, Route)], now: SystemTime) -> Result<()> {
+        let record = Record::Route {
+            id,
+            at_ms: to_ms(now),
+            routes: routes
+                .iter()
+                .map(|(idx, r)| RouteRec {
+                    idx: *idx,
+                    addr: r.deliver_to.to_string(),
+                    dest: r.destination.clone(),
+                    hold: r.hold,
+                })
+                .collect(),
+        };
+        let ticket = {
+            let mut state = lock(&self.shared.state);
+            if !state.messages.contains_key(&id) {
+                return Err(QueueError::NotFound { id });
+            }
+            self.apply_and_push_locked(&mut state, &[record])?
+        };
+        self.shared.wait(ticket)
+    }
+
+    /// Carries out an administrator's request (hold, release, retry, delete, requeue).
+    /// Returns once the changes are durable.
+    ///
+    /// `retry` also ends the cool-off of the dead lanes involved: an administrator retries
+    /// because the destination is back.
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] after a failed write.
+    pub fn admin(&self, request: &AdminRequest, now: SystemTime) -> Result<AdminReport> {
+        let now_ms = to_ms(now);
+        let (ids, bad) = crate::admin::parse_ids(&request.ids);
+        let mut report = AdminReport {
+            not_found: bad,
+            ..AdminReport::default()
+        };
+        let ticket = {
+            let mut state = lock(&self.shared.state);
+            let mut targets = Vec::new();
+            for id in ids {
+                if state.messages.contains_key(&id) {
+                    targets.push(id);
+                } else {
+                    report.not_found.push(id.to_string());
+                }
+            }
+            if request.all {
+                state.for_each_match(&request.filter, now_ms, |id, _| targets.push(id));
+            }
+            targets.sort_unstable();
+            targets.dedup();
+            let mut records = Vec::with_capacity(targets.len());
+            let mut revive: Vec<u16> = Vec::new();
+            for id in &targets {
+                if request.action == AdminAction::Retry
+                    && let Some(msg) = state.messages.get(id)
+                {
+                    for r in msg.rcpts.iter().filter(|r| r.waiting()) {
+                        if !revive.contains(&r.dest) {
+                            revive.push(r.dest);
+                        }
+                    }
+                }
+                records.push(Record::Admin {
+                    id: *id,
+                    at_ms: now_ms,
+                    action: request.action,
+                });
+                report.affected.push(id.to_string());
+            }
+            for lane in revive {
+                let dead = state
+                    .lanes
+                    .get(usize::from(lane))
+                    .is_some_and(|l| l.health.dead_until_ms != 0);
+                if dead {
+                    records.push(Record::Lane {
+                        name: state.lane_name(lane).to_owned(),
+                        at_ms: now_ms,
+                        dead_until_ms: 0,
+                        reason: String::new(),
+                    });
+                }
+            }
+            if records.is_empty() {
+                return Ok(report);
+            }
+            self.apply_and_push_locked(&mut state, &records)?
+        };
+        self.shared.wait(ticket)?;
+        Ok(report)
+    }
+
+    /// Periodic housekeeping; call about once a second. It:
+    /// - times out attempts past their deadline (a crash for the message; quarantine after
+    ///   `quarantine_after`);
+    /// - carries out admin requests left in `control/` by other processes;
+    /// - queues owed bounces (expired mail, restarts);
+    /// - removes data segments no message uses and compacts the journal.
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] after a failed write; [`QueueError::Io`].
+    pub fn tick(&self, now: SystemTime) -> Result<TickReport> {
+        self.shared.check()?;
+        let now_ms = to_ms(now);
+        let mut report = TickReport::default();
+
+        // 1. Hung attempts.
+        let ticket = {
+            let mut state = lock(&self.shared.state);
+            let mut expired: Vec<(u64, QueueId)> = state
+                .leases
+                .iter()
+                .filter(|(_, l)| l.deadline_ms <= now_ms)
+                .map(|(n, l)| (*n, l.id))
+                .collect();
+            expired.sort_unstable();
+            let mut records = Vec::new();
+            for (lease, id) in expired {
+                let Some(msg) = state.messages.get(&id) else {
+                    state.apply(&Record::Abandon { id, lease }, 0, 0);
+                    continue;
+                };
+                let failures = msg
+                    .rcpts
+                    .iter()
+                    .filter(|r| r.lease == lease)
+                    .map(|r| u32::from(r.attempts) + 1)
+                    .max()
+                    .unwrap_or(1);
+                let quarantine = u32::from(msg.crashes) + 1 >= self.options.quarantine_after;
+                let reason = format!(
+                    "delivery attempt did not finish within {}",
+                    ccgate_core::format_duration(self.options.attempt_timeout)
+                );
+                report.timed_out.push(id);
+                if quarantine {
+                    report.quarantined.push(id);
+                }
+                records.push(Record::Crash {
+                    id,
+                    lease,
+                    at_ms: now_ms,
+                    next_ms: schedule::next_attempt_ms(
+                        now_ms,
+                        msg.arrival_ms,
+                        &self.options.retry,
+                        failures,
+                        jitter_seed(id, 0, failures),
+                    ),
+                    reason,
+                    quarantine,
+                });
+            }
+            if records.is_empty() {
+                None
+            } else {
+                Some(self.apply_and_push_locked(&mut state, &records)?)
+            }
+        };
+        if let Some(ticket) = ticket {
+            self.shared.wait(ticket)?;
+        }
+
+        // 2. Requests from `ccgate queue ...` while we own the spool.
+        report.control_requests = control::process(self, now)?;
+
+        // 3. Owed bounces.
+        let owed: Vec<QueueId> = lock(&self.shared.state)
+            .owed
+            .iter()
+            .take(BOUNCES_PER_TICK)
+            .copied()
+            .collect();
+        for id in owed {
+            if let Some(b) = self.send_bounce(id, now)? {
+                report.bounces.push(b);
+            }
+        }
+
+        // 4. Clean-up.
+        report.removed_data_segments = self.remove_unused_data_segments()?;
+        report.compacted_segments = self.compact()?;
+        Ok(report)
+    }
+
+    fn remove_unused_data_segments(&self) -> Result<usize> {
+        let candidates: Vec<u32> = {
+            let state = lock(&self.shared.state);
+            state
+                .data_live
+                .iter()
+                .filter(|(seq, n)| **n == 0 && **seq != state.active_data)
+                .map(|(seq, _)| *seq)
+                .collect()
+        };
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        // The records that emptied these segments must be durable before the bodies go.
+        self.shared.wait(self.shared.last_ticket())?;
+        let dirs = &self.shared.dirs;
+        let mut removed = 0;
+        for seq in candidates {
+            let still_unused = {
+                let mut state = lock(&self.shared.state);
+                let unused = state.data_live.get(&seq) == Some(&0) && seq != state.active_data;
+                if unused {
+                    state.data_live.remove(&seq);
+                }
+                unused
+            };
+            if still_unused {
+                let path = dirs.data_path(seq);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).at(&path),
+                }
+            }
+        }
+        if removed > 0 {
+            store::sync_dir(&dirs.data)?;
+        }
+        Ok(removed)
+    }
+
+    /// Rewrites the live messages of the oldest journal segment as snapshots at the end of
+    /// the journal, then removes that segment. Runs when the journal holds more than twice
+    /// the live records (plus two segments of slack), so its cost stays proportional to
+    /// what it frees.
+    fn compact(&self) -> Result<usize> {
+        let (oldest, ids) = {
+            let state = lock(&self.shared.state);
+            let total: u64 = state.journal_sizes.values().sum();
+            let slack = self.options.journal_segment_bytes.saturating_mul(2);
+            let Some((&oldest, _)) = state.journal_sizes.first_key_value() else {
+                return Ok(0);
+            };
+            if oldest >= state.active_journal
+                || total
+                    <= state
+                        .live_record_bytes
+                        .saturating_mul(2)
+                        .saturating_add(slack)
+            {
+                return Ok(0);
+            }
+            let ids: Vec<QueueId> = state
+                .messages
+                .iter()
+                .filter(|(_, m)| m.first_seg <= oldest)
+                .map(|(id, _)| *id)
+                .collect();
+            (oldest, ids)
+        };
+        let mut last_ticket = None;
+        for chunk in ids.chunks(COMPACTION_CHUNK) {
+            let state = lock(&self.shared.state);
+            let mut bytes = Vec::new();
+            let mut snapshots = Vec::new();
+            for id in chunk {
+                if let Some(rec) = state.snapshot(*id) {
+                    let start = bytes.len();
+                    Record::Snapshot(rec).encode_frame(&mut bytes);
+                    snapshots.push((*id, u32::try_from(bytes.len() - start).unwrap_or(u32::MAX)));
+                }
+            }
+            last_ticket = Some(self.shared.push(Request::Records { bytes, snapshots })?);
+        }
+        {
+            // Lanes still cooling off keep their state across the removal.
+            let state = lock(&self.shared.state);
+            let mut bytes = Vec::new();
+            for lane in &state.lanes {
+                if lane.health.dead_until_ms != 0 {
+                    Record::Lane {
+                        name: lane.name.to_string(),
+                        at_ms: lane
+                            .health
+                            .dead_until_ms
+                            .saturating_sub(lane.health.cooloff_ms),
+                        dead_until_ms: lane.health.dead_until_ms,
+                        reason: lane.reason.as_deref().unwrap_or_default().to_owned(),
+                    }
+                    .encode_frame(&mut bytes);
+                }
+            }
+            if !bytes.is_empty() {
+                last_ticket = Some(self.shared.push(Request::Records {
+                    bytes,
+                    snapshots: Vec::new(),
+                })?);
+            }
+        }
+        if let Some(t) = last_ticket {
+            self.shared.wait(t)?;
+        }
+        let doomed: Vec<u32> = {
+            let mut state = lock(&self.shared.state);
+            if state.messages.values().any(|m| m.first_seg <= oldest) {
+                return Ok(0);
+            }
+            let doomed: Vec<u32> = state
+                .journal_sizes
+                .range(..=oldest)
+                .map(|(s, _)| *s)
+                .collect();
+            for s in &doomed {
+                state.journal_sizes.remove(s);
+            }
+            doomed
+        };
+        for seq in &doomed {
+            let path = self.shared.dirs.journal_path(*seq);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at(&path),
+            }
+        }
+        store::sync_dir(&self.shared.dirs.journal)?;
+        Ok(doomed.len())
+    }
+
+    /// Messages in the queue.
+    pub fn len(&self) -> usize {
+        lock(&self.shared.state).messages.len()
+    }
+
+    /// True when the queue holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Listing entries of the messages matching `filter`, oldest first.
+    pub fn list(&self, filter: &Filter, now: SystemTime) -> Vec<MessageInfo> {
+        let now_ms = to_ms(now);
+        let state = lock(&self.shared.state);
+        let mut out = Vec::new();
+        state.for_each_match(filter, now_ms, |id, msg| {
+            out.push(state.info(id, msg, now_ms))
+        });
+        out
+    }
+
+    /// The qshape table.
+    pub fn summary(&self, now: SystemTime) -> Summary {
+        lock(&self.shared.state).summary(to_ms(now))
+    }
+
+    /// One message: listing entry, history from the journal, stored bytes.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`]; [`QueueError::Io`] or [`QueueError::CorruptBody`] reading it.
+    pub fn show(&self, id: QueueId, now: SystemTime) -> Result<MessageDetail> {
+        let now_ms = to_ms(now);
+        let (info, body) = {
+            let state = lock(&self.shared.state);
+            let msg = state.messages.get(&id).ok_or(QueueError::NotFound { id })?;
+            (state.info(id, msg, now_ms), msg.body)
+        };
+        detail(&self.shared.dirs, id, info, &body)
+    }
+
+    /// The lanes known so far.
+    pub fn lanes(&self, now: SystemTime) -> Vec<LaneInfo> {
+        let now_ms = to_ms(now);
+        lock(&self.shared.state)
+            .lanes
+            .iter()
+            .filter(|l| !l.name.is_empty())
+            .map(|l| LaneInfo {
+                name: l.name.to_string(),
+                limit: l.limit,
+                in_flight: l.inflight,
+                status: l.health.status(now_ms),
+            })
+            .collect()
+    }
+
+    /// When the earliest waiting recipient of `lane` is due (it may be a stale estimate that
+    /// [`Spool::lease`] corrects), for the server's sleep.
+    pub fn next_due(&self, lane: &str) -> Option<SystemTime> {
+        let state = lock(&self.shared.state);
+        let lane = state.lanes.get(usize::from(state.find_lane(lane)?))?;
+        let first = lane.due.first().map(|(due, _)| *due)?;
+        Some(from_ms(match lane.health.status(first) {
+            LaneStatus::Dead { until_ms } => until_ms.max(first),
+            LaneStatus::Alive | LaneStatus::Probing => first,
+        }))
+    }
+
+    /// Waits for everything written so far, stops the writer and releases the spool.
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] if a write had failed.
+    pub fn close(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.shared.shutdown();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+        self.shared.check()
+    }
+
+    /// The folder layout (for the control protocol).
+    pub(crate) fn dirs(&self) -> &Dirs {
+        &self.shared.dirs
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Applies a record and keeps it for the writer.
+fn apply_now(state: &mut State, records: &mut Vec<Record>, record: Record) {
+    let seg = state.active_journal;
+    state.apply(&record, seg, 0);
+    records.push(record);
+}
+
+/// Builds a [`MessageDetail`] from the journal and the data segment.
+pub(crate) fn detail(
+    dirs: &Dirs,
+    id: QueueId,
+    info: MessageInfo,
+    body: &BodyRef,
+) -> Result<MessageDetail> {
+    let history: Vec<HistoryEntry> = recover::history(dirs, id)?
+        .iter()
+        .filter_map(|r| crate::admin::describe(r, id))
+        .collect();
+    let body = recover::read_body(dirs, id, body)?;
+    Ok(MessageDetail {
+        info,
+        history,
+        body,
+    })
+}
+
+fn check_options(o: &SpoolOptions) -> Result<()> {
+    let bad = |name, reason| Err(QueueError::InvalidOption { name, reason });
+    if o.quarantine_after == 0 {
+        return bad("quarantine_after", "must be at least 1");
+    }
+    if o.attempt_timeout.is_zero() {
+        return bad("attempt_timeout", "must be positive");
+    }
+    if o.journal_segment_bytes < 4096 || o.data_segment_bytes < 4096 {
+        return bad("segment size", "must be at least 4096 bytes");
+    }
+    if o.default_concurrency == 0 || o.lanes.values().any(|n| *n == 0) {
+        return bad("concurrency", "must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_size(what: &'static str, size: u64, max: u64) -> Result<()> {
+    if size > max {
+        return Err(QueueError::TooLarge { what, size, max });
+    }
+    Ok(())
+}
+
+/// The spool folder inside a data directory (`<data_dir>/queue`).
+pub fn spool_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("queue")
+}

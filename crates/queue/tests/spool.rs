@@ -1,0 +1,716 @@
+//! Behaviour of the spool through its public API: durability across reopen, per-recipient
+//! states, scheduling, bounces, quarantine, admin actions, compaction.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_queue::{
+    AdminAction, AdminRequest, DeadPolicy, DeliveryError, FailureScope, Filter, LaneStatus,
+    QueueState, QueueView, RcptState, RetryPolicy, Route, Spool, SpoolOptions, StatusCode,
+};
+
+fn t(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_750_000_000 + secs)
+}
+
+fn addr(s: &str) -> EmailAddress {
+    s.parse().unwrap()
+}
+
+fn options() -> SpoolOptions {
+    SpoolOptions {
+        retry: RetryPolicy {
+            retry: vec![Duration::from_secs(60), Duration::from_secs(600)],
+            max_lifetime: Duration::from_secs(86_400),
+        },
+        quarantine_after: 2,
+        attempt_timeout: Duration::from_secs(30),
+        lanes: HashMap::from([("legacy".to_owned(), 2)]),
+        default_concurrency: 10,
+        dead: DeadPolicy {
+            dead_after: 2,
+            cooloff: Duration::from_secs(300),
+            max_cooloff: Duration::from_secs(3600),
+        },
+        reporting_mta: "gw.example.com".to_owned(),
+        ..SpoolOptions::default()
+    }
+}
+
+fn open(dir: &Path) -> Spool {
+    Spool::open(dir, options()).unwrap()
+}
+
+fn body(n: usize) -> Vec<u8> {
+    format!("From: a@example.com\r\nSubject: test {n}\r\n\r\nhello {n}\r\n").into_bytes()
+}
+
+/// Queues a message from `sender` with one recipient per (address, lane).
+fn enqueue(spool: &Spool, sender: &str, rcpts: &[(&str, &str)], at: SystemTime) -> QueueId {
+    let envelope = Envelope {
+        sender: sender.parse::<ReversePath>().unwrap(),
+        recipients: rcpts.iter().map(|(a, _)| addr(a)).collect(),
+    };
+    let routes: Vec<Route> = rcpts.iter().map(|(a, l)| Route::new(*l, addr(a))).collect();
+    spool.enqueue(&envelope, &routes, &body(1), at).unwrap()
+}
+
+fn state_of(spool: &Spool, id: QueueId, now: SystemTime) -> Vec<RcptState> {
+    spool
+        .show(id, now)
+        .unwrap()
+        .info
+        .recipients
+        .iter()
+        .map(|r| r.state)
+        .collect()
+}
+
+#[test]
+fn acknowledged_mail_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, bytes) = {
+        let spool = open(dir.path());
+        let id = enqueue(
+            &spool,
+            "a@example.com",
+            &[("b@example.com", "modern")],
+            t(0),
+        );
+        (id, spool.show(id, t(0)).unwrap().body)
+    };
+    assert_eq!(bytes, body(1));
+    let spool = open(dir.path());
+    assert!(
+        spool.recovery_report().is_clean(),
+        "{:?}",
+        spool.recovery_report()
+    );
+    assert_eq!(spool.len(), 1);
+    let detail = spool.show(id, t(1)).unwrap();
+    assert_eq!(detail.body, body(1));
+    assert_eq!(detail.info.sender, "a@example.com");
+    assert_eq!(detail.info.queue_name, QueueState::Active);
+    assert!(!detail.history.is_empty());
+}
+
+#[test]
+fn delivered_message_leaves_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let id = enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", "modern"), ("c@example.com", "legacy")],
+        t(0),
+    );
+    let leases = spool.lease("modern", 10, t(1)).unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].queue_id, id);
+    assert_eq!(spool.lease_body(&leases[0]).unwrap(), body(1));
+    let done = spool.complete(leases[0].clone(), &[Ok(())], t(2)).unwrap();
+    assert!(!done.finished);
+    assert_eq!(
+        state_of(&spool, id, t(2)),
+        [RcptState::Delivered, RcptState::Pending]
+    );
+    let leases = spool.lease("legacy", 10, t(3)).unwrap();
+    let done = spool.complete(leases[0].clone(), &[Ok(())], t(4)).unwrap();
+    assert!(done.finished && done.bounce.is_none());
+    assert!(spool.is_empty());
+    drop(spool);
+    assert!(open(dir.path()).is_empty());
+}
+
+#[test]
+fn transient_failure_defers_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let id = enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", "modern")],
+        t(0),
+    );
+    let lease = spool.lease("modern", 1, t(0)).unwrap().remove(0);
+    let err = DeliveryError::transient(FailureScope::Recipient, "mailbox busy")
+        .with_status(StatusCode::new(4, 2, 1).unwrap());
+    spool.complete(lease, &[Err(err)], t(10)).unwrap();
+    let info = spool.show(id, t(10)).unwrap().info;
+    let r = &info.recipients[0];
+    assert_eq!((r.state, r.attempts), (RcptState::Deferred, 1));
+    assert_eq!(r.status.as_deref(), Some("4.2.1"));
+    assert_eq!(info.queue_name, QueueState::Deferred);
+    // First retry after 60 s +-20 %.
+    let next = r.next_attempt.unwrap();
+    let base = t(10).duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!((base + 47..=base + 72).contains(&next), "{next} vs {base}");
+    assert!(spool.lease("modern", 1, t(40)).unwrap().is_empty());
+    let lease = spool.lease("modern", 1, t(100)).unwrap().remove(0);
+    assert_eq!(lease.recipients[0].attempts, 1);
+    // Survives a restart with the same schedule.
+    spool.abandon(lease).unwrap();
+    drop(spool);
+    let spool = open(dir.path());
+    assert_eq!(spool.lease("modern", 1, t(100)).unwrap().len(), 1);
+}
+
+#[test]
+fn permanent_failure_bounces_to_the_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let id = enqueue(
+        &spool,
+        "alice@example.com",
+        &[
+            ("bob@example.com", "legacy"),
+            ("carol@example.com", "legacy"),
+        ],
+        t(0),
+    );
+    let lease = spool.lease("legacy", 1, t(1)).unwrap().remove(0);
+    assert_eq!(lease.recipients.len(), 2);
+    let no_user = DeliveryError::permanent(FailureScope::Recipient, "no such user")
+        .with_status(StatusCode::new(5, 1, 1).unwrap())
+        .with_diagnostic("550 5.1.1 no such user");
+    let done = spool
+        .complete(lease, &[Err(no_user), Ok(())], t(2))
+        .unwrap();
+    let bounce = done.bounce.expect("a bounce");
+    assert!(
+        done.finished,
+        "the original leaves once its bounce is queued"
+    );
+    assert!(spool.show(id, t(2)).is_err());
+
+    // The bounce waits for the router, from <> to the original sender.
+    let unrouted = spool.unrouted(10);
+    assert_eq!(unrouted.len(), 1);
+    assert_eq!(unrouted[0].queue_id, bounce);
+    assert_eq!(unrouted[0].sender, ReversePath::Null);
+    assert_eq!(unrouted[0].recipients, [(0, addr("alice@example.com"))]);
+    let dsn = String::from_utf8(spool.show(bounce, t(2)).unwrap().body).unwrap();
+    for needle in [
+        "report-type=delivery-status",
+        "Final-Recipient: rfc822; bob@example.com",
+        "Status: 5.1.1",
+        "Diagnostic-Code: smtp; 550 5.1.1 no such user",
+        "Subject: test 1",
+    ] {
+        assert!(dsn.contains(needle), "{needle} missing in {dsn}");
+    }
+    assert!(
+        !dsn.contains("carol@"),
+        "only failed recipients are reported"
+    );
+
+    spool
+        .route(
+            bounce,
+            &[(0, Route::new("modern", addr("alice@example.com")))],
+            t(3),
+        )
+        .unwrap();
+    assert!(spool.unrouted(10).is_empty());
+    // The bounce itself fails: no bounce of a bounce.
+    let lease = spool.lease("modern", 1, t(4)).unwrap().remove(0);
+    assert_eq!(lease.bounce_of, Some(id));
+    assert_eq!(lease.sender, ReversePath::Null);
+    let gone = DeliveryError::permanent(FailureScope::Recipient, "gone");
+    let done = spool.complete(lease, &[Err(gone)], t(5)).unwrap();
+    assert!(done.finished && done.bounce.is_none());
+    assert!(spool.is_empty());
+}
+
+#[test]
+fn expired_mail_fails_and_is_bounced() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", "modern")],
+        t(0),
+    );
+    let lease = spool.lease("modern", 1, t(0)).unwrap().remove(0);
+    let err = DeliveryError::transient(FailureScope::Recipient, "try later");
+    spool.complete(lease, &[Err(err)], t(10)).unwrap();
+    // Past max_lifetime (1 day) at its next due time: fails without an attempt.
+    assert!(spool.lease("modern", 1, t(90_000)).unwrap().is_empty());
+    let tick = spool.tick(t(90_001)).unwrap();
+    assert_eq!(tick.bounces.len(), 1);
+    let bounce = spool.show(tick.bounces[0], t(90_001)).unwrap();
+    let text = String::from_utf8(bounce.body).unwrap();
+    assert!(text.contains("Status: 4.4.7"), "{text}");
+    assert!(text.contains("expired after 1d"), "{text}");
+    assert_eq!(spool.len(), 1, "only the bounce is left");
+}
+
+#[test]
+fn lanes_have_concurrency_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    for i in 0..5 {
+        enqueue(
+            &spool,
+            "a@example.com",
+            &[(&format!("u{i}@example.com"), "legacy")],
+            t(0),
+        );
+    }
+    let first = spool.lease("legacy", 10, t(1)).unwrap();
+    assert_eq!(first.len(), 2, "legacy allows 2 at once");
+    assert!(spool.lease("legacy", 10, t(1)).unwrap().is_empty());
+    spool.complete(first[0].clone(), &[Ok(())], t(2)).unwrap();
+    assert_eq!(spool.lease("legacy", 10, t(2)).unwrap().len(), 1);
+    assert!(spool.lease("nonexistent", 10, t(2)).unwrap().is_empty());
+}
+
+#[test]
+fn dead_destination_is_skipped_while_others_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    for i in 0..4 {
+        enqueue(
+            &spool,
+            "a@example.com",
+            &[(&format!("u{i}@example.com"), "legacy")],
+            t(0),
+        );
+    }
+    let modern = enqueue(
+        &spool,
+        "a@example.com",
+        &[("m@example.com", "modern")],
+        t(0),
+    );
+    let refused = || DeliveryError::transient(FailureScope::Destination, "connection refused");
+    for lease in spool.lease("legacy", 2, t(1)).unwrap() {
+        spool.complete(lease, &[Err(refused())], t(2)).unwrap();
+    }
+    let lanes = spool.lanes(t(3));
+    let legacy = lanes.iter().find(|l| l.name == "legacy").unwrap();
+    assert_eq!(
+        legacy.status,
+        LaneStatus::Dead {
+            until_ms: 1_750_000_002_000 + 300_000
+        }
+    );
+    // Its due mail is deferred without attempts; the other lane flows.
+    assert!(spool.lease("legacy", 10, t(3)).unwrap().is_empty());
+    let listed = spool.list(&Filter::default(), t(3));
+    let deferred = listed
+        .iter()
+        .filter(|m| m.queue_name == QueueState::Deferred)
+        .count();
+    assert_eq!(deferred, 4);
+    assert!(listed.iter().any(|m| {
+        m.recipients[0]
+            .delay_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("not responding"))
+    }));
+    let lease = spool.lease("modern", 10, t(3)).unwrap().remove(0);
+    assert_eq!(lease.queue_id, modern);
+    // The dead state survives a restart (it is journaled).
+    drop(lease);
+    drop(spool);
+    let spool = open(dir.path());
+    assert!(spool.lease("legacy", 10, t(4)).unwrap().is_empty());
+    // After the cool-off: one probe at a time; success revives the lane.
+    let probe = spool.lease("legacy", 10, t(400)).unwrap();
+    assert_eq!(probe.len(), 1);
+    spool.complete(probe[0].clone(), &[Ok(())], t(401)).unwrap();
+    assert_eq!(
+        spool
+            .lanes(t(401))
+            .iter()
+            .find(|l| l.name == "legacy")
+            .unwrap()
+            .status,
+        LaneStatus::Alive
+    );
+    assert_eq!(spool.lease("legacy", 10, t(402)).unwrap().len(), 2);
+}
+
+#[test]
+fn hung_attempts_time_out_and_repeat_offenders_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let bad = enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", "modern")],
+        t(0),
+    );
+    let good = enqueue(
+        &spool,
+        "a@example.com",
+        &[("c@example.com", "modern")],
+        t(0),
+    );
+    let leases = spool.lease("modern", 10, t(0)).unwrap();
+    assert_eq!(leases.len(), 2);
+    // `good` completes; `bad` hangs past its 30 s deadline.
+    let good_lease = leases.iter().find(|l| l.queue_id == good).unwrap().clone();
+    spool.complete(good_lease, &[Ok(())], t(5)).unwrap();
+    let tick = spool.tick(t(31)).unwrap();
+    assert_eq!(tick.timed_out, [bad]);
+    assert!(tick.quarantined.is_empty());
+    // Second hang: quarantined (quarantine_after = 2).
+    let lease = spool.lease("modern", 10, t(200)).unwrap().remove(0);
+    assert_eq!(lease.queue_id, bad);
+    let tick = spool.tick(t(231)).unwrap();
+    assert_eq!(tick.quarantined, [bad]);
+    let info = spool.show(bad, t(232)).unwrap().info;
+    assert_eq!(info.queue_name, QueueState::Quarantined);
+    assert!(
+        info.quarantine_reason
+            .unwrap()
+            .contains("did not finish within 30s")
+    );
+    // Never retried by itself.
+    assert!(spool.lease("modern", 10, t(100_000)).unwrap().is_empty());
+    // A late completion of the timed-out attempt still records the delivery.
+    let release = AdminRequest {
+        action: AdminAction::Release,
+        ids: vec![bad.to_string()],
+        all: false,
+        filter: Filter::default(),
+    };
+    assert_eq!(
+        spool.admin(&release, t(300)).unwrap().affected,
+        [bad.to_string()]
+    );
+    let lease = spool.lease("modern", 10, t(300)).unwrap().remove(0);
+    spool.tick(t(400)).unwrap();
+    let done = spool.complete(lease, &[Ok(())], t(401)).unwrap();
+    assert!(done.late && done.finished);
+    assert!(spool.is_empty());
+}
+
+#[test]
+fn interrupted_attempts_count_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let spool = open(dir.path());
+        let id = enqueue(
+            &spool,
+            "a@example.com",
+            &[("b@example.com", "modern")],
+            t(0),
+        );
+        let _lease = spool.lease("modern", 1, t(0)).unwrap();
+        spool.close().unwrap();
+        id
+    };
+    let spool = open(dir.path());
+    assert_eq!(spool.recovery_report().interrupted, [id]);
+    let info = spool.show(id, t(1)).unwrap().info;
+    assert_eq!(info.crashes, 1);
+    assert_eq!(info.recipients[0].state, RcptState::Deferred);
+    drop(spool);
+    // Counted once, not at every restart.
+    let spool = open(dir.path());
+    assert!(spool.recovery_report().interrupted.is_empty());
+    assert_eq!(spool.show(id, t(1)).unwrap().info.crashes, 1);
+}
+
+#[test]
+fn admin_actions_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let a = enqueue(
+        &spool,
+        "x@example.com",
+        &[("b@example.com", "modern")],
+        t(0),
+    );
+    let b = enqueue(
+        &spool,
+        "y@example.com",
+        &[("c@example.com", "legacy")],
+        t(600),
+    );
+    let req = |action, ids: Vec<String>, all, filter| AdminRequest {
+        action,
+        ids,
+        all,
+        filter,
+    };
+    let by_sender = Filter {
+        sender: Some("X@EXAMPLE.COM".into()),
+        ..Filter::default()
+    };
+    assert_eq!(spool.list(&by_sender, t(700)).len(), 1);
+    let old = Filter {
+        older_than: Some(Duration::from_secs(300)),
+        ..Filter::default()
+    };
+    assert_eq!(spool.list(&old, t(700)).len(), 1);
+    let report = spool
+        .admin(
+            &req(AdminAction::Hold, vec![], true, by_sender.clone()),
+            t(700),
+        )
+        .unwrap();
+    assert_eq!(report.affected, [a.to_string()]);
+    let held = Filter {
+        state: Some(QueueState::Held),
+        ..Filter::default()
+    };
+    assert_eq!(spool.list(&held, t(700))[0].queue_id, a.to_string());
+    assert!(spool.lease("modern", 10, t(700)).unwrap().is_empty());
+    // Held mail never expires.
+    assert!(spool.lease("modern", 10, t(1_000_000)).unwrap().is_empty());
+    assert_eq!(spool.len(), 2);
+    let report = spool
+        .admin(
+            &req(
+                AdminAction::Release,
+                vec![
+                    a.to_string(),
+                    "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+                    "junk".into(),
+                ],
+                false,
+                Filter::default(),
+            ),
+            t(800),
+        )
+        .unwrap();
+    assert_eq!(report.affected, [a.to_string()]);
+    assert_eq!(report.not_found.len(), 2);
+    assert_eq!(spool.lease("modern", 10, t(800)).unwrap().len(), 1);
+
+    // Requeue: waits for the router; the router's answer makes it due again.
+    let dest = Filter {
+        destination: Some("legacy".into()),
+        ..Filter::default()
+    };
+    spool
+        .admin(&req(AdminAction::Requeue, vec![], true, dest), t(900))
+        .unwrap();
+    assert!(spool.lease("legacy", 10, t(900)).unwrap().is_empty());
+    let unrouted = spool.unrouted(10);
+    assert_eq!(unrouted[0].queue_id, b);
+    spool
+        .route(
+            b,
+            &[(0, Route::new("modern", addr("c@modern.example.com")))],
+            t(901),
+        )
+        .unwrap();
+    let info = spool.show(b, t(901)).unwrap().info;
+    assert_eq!(info.recipients[0].destination, "modern");
+    assert_eq!(
+        info.recipients[0].orig_address.as_deref(),
+        Some("c@example.com")
+    );
+    let by_rcpt = Filter {
+        recipient: Some("c@example.com".into()),
+        ..Filter::default()
+    };
+    assert_eq!(spool.list(&by_rcpt, t(901)).len(), 1);
+
+    let summary = spool.summary(t(901));
+    assert_eq!(summary.rows[0].destination, "TOTAL");
+    assert_eq!(summary.rows[0].counts[0], 2);
+    assert!(summary.to_string().contains("modern"));
+
+    spool
+        .admin(
+            &req(
+                AdminAction::Delete,
+                vec![b.to_string()],
+                false,
+                Filter::default(),
+            ),
+            t(902),
+        )
+        .unwrap();
+    drop(spool);
+    let view = QueueView::open(dir.path()).unwrap();
+    assert_eq!(view.len(), 1);
+    assert_eq!(
+        view.list(&Filter::default(), t(903))[0].queue_id,
+        a.to_string()
+    );
+}
+
+#[test]
+fn summary_counts_by_destination_and_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", "modern")],
+        t(0),
+    );
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("c@example.com", "legacy"), ("d@example.com", "modern")],
+        t(3000),
+    );
+    let s = spool.summary(t(3060));
+    let row = |name: &str| {
+        s.rows
+            .iter()
+            .find(|r| r.destination == name)
+            .unwrap()
+            .counts
+            .clone()
+    };
+    // Ages: 51 minutes (column "80") and 1 minute (column "5").
+    assert_eq!(row("TOTAL"), [2, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]);
+    assert_eq!(row("modern")[0], 2);
+    assert_eq!(row("legacy"), [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn concurrent_enqueues_are_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let ids = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for th in 0..8 {
+            let spool = &spool;
+            let ids = &ids;
+            s.spawn(move || {
+                for i in 0..25 {
+                    let id = enqueue(
+                        spool,
+                        "a@example.com",
+                        &[(&format!("t{th}-{i}@example.com"), "modern")],
+                        t(0),
+                    );
+                    ids.lock().unwrap().push(id);
+                }
+            });
+        }
+    });
+    drop(spool);
+    let spool = open(dir.path());
+    let ids = ids.into_inner().unwrap();
+    assert_eq!(ids.len(), 200);
+    assert_eq!(spool.len(), 200);
+    for id in ids {
+        assert_eq!(spool.show(id, t(1)).unwrap().body, body(1));
+    }
+}
+
+#[test]
+fn compaction_keeps_live_state_and_frees_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = SpoolOptions {
+        journal_segment_bytes: 4096,
+        data_segment_bytes: 4096,
+        ..options()
+    };
+    let spool = Spool::open(dir.path(), small.clone()).unwrap();
+    let mut kept = Vec::new();
+    for round in 0..40 {
+        let keep = enqueue(
+            &spool,
+            "a@example.com",
+            &[("k@example.com", "legacy")],
+            t(round),
+        );
+        kept.push(keep);
+        for _ in 0..5 {
+            enqueue(
+                &spool,
+                "a@example.com",
+                &[("d@example.com", "modern")],
+                t(round),
+            );
+        }
+        for lease in spool.lease("modern", 100, t(round)).unwrap() {
+            spool.complete(lease, &[Ok(())], t(round)).unwrap();
+        }
+        spool.tick(t(round)).unwrap();
+    }
+    // Defer one kept message so compaction must carry its state.
+    let lease = spool.lease("legacy", 1, t(100)).unwrap().remove(0);
+    let deferred = lease.queue_id;
+    spool
+        .complete(
+            lease,
+            &[Err(DeliveryError::transient(
+                FailureScope::Recipient,
+                "later",
+            ))],
+            t(100),
+        )
+        .unwrap();
+    let mut compacted = 0;
+    for i in 0..40 {
+        for _ in 0..5 {
+            enqueue(
+                &spool,
+                "a@example.com",
+                &[("d@example.com", "modern")],
+                t(200 + i),
+            );
+        }
+        for lease in spool.lease("modern", 100, t(200 + i)).unwrap() {
+            spool.complete(lease, &[Ok(())], t(200 + i)).unwrap();
+        }
+        let report = spool.tick(t(200 + i)).unwrap();
+        compacted += report.compacted_segments;
+    }
+    assert!(compacted > 0, "the journal was never compacted");
+    let before = spool.list(&Filter::default(), t(300));
+    drop(spool);
+    let journal_files = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .count();
+    assert!(journal_files < 30, "{journal_files} journal segments left");
+    let spool = Spool::open(dir.path(), small).unwrap();
+    assert!(
+        spool.recovery_report().is_clean(),
+        "{:?}",
+        spool.recovery_report()
+    );
+    assert_eq!(spool.list(&Filter::default(), t(300)), before);
+    assert_eq!(spool.len(), 40);
+    let info = spool.show(deferred, t(300)).unwrap().info;
+    assert_eq!(info.recipients[0].state, RcptState::Deferred);
+    for id in kept {
+        assert_eq!(spool.show(id, t(300)).unwrap().body, body(1));
+    }
+}
+
+#[test]
+fn held_route_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let envelope = Envelope {
+        sender: ReversePath::Null,
+        recipients: vec![addr("m@example.com")],
+    };
+    assert!(spool.enqueue(&envelope, &[], b"x", t(0)).is_err());
+    let empty = Envelope {
+        sender: ReversePath::Null,
+        recipients: vec![],
+    };
+    assert!(spool.enqueue(&empty, &[], b"x", t(0)).is_err());
+    let id = spool
+        .enqueue(
+            &envelope,
+            &[Route::new("modern", addr("m@example.com")).held()],
+            b"x",
+            t(0),
+        )
+        .unwrap();
+    assert_eq!(state_of(&spool, id, t(0)), [RcptState::Held]);
+    assert!(spool.lease("modern", 1, t(0)).unwrap().is_empty());
+    assert!(matches!(
+        Spool::open(dir.path(), options()),
+        Err(ccgate_queue::QueueError::Locked { .. })
+    ));
+}
