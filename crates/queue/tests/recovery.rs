@@ -3,6 +3,14 @@
 //! missing body. Each test builds a real spool, closes it, damages its files the way a crash
 //! (or a bad disk) would, and checks what `Spool::open` decides.
 
+// Test helpers outside #[test] fns may panic: clippy.toml allows it only inside them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

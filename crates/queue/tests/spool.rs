@@ -1,6 +1,14 @@
 //! Behaviour of the spool through its public API: durability across reopen, per-recipient
 //! states, scheduling, bounces, quarantine, admin actions, compaction.
 
+// Test helpers outside #[test] fns may panic: clippy.toml allows it only inside them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
