@@ -163,7 +163,24 @@ pub fn parse_directory(input: &[u8], codepage: Codepage) -> (Vec<DirectoryEntry>
 /// Writes entries in Export's order. Returns the bytes and how many characters the code page
 /// could not hold.
 pub fn write_directory(entries: &[DirectoryEntry], codepage: Codepage) -> (Vec<u8>, usize) {
-    let mut sorted: Vec<&DirectoryEntry> = entries.iter().collect();
+    // Line breaks inside values become spaces; sort by what is written so that writing what
+    // was read gives the same bytes.
+    let one_line = |v: &str| v.replace(['\r', '\n'], " ");
+    let cleaned: Vec<DirectoryEntry> = entries
+        .iter()
+        .map(|e| DirectoryEntry {
+            name: one_line(&e.name),
+            location: e.location,
+            address: e.address.as_deref().map(one_line),
+            comments: e.comments.as_deref().map(one_line),
+            other: e
+                .other
+                .iter()
+                .map(|(l, v)| (one_line(l), one_line(v)))
+                .collect(),
+        })
+        .collect();
+    let mut sorted: Vec<&DirectoryEntry> = cleaned.iter().collect();
     sorted.sort_by_cached_key(|e| {
         (
             e.location.map_or(LOCATION_ORDER.len(), Location::rank),
@@ -176,7 +193,7 @@ pub fn write_directory(entries: &[DirectoryEntry], codepage: Codepage) -> (Vec<u
     let mut line = |out: &mut Vec<u8>, label: &str, value: &str| {
         out.extend_from_slice(label.as_bytes());
         out.extend_from_slice(b": ");
-        replaced += codepage.encode_into(&value.replace(['\r', '\n'], " "), out);
+        replaced += codepage.encode_into(value, out);
         out.extend_from_slice(b"\r\n");
     };
     for entry in sorted {

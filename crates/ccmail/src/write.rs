@@ -192,6 +192,13 @@ fn header_lines(
                 }
                 let parsed = parse_address(a).map_err(|e| bad(e.to_string()))?;
                 let rendered = parsed.render(&render).map_err(|e| bad(e.to_string()))?;
+                // An address is never transliterated: a changed address would reach nobody.
+                if let Some(c) = rendered.chars().find(|c| !opts.codepage.can_encode(*c)) {
+                    return Err(bad(format!(
+                        "{c:?} has no equivalent in code page {}",
+                        opts.codepage.name()
+                    )));
+                }
                 if rendered != *a {
                     report
                         .changes
