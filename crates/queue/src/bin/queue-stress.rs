@@ -5,6 +5,7 @@
 //! queue-stress SPOOL DELIVERIES run [MESSAGES]   enqueue and deliver until killed (or done)
 //! queue-stress SPOOL DELIVERIES drain            deliver what is queued, then exit 0
 //! queue-stress SPOOL DELIVERIES serve            own the spool and tick (no delivery) until killed
+//! queue-stress SPOOL DELIVERIES fill [MESSAGES]  enqueue without delivering, then exit
 //! ```
 //!
 //! Standard output, one line each, flushed at once:
@@ -39,7 +40,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(spool_dir), Some(deliveries), Some(mode)) = (args.get(1), args.get(2), args.get(3))
     else {
-        eprintln!("usage: queue-stress SPOOL DELIVERIES run [MESSAGES] | drain | serve");
+        eprintln!(
+            "usage: queue-stress SPOOL DELIVERIES run [MESSAGES] | drain | serve | fill [MESSAGES]"
+        );
         return ExitCode::from(2);
     };
     let messages = args
@@ -98,6 +101,20 @@ fn run(spool_dir: &Path, deliveries: &Path, mode: &str, messages: u64) -> Result
             spool.tick(now())?;
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+    if mode == "fill" {
+        for n in 0..messages {
+            let rcpt: EmailAddress = format!("user{n}@example.com").parse()?;
+            let lane = if n % 3 == 0 { "legacy" } else { LANE };
+            let envelope = Envelope {
+                sender: format!("sender{}@example.com", n % 5).parse::<ReversePath>()?,
+                recipients: vec![rcpt.clone()],
+            };
+            let body = format!("Subject: message {n}\r\n\r\nbody {n}\r\n");
+            let id = spool.enqueue(&envelope, &[Route::new(lane, rcpt)], body.as_bytes(), now())?;
+            say(&out, &format!("ACK {id}"));
+        }
+        return Ok(());
     }
     let sink = Arc::new(Mutex::new(
         OpenOptions::new()
