@@ -4,6 +4,7 @@
 //! cargo bench -p ccgate-queue --bench scale
 //! CCGATE_BENCH_N=100000 cargo bench -p ccgate-queue --bench scale     # fewer messages
 //! CCGATE_BENCH_DIR=/var/spool/test cargo bench ...                    # where to write
+//! CCGATE_BENCH_THREADS=32 cargo bench ...                             # enqueuers (default 8)
 //! ```
 //!
 //! Fills a spool with N messages (default 1,000,000; about 1.5 KB each, one recipient, three
@@ -31,8 +32,6 @@ use std::time::{Duration, Instant, SystemTime};
 use ccgate_core::{EmailAddress, Envelope, ReversePath};
 use ccgate_queue::{QueueView, Route, Spool, SpoolOptions};
 
-const THREADS: u64 = 8;
-
 fn main() {
     if let Ok(mode) = std::env::var("CCGATE_BENCH_CHILD") {
         let dir = PathBuf::from(std::env::var("CCGATE_BENCH_DIR").unwrap());
@@ -47,6 +46,11 @@ fn main() {
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(1_000_000);
+    let threads: u64 = std::env::var("CCGATE_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+        .max(1);
     let base = std::env::var("CCGATE_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
@@ -81,7 +85,7 @@ fn main() {
     let next = AtomicU64::new(single);
     let started = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..THREADS {
+        for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -96,7 +100,7 @@ fn main() {
     let t8 = started.elapsed();
     if rest > 0 {
         println!(
-            "enqueue, {THREADS} threads: {rest} messages in {:.2} s = {:.0} msg/s",
+            "enqueue, {threads} threads: {rest} messages in {:.2} s = {:.0} msg/s",
             t8.as_secs_f64(),
             rest as f64 / t8.as_secs_f64()
         );

@@ -20,7 +20,9 @@ pub use admin::{
     AdminReport, AdminRequest, Filter, HistoryEntry, MessageDetail, MessageInfo, QueueState,
     RecipientInfo, Summary, SummaryRow,
 };
-pub use bounce::{DsnInput, DsnRecipient, build_dsn, header_section, rfc5322_date};
+pub use bounce::{
+    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, build_dsn, header_section, rfc5322_date,
+};
 pub use clock::now;
 pub use control::{Via, admin_request};
 pub use error::{QueueError, Result};
