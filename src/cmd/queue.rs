@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use ccgate_core::{QueueId, parse_duration};
 use ccgate_queue::{
-    AdminAction, AdminRequest, DeadPolicy, Filter, MessageInfo, QueueState, QueueView, RcptState,
-    RetryPolicy, SpoolOptions,
+    AdminAction, AdminRequest, Filter, MessageInfo, QueueState, QueueView, RcptState, RetryPolicy,
+    SpoolOptions,
 };
 
 use crate::cli::{QueueCommand, QueueFilter, QueueStateArg, QueueTarget};
@@ -69,7 +69,6 @@ pub fn spool_options(config: &Config) -> SpoolOptions {
         },
         quarantine_after: config.queue.quarantine_after.max(1),
         reporting_mta: config.smtp.hostname.clone(),
-        dead: DeadPolicy { ..defaults.dead },
         ..defaults
     }
 }
@@ -176,27 +175,25 @@ fn write_text(out: &mut impl Write, m: &MessageInfo) -> io::Result<()> {
         )?;
     }
     for r in &m.recipients {
-        write!(
-            out,
-            "    {:<40} {:<10} {:<9}",
+        let mut line = format!(
+            "    {:<40} {:<10} {}",
             r.address,
             r.destination,
             state_name(r.state)
-        )?;
+        );
         if r.attempts > 0 {
-            write!(out, " attempts={}", r.attempts)?;
+            line.push_str(&format!(" attempts={}", r.attempts));
         }
         if r.in_flight {
-            write!(out, " (being delivered)")?;
+            line.push_str(" (being delivered)");
         }
         if let Some(next) = r.next_attempt {
-            write!(
-                out,
+            line.push_str(&format!(
                 " next={}",
                 ccgate_queue::rfc5322_date(next.saturating_mul(1000))
-            )?;
+            ));
         }
-        writeln!(out)?;
+        writeln!(out, "{line}")?;
         if let Some(orig) = &r.orig_address {
             writeln!(out, "        originally {orig}")?;
         }
