@@ -1,0 +1,975 @@
+//! The SMTP server session as a state machine without I/O.
+//!
+//! The I/O layer owns the socket and the clock; the [`Session`] owns the protocol. The I/O
+//! layer sends [`Session::greeting`], then feeds whatever it reads to [`Session::feed`] and gets
+//! back an [`Output`]: how many input octets were consumed, the replies to send (in order), at
+//! most one [`Event`] to act on, and whether to close after sending. Processing stops at an
+//! event, and input after it stays unconsumed until the event is answered:
+//!
+//! - [`Event::StartTls`]: send the replies, run the TLS handshake, then call
+//!   [`Session::tls_established`] (or close if the handshake fails).
+//! - [`Event::MessageComplete`]: durably queue the message (prepending
+//!   [`Trace::received_header`]), then call [`Session::message_queued`] and send its reply.
+//!   The session never produces the final 250 for DATA by itself.
+//!
+//! Recipients are checked synchronously through the [`RecipientPolicy`] trait, so a pipelined
+//! group of RCPT commands is answered in one pass.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+
+use crate::command::{Command, ForwardPath, MailParams, parse_command};
+use crate::error::{Error, QueueError, Verb};
+use crate::framing::{
+    DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, MAX_TEXT_LINE,
+};
+use crate::reply::{Reply, for_error};
+
+/// Default largest message, in octets (Postfix `message_size_limit`).
+pub const MAX_MESSAGE_SIZE: u64 = 10_240_000;
+/// Default most recipients per transaction (Postfix `smtpd_recipient_limit`).
+pub const MAX_RECIPIENTS: usize = 1000;
+/// Default most errors per session before `421` and close (Postfix `smtpd_hard_error_limit`).
+pub const MAX_ERRORS: u32 = 20;
+
+/// Octets reserved up front for a message that announced its size, at most.
+const MAX_PREALLOCATION: u64 = 1 << 20;
+
+/// The limits a session enforces; every field defaults to the named const.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message after dot-unstuffing (`552 5.3.4` past it); advertised with SIZE.
+    pub max_message_size: u64,
+    /// Most accepted recipients per transaction (`452 4.5.3` past it).
+    pub max_recipients: usize,
+    /// Errors after which the session answers `421 4.7.0` and closes. A message queued
+    /// successfully resets the count, as in Postfix.
+    pub max_errors: u32,
+    /// Longest command line, CR LF included.
+    pub max_command_line: usize,
+    /// Longest message text line, CR LF included.
+    pub max_text_line: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: MAX_MESSAGE_SIZE,
+            max_recipients: MAX_RECIPIENTS,
+            max_errors: MAX_ERRORS,
+            max_command_line: MAX_COMMAND_LINE,
+            max_text_line: MAX_TEXT_LINE,
+        }
+    }
+}
+
+/// What every session of one listener shares.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    hostname: String,
+    postmaster: EmailAddress,
+    /// The limits.
+    pub limits: Limits,
+    /// True when a certificate is configured, so STARTTLS is offered.
+    pub tls_available: bool,
+}
+
+impl SessionConfig {
+    /// A configuration with default limits and no TLS.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHostname`] when `hostname` is not a domain or address literal (it is
+    /// used in the greeting and as the domain of `<postmaster>`).
+    pub fn new(hostname: &str) -> Result<Self, Error> {
+        let postmaster =
+            EmailAddress::new("postmaster", hostname).map_err(|e| Error::InvalidHostname {
+                hostname: hostname.to_owned(),
+                reason: match e {
+                    ccgate_core::CoreError::InvalidAddress { reason, .. } => reason,
+                    _ => "invalid domain",
+                },
+            })?;
+        Ok(Self {
+            hostname: postmaster.domain().to_owned(),
+            postmaster,
+            limits: Limits::default(),
+            tls_available: false,
+        })
+    }
+
+    /// The host name (lower-cased), as in the greeting.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// `postmaster@<hostname>`: where `RCPT TO:<postmaster>` goes.
+    pub fn postmaster(&self) -> &EmailAddress {
+        &self.postmaster
+    }
+}
+
+/// The recipient policy's answer for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RcptVerdict {
+    /// A local recipient the router resolves: `250 2.1.5`.
+    Accept,
+    /// In a served domain but not known: `550 5.1.1`.
+    Unknown,
+    /// Not in a served domain: `554 5.7.1`.
+    RelayDenied,
+    /// The lookup failed for now: `450 4.4.3`.
+    TempFail,
+}
+
+/// Decides whether a recipient is accepted (the router plugs in here).
+pub trait RecipientPolicy {
+    /// The verdict for `rcpt`.
+    fn check(&self, rcpt: &EmailAddress) -> RcptVerdict;
+}
+
+impl<T: RecipientPolicy + ?Sized> RecipientPolicy for &T {
+    fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
+        (**self).check(rcpt)
+    }
+}
+
+impl<T: RecipientPolicy + ?Sized> RecipientPolicy for Box<T> {
+    fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
+        (**self).check(rcpt)
+    }
+}
+
+impl<T: RecipientPolicy + ?Sized> RecipientPolicy for Arc<T> {
+    fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
+        (**self).check(rcpt)
+    }
+}
+
+/// Something the I/O layer must do before the session can go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Send the replies (the last is `220 2.0.0 Ready to start TLS`), run the TLS handshake
+    /// on the socket, then call [`Session::tls_established`]. No unconsumed input is left:
+    /// the session refused a STARTTLS followed by more input.
+    StartTls,
+    /// A complete, well-formed message: queue it durably, then call
+    /// [`Session::message_queued`].
+    MessageComplete {
+        /// Sender and accepted recipients.
+        envelope: Envelope,
+        /// The message, dot-unstuffed, every line ending in CR LF.
+        data: Vec<u8>,
+        /// The `MAIL FROM` parameters (body type, SMTPUTF8).
+        params: MailParams,
+        /// What the `Received:` header needs.
+        trace: Trace,
+    },
+}
+
+/// What one call to [`Session::feed`] produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Input octets consumed; the rest must be fed again after the event is answered.
+    pub consumed: usize,
+    /// Replies to send, in order.
+    pub replies: Vec<Reply>,
+    /// At most one event, to act on after sending the replies.
+    pub event: Option<Event>,
+    /// Close the connection after sending the replies.
+    pub close: bool,
+}
+
+impl Output {
+    /// Appends all replies in wire form (one write for a pipelined group, RFC 2920).
+    pub fn encode_replies(&self, out: &mut Vec<u8>) {
+        for reply in &self.replies {
+            reply.encode(out);
+        }
+    }
+}
+
+/// The protocol name of the `with` clause of `Received:` (RFC 3848, RFC 6531 3.7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HELO.
+    Smtp,
+    /// EHLO.
+    Esmtp,
+    /// EHLO after STARTTLS.
+    Esmtps,
+    /// EHLO with `MAIL FROM:<..> SMTPUTF8`.
+    Utf8Smtp,
+    /// EHLO with SMTPUTF8 after STARTTLS.
+    Utf8Smtps,
+}
+
+impl Protocol {
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Smtp => "SMTP",
+            Self::Esmtp => "ESMTP",
+            Self::Esmtps => "ESMTPS",
+            Self::Utf8Smtp => "UTF8SMTP",
+            Self::Utf8Smtps => "UTF8SMTPS",
+        }
+    }
+}
+
+/// The facts a `Received:` header records about how a message came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// The HELO/EHLO argument.
+    pub helo: String,
+    /// The client's address, when the I/O layer knows it.
+    pub peer_ip: Option<IpAddr>,
+    /// This server's host name.
+    pub hostname: String,
+    /// How the message was sent.
+    pub protocol: Protocol,
+}
+
+impl Trace {
+    /// The `Received:` header line (RFC 5321 4.4), folded, ending in CR LF:
+    ///
+    /// ```text
+    /// Received: from <helo> ([<peer ip>])
+    ///         by <hostname> with ESMTPS id <queue id>;
+    ///         <date>
+    /// ```
+    ///
+    /// `date` is an RFC 5322 date, e.g. from [`rfc5322_date`]; control characters in it are
+    /// sent as spaces so the header cannot be split.
+    pub fn received_header(&self, queue_id: &QueueId, date: &str) -> String {
+        let peer = match self.peer_ip {
+            Some(IpAddr::V4(ip)) => format!(" ([{ip}])"),
+            Some(IpAddr::V6(ip)) => format!(" ([IPv6:{ip}])"),
+            None => String::new(),
+        };
+        let date: String = date
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        format!(
+            "Received: from {helo}{peer}\r\n\tby {host} with {protocol} id {queue_id};\r\n\t{date}\r\n",
+            helo = self.helo,
+            host = self.hostname,
+            protocol = self.protocol.as_str(),
+        )
+    }
+}
+
+/// Formats seconds since the Unix epoch as an RFC 5322 date in UTC, e.g.
+/// `Mon, 23 Nov 2026 11:23:29 +0000`. Times past the year 9999 are clamped to its end.
+pub fn rfc5322_date(unix_seconds: u64) -> String {
+    const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+    let secs = unix_seconds.min(LAST_SECOND_OF_9999);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let weekday = match days % 7 {
+        0 => "Thu",
+        1 => "Fri",
+        2 => "Sat",
+        3 => "Sun",
+        4 => "Mon",
+        5 => "Tue",
+        _ => "Wed",
+    };
+    // Civil date from days (H. Hinnant's algorithm), for days >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let month = match month {
+        1 => "Jan",
+        2 => "Feb",
+        3 => "Mar",
+        4 => "Apr",
+        5 => "May",
+        6 => "Jun",
+        7 => "Jul",
+        8 => "Aug",
+        9 => "Sep",
+        10 => "Oct",
+        11 => "Nov",
+        _ => "Dec",
+    };
+    format!("{weekday}, {day} {month} {year} {hour:02}:{minute:02}:{second:02} +0000")
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Connected, greeting not yet sent.
+    Connected,
+    /// Reading commands.
+    Command,
+    /// Reading message text after `354`.
+    Data(DataDecoder),
+    /// [`Event::MessageComplete`] was returned; waiting for [`Session::message_queued`].
+    AwaitingQueue,
+    /// [`Event::StartTls`] was returned; waiting for [`Session::tls_established`].
+    AwaitingTls,
+    /// Closed: input is discarded.
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+struct Hello {
+    domain: String,
+    extended: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Transaction {
+    sender: ReversePath,
+    params: MailParams,
+    recipients: Vec<EmailAddress>,
+    rcpt_commands: usize,
+}
+
+/// One SMTP server session, without I/O.
+///
+/// ```
+/// use ccgate_core::{EmailAddress, QueueId};
+/// use ccgate_smtp::{Event, RcptVerdict, RecipientPolicy, Session, SessionConfig};
+///
+/// struct AcceptAll;
+/// impl RecipientPolicy for AcceptAll {
+///     fn check(&self, _: &EmailAddress) -> RcptVerdict {
+///         RcptVerdict::Accept
+///     }
+/// }
+///
+/// let config = SessionConfig::new("mx.example.com").unwrap();
+/// let mut session = Session::new(config, None, AcceptAll);
+/// assert_eq!(session.greeting().to_string(), "220 mx.example.com ESMTP ccgate\r\n");
+/// let out = session.feed(b"EHLO client.example\r\n");
+/// assert_eq!(out.replies[0].code(), 250);
+/// let out = session.feed(b"MAIL FROM:<a@client.example>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+/// assert_eq!(out.replies.len(), 3); // 250, 250, 354
+/// let out = session.feed(b"Subject: hi\r\n\r\nhello\r\n.\r\nQUIT\r\n");
+/// let Some(Event::MessageComplete { data, .. }) = out.event else { panic!() };
+/// assert_eq!(data, b"Subject: hi\r\n\r\nhello\r\n");
+/// // Queue the message durably here; only then:
+/// let reply = session.message_queued(Ok(QueueId::generate())).unwrap();
+/// assert_eq!(reply.code(), 250);
+/// // The pipelined QUIT was not consumed yet.
+/// let rest = &b"QUIT\r\n"[..];
+/// let out = session.feed(rest);
+/// assert!(out.close);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session<P> {
+    config: SessionConfig,
+    peer_ip: Option<IpAddr>,
+    policy: P,
+    phase: Phase,
+    lines: LineDecoder,
+    hello: Option<Hello>,
+    tls_active: bool,
+    transaction: Option<Transaction>,
+    message: Vec<u8>,
+    errors: u32,
+}
+
+impl<P: RecipientPolicy> Session<P> {
+    /// A new session for a client at `peer_ip`, before the greeting.
+    pub fn new(config: SessionConfig, peer_ip: Option<IpAddr>, policy: P) -> Self {
+        let lines = LineDecoder::new(config.limits.max_command_line);
+        Self {
+            config,
+            peer_ip,
+            policy,
+            phase: Phase::Connected,
+            lines,
+            hello: None,
+            tls_active: false,
+            transaction: None,
+            message: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    /// The `220` greeting. Send it first; input fed before it is an early talker, refused
+    /// with `554 5.5.0` and a close.
+    pub fn greeting(&mut self) -> Reply {
+        if matches!(self.phase, Phase::Connected) {
+            self.phase = Phase::Command;
+        }
+        Reply::greeting(&self.config.hostname)
+    }
+
+    /// Processes input; see [`Output`]. While an event is unanswered, nothing is consumed;
+    /// once closed, everything is consumed and ignored.
+    pub fn feed(&mut self, input: &[u8]) -> Output {
+        let mut out = Output::default();
+        match self.phase {
+            Phase::Closed => {
+                out.consumed = input.len();
+                out.close = true;
+                return out;
+            }
+            Phase::AwaitingQueue | Phase::AwaitingTls => return out,
+            Phase::Connected => {
+                out.consumed = input.len();
+                if !input.is_empty() {
+                    self.fail(Error::EarlyTalker, &mut out);
+                }
+                return out;
+            }
+            Phase::Command | Phase::Data(_) => {}
+        }
+        let mut rest = input;
+        while !rest.is_empty() && !out.close && out.event.is_none() {
+            if let Phase::Data(decoder) = &mut self.phase {
+                let status = decoder.decode(&mut rest, &mut self.message);
+                if decoder.has_failed() && self.message.capacity() > 0 {
+                    // The message will be refused: free it now rather than at its end.
+                    self.message = Vec::new();
+                }
+                match status {
+                    Ok(DataStatus::NeedsMoreData) => {}
+                    Ok(DataStatus::Complete { .. }) => self.complete_message(&mut out),
+                    Err(error) => {
+                        self.phase = Phase::Command;
+                        self.transaction = None;
+                        self.message = Vec::new();
+                        self.fail(error, &mut out);
+                    }
+                }
+                continue;
+            }
+            match self.lines.decode(&mut rest) {
+                Ok(LineStatus::NeedsMoreData) => {}
+                Ok(LineStatus::Line(line)) => self.handle_line(&line, !rest.is_empty(), &mut out),
+                Err(error) => self.fail(error, &mut out),
+            }
+        }
+        out.consumed = input.len().saturating_sub(rest.len());
+        out
+    }
+
+    /// Answers [`Event::StartTls`] once the handshake succeeded: the session starts over
+    /// (RFC 3207 4.2: the client must EHLO again), now with TLS.
+    pub fn tls_established(&mut self) {
+        if matches!(self.phase, Phase::AwaitingTls) {
+            self.tls_active = true;
+            self.hello = None;
+            self.transaction = None;
+            self.lines = LineDecoder::new(self.config.limits.max_command_line);
+            self.phase = Phase::Command;
+        }
+    }
+
+    /// Answers [`Event::MessageComplete`] with the outcome of queueing, and returns the reply
+    /// to send: `250 2.0.0 Ok: queued as <id>`, `451 4.3.0` or `452 4.3.1`. `None` when no
+    /// message was waiting (a bug in the caller).
+    pub fn message_queued(&mut self, result: Result<QueueId, QueueError>) -> Option<Reply> {
+        if !matches!(self.phase, Phase::AwaitingQueue) {
+            return None;
+        }
+        self.phase = Phase::Command;
+        Some(match result {
+            Ok(queue_id) => {
+                self.errors = 0;
+                Reply::queued(&queue_id)
+            }
+            Err(error) => for_error(&Error::Queue(error)),
+        })
+    }
+
+    /// Ends the session for a reason of the I/O layer (timeout, shutdown) and returns the
+    /// reply to send before closing.
+    pub fn abort(&mut self, reason: &Error) -> Reply {
+        self.phase = Phase::Closed;
+        self.transaction = None;
+        self.message = Vec::new();
+        for_error(reason)
+    }
+
+    /// True once the session has asked to close.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// True while an event waits for its answer.
+    pub fn is_awaiting_event(&self) -> bool {
+        matches!(self.phase, Phase::AwaitingQueue | Phase::AwaitingTls)
+    }
+
+    /// True once STARTTLS has completed.
+    pub fn is_tls_active(&self) -> bool {
+        self.tls_active
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    fn handle_line(&mut self, line: &[u8], more_input: bool, out: &mut Output) {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(error) => return self.fail(error, out),
+        };
+        // RFC 2920: only after EHLO may commands be pipelined, and some must end a group.
+        // Checked before the command runs, so a refused DATA or STARTTLS never treats the
+        // bytes after it as message text or as commands (CVE-2011-0411).
+        let pipelining = self.hello.as_ref().is_some_and(|h| h.extended);
+        if more_input && command != Command::Quit && (command.ends_pipeline_group() || !pipelining)
+        {
+            return self.fail(
+                Error::Synchronization {
+                    verb: command.verb(),
+                },
+                out,
+            );
+        }
+        if let Err(error) = self.execute(command, out) {
+            self.fail(error, out);
+        }
+    }
+
+    fn execute(&mut self, command: Command, out: &mut Output) -> Result<(), Error> {
+        let reply = match command {
+            Command::Helo { domain } => {
+                self.hello = Some(Hello {
+                    domain,
+                    extended: false,
+                });
+                self.transaction = None;
+                Reply::helo(&self.config.hostname)
+            }
+            Command::Ehlo { domain } => {
+                self.hello = Some(Hello {
+                    domain,
+                    extended: true,
+                });
+                self.transaction = None;
+                let starttls = self.config.tls_available && !self.tls_active;
+                Reply::ehlo(
+                    &self.config.hostname,
+                    self.config.limits.max_message_size,
+                    starttls,
+                )
+            }
+            Command::Mail { from, params } => self.mail(from, params)?,
+            Command::Rcpt { to } => self.rcpt(to)?,
+            Command::Data => self.data()?,
+            Command::Rset => {
+                self.transaction = None;
+                Reply::ok()
+            }
+            Command::Noop => Reply::ok(),
+            Command::Quit => {
+                out.close = true;
+                self.phase = Phase::Closed;
+                self.transaction = None;
+                Reply::bye()
+            }
+            Command::Vrfy { .. } => Reply::cannot_vrfy(),
+            Command::Help { .. } => Reply::help(),
+            Command::StartTls => {
+                if self.tls_active {
+                    return Err(Error::TlsAlreadyActive);
+                }
+                if !self.config.tls_available {
+                    return Err(Error::TlsUnavailable);
+                }
+                if self.transaction.is_some() {
+                    return Err(Error::TransactionInProgress);
+                }
+                self.phase = Phase::AwaitingTls;
+                out.event = Some(Event::StartTls);
+                Reply::ready_to_start_tls()
+            }
+        };
+        out.replies.push(reply);
+        Ok(())
+    }
+
+    fn mail(&mut self, sender: ReversePath, params: MailParams) -> Result<Reply, Error> {
+        let Some(hello) = &self.hello else {
+            return Err(Error::NeedHelo { verb: Verb::Mail });
+        };
+        if self.transaction.is_some() {
+            return Err(Error::NestedMail);
+        }
+        if !hello.extended && !params.is_empty() {
+            return Err(Error::ParametersNeedEhlo);
+        }
+        let limit = self.config.limits.max_message_size;
+        if let Some(declared) = params.size.filter(|&size| size > limit) {
+            return Err(Error::DeclaredSizeTooLarge { declared, limit });
+        }
+        self.transaction = Some(Transaction {
+            sender,
+            params,
+            recipients: Vec::new(),
+            rcpt_commands: 0,
+        });
+        Ok(Reply::sender_ok())
+    }
+
+    fn rcpt(&mut self, to: ForwardPath) -> Result<Reply, Error> {
+        let Some(transaction) = &mut self.transaction else {
+            return Err(Error::NeedMail { verb: Verb::Rcpt });
+        };
+        transaction.rcpt_commands = transaction.rcpt_commands.saturating_add(1);
+        let limit = self.config.limits.max_recipients;
+        if transaction.recipients.len() >= limit {
+            return Err(Error::TooManyRecipients { limit });
+        }
+        let address = match to {
+            ForwardPath::Postmaster => self.config.postmaster.clone(),
+            ForwardPath::Mailbox(address) => {
+                if address.needs_smtputf8() && !transaction.params.smtputf8 {
+                    return Err(Error::NeedsSmtputf8);
+                }
+                match self.policy.check(&address) {
+                    RcptVerdict::Accept => address,
+                    RcptVerdict::Unknown => return Err(Error::UnknownRecipient),
+                    RcptVerdict::RelayDenied => return Err(Error::RelayDenied),
+                    RcptVerdict::TempFail => return Err(Error::RecipientTempFail),
+                }
+            }
+        };
+        // A repeated recipient is acknowledged but delivered once.
+        if !transaction.recipients.contains(&address) {
+            transaction.recipients.push(address);
+        }
+        Ok(Reply::recipient_ok())
+    }
+
+    fn data(&mut self) -> Result<Reply, Error> {
+        let Some(transaction) = &self.transaction else {
+            return Err(Error::NeedMail { verb: Verb::Data });
+        };
+        if transaction.recipients.is_empty() {
+            return Err(if transaction.rcpt_commands == 0 {
+                Error::NeedRcpt
+            } else {
+                Error::NoValidRecipients
+            });
+        }
+        let limits = self.config.limits;
+        let reserve = transaction
+            .params
+            .size
+            .unwrap_or(0)
+            .min(limits.max_message_size)
+            .min(MAX_PREALLOCATION);
+        self.message = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+        self.phase = Phase::Data(DataDecoder::new(
+            limits.max_message_size,
+            limits.max_text_line,
+        ));
+        Ok(Reply::start_data())
+    }
+
+    fn complete_message(&mut self, out: &mut Output) {
+        let data = std::mem::take(&mut self.message);
+        let Some(transaction) = self.transaction.take() else {
+            // Unreachable: DATA is only entered with a transaction.
+            self.phase = Phase::Command;
+            return;
+        };
+        self.phase = Phase::AwaitingQueue;
+        let trace = self.trace(transaction.params.smtputf8);
+        out.event = Some(Event::MessageComplete {
+            envelope: Envelope {
+                sender: transaction.sender,
+                recipients: transaction.recipients,
+            },
+            data,
+            params: transaction.params,
+            trace,
+        });
+    }
+
+    fn trace(&self, smtputf8: bool) -> Trace {
+        let extended = self.hello.as_ref().is_some_and(|h| h.extended);
+        let protocol = match (extended, self.tls_active, smtputf8) {
+            (false, false, _) => Protocol::Smtp,
+            (true, false, false) => Protocol::Esmtp,
+            (_, true, false) => Protocol::Esmtps,
+            (_, false, true) => Protocol::Utf8Smtp,
+            (_, true, true) => Protocol::Utf8Smtps,
+        };
+        Trace {
+            helo: self
+                .hello
+                .as_ref()
+                .map(|h| h.domain.clone())
+                .unwrap_or_default(),
+            peer_ip: self.peer_ip,
+            hostname: self.config.hostname.clone(),
+            protocol,
+        }
+    }
+
+    /// Sends the error's reply, counts it, and closes when the error or the count says so.
+    fn fail(&mut self, error: Error, out: &mut Output) {
+        out.replies.push(for_error(&error));
+        if error.closes_session() {
+            self.close(out);
+            return;
+        }
+        if error.counts_toward_limit() {
+            self.errors = self.errors.saturating_add(1);
+            let limit = self.config.limits.max_errors;
+            if self.errors >= limit {
+                out.replies.push(for_error(&Error::TooManyErrors { limit }));
+                self.close(out);
+            }
+        }
+    }
+
+    fn close(&mut self, out: &mut Output) {
+        out.close = true;
+        out.event = None;
+        self.phase = Phase::Closed;
+        self.transaction = None;
+        self.message = Vec::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Policy;
+
+    impl RecipientPolicy for Policy {
+        fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
+            match (rcpt.local(), rcpt.domain()) {
+                ("nobody", _) => RcptVerdict::Unknown,
+                ("later", _) => RcptVerdict::TempFail,
+                (_, "legacy.example.com") => RcptVerdict::Accept,
+                _ => RcptVerdict::RelayDenied,
+            }
+        }
+    }
+
+    fn session() -> Session<Policy> {
+        let mut session = Session::new(
+            SessionConfig::new("MX.Example.COM").unwrap(),
+            Some("192.0.2.7".parse().unwrap()),
+            Policy,
+        );
+        session.greeting();
+        session
+    }
+
+    /// Feeds every chunk, answering events, and returns the reply codes and the messages.
+    fn run(session: &mut Session<Policy>, chunks: &[&[u8]]) -> (Vec<u16>, Vec<Vec<u8>>) {
+        let mut codes = Vec::new();
+        let mut messages = Vec::new();
+        for chunk in chunks {
+            let mut input = *chunk;
+            loop {
+                let out = session.feed(input);
+                input = &input[out.consumed..];
+                codes.extend(out.replies.iter().map(Reply::code));
+                match out.event {
+                    Some(Event::MessageComplete { data, .. }) => {
+                        messages.push(data);
+                        let reply = session.message_queued(Ok(QueueId::generate())).unwrap();
+                        codes.push(reply.code());
+                    }
+                    Some(Event::StartTls) => session.tls_established(),
+                    None => break,
+                }
+            }
+            assert!(input.is_empty() || session.is_closed());
+        }
+        (codes, messages)
+    }
+
+    const CONVERSATION: &[u8] = b"EHLO client.example\r\nMAIL FROM:<a@client.example>\r\n\
+        RCPT TO:<b@legacy.example.com>\r\nRCPT TO:<nobody@legacy.example.com>\r\nDATA\r\n\
+        Subject: x\r\n\r\n..stuffed\r\n.\r\nNOOP\r\nQUIT\r\n";
+
+    #[test]
+    fn same_replies_whatever_the_chunking() {
+        let expected = (
+            vec![250, 250, 250, 550, 354, 250, 250, 221],
+            vec![b"Subject: x\r\n\r\n.stuffed\r\n".to_vec()],
+        );
+        // One line per feed, then one octet per feed: no pipelining either way.
+        let by_line: Vec<&[u8]> = CONVERSATION.split_inclusive(|&b| b == b'\n').collect();
+        assert_eq!(run(&mut session(), &by_line), expected);
+        let by_octet: Vec<&[u8]> = CONVERSATION.chunks(1).collect();
+        assert_eq!(run(&mut session(), &by_octet), expected);
+    }
+
+    #[test]
+    fn verdicts_and_sequence_errors() {
+        let cases: [(&[&[u8]], &[u16]); 8] = [
+            (&[b"MAIL FROM:<>\r\n"], &[503]),
+            (
+                &[b"HELO x\r\n", b"RCPT TO:<b@legacy.example.com>\r\n"],
+                &[250, 503],
+            ),
+            (&[b"HELO x\r\n", b"DATA\r\n"], &[250, 503]),
+            (
+                &[b"HELO x\r\n", b"MAIL FROM:<>\r\n", b"DATA\r\n"],
+                &[250, 250, 503],
+            ),
+            (
+                &[b"HELO x\r\n", b"MAIL FROM:<>\r\n", b"MAIL FROM:<>\r\n"],
+                &[250, 250, 503],
+            ),
+            (
+                &[
+                    b"HELO x\r\n",
+                    b"MAIL FROM:<>\r\n",
+                    b"RCPT TO:<later@legacy.example.com>\r\n",
+                ],
+                &[250, 250, 450],
+            ),
+            (
+                &[
+                    b"HELO x\r\n",
+                    b"MAIL FROM:<>\r\n",
+                    b"RCPT TO:<a@elsewhere.example>\r\n",
+                    b"DATA\r\n",
+                ],
+                &[250, 250, 554, 554],
+            ),
+            (&[b"HELO x\r\n", b"MAIL FROM:<> SIZE=10\r\n"], &[250, 555]),
+        ];
+        for (chunks, codes) in cases {
+            assert_eq!(run(&mut session(), chunks).0, codes, "{chunks:?}");
+        }
+    }
+
+    #[test]
+    fn postmaster_goes_to_the_configured_host() {
+        let mut session = session();
+        run(
+            &mut session,
+            &[
+                b"EHLO x\r\n",
+                b"MAIL FROM:<>\r\n",
+                b"RCPT TO:<Postmaster>\r\n",
+                b"DATA\r\n",
+            ],
+        );
+        let out = session.feed(b".\r\n");
+        let Some(Event::MessageComplete {
+            envelope, trace, ..
+        }) = out.event
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            envelope.recipients,
+            vec![EmailAddress::new("postmaster", "mx.example.com").unwrap()]
+        );
+        assert_eq!(envelope.sender, ReversePath::Null);
+        assert_eq!(trace.protocol, Protocol::Esmtp);
+        assert!(session.is_awaiting_event());
+        assert_eq!(session.feed(b"QUIT\r\n"), Output::default());
+    }
+
+    #[test]
+    fn message_queued_only_when_awaited() {
+        let mut session = session();
+        assert_eq!(session.message_queued(Ok(QueueId::generate())), None);
+        run(
+            &mut session,
+            &[
+                b"EHLO x\r\n",
+                b"MAIL FROM:<>\r\n",
+                b"RCPT TO:<b@legacy.example.com>\r\n",
+                b"DATA\r\n",
+            ],
+        );
+        assert!(session.feed(b"hi\r\n.\r\n").event.is_some());
+        let reply = session.message_queued(Err(QueueError::DiskFull)).unwrap();
+        assert_eq!(
+            reply.to_string(),
+            "452 4.3.1 Error: insufficient system storage\r\n"
+        );
+        assert_eq!(session.message_queued(Ok(QueueId::generate())), None);
+        // The transaction is over either way.
+        assert_eq!(run(&mut session, &[b"DATA\r\n"]).0, vec![503]);
+    }
+
+    #[test]
+    fn received_header() {
+        let id: QueueId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let cases = [
+            (
+                Trace {
+                    helo: "client.example".into(),
+                    peer_ip: Some("192.0.2.7".parse().unwrap()),
+                    hostname: "mx.example.com".into(),
+                    protocol: Protocol::Esmtps,
+                },
+                "Mon, 23 Nov 2026 11:23:29 +0000",
+                "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.com with ESMTPS \
+                 id 01ARZ3NDEKTSV4RRFFQ69G5FAV;\r\n\tMon, 23 Nov 2026 11:23:29 +0000\r\n",
+            ),
+            (
+                Trace {
+                    helo: "[IPv6:2001:db8::1]".into(),
+                    peer_ip: Some("2001:db8::1".parse().unwrap()),
+                    hostname: "mx.example.com".into(),
+                    protocol: Protocol::Smtp,
+                },
+                "bad\r\ndate",
+                "Received: from [IPv6:2001:db8::1] ([IPv6:2001:db8::1])\r\n\tby mx.example.com \
+                 with SMTP id 01ARZ3NDEKTSV4RRFFQ69G5FAV;\r\n\tbad  date\r\n",
+            ),
+            (
+                Trace {
+                    helo: "c".into(),
+                    peer_ip: None,
+                    hostname: "h".into(),
+                    protocol: Protocol::Utf8Smtp,
+                },
+                "d",
+                "Received: from c\r\n\tby h with UTF8SMTP id 01ARZ3NDEKTSV4RRFFQ69G5FAV;\r\n\td\r\n",
+            ),
+        ];
+        for (trace, date, header) in cases {
+            assert_eq!(trace.received_header(&id, date), header);
+        }
+    }
+
+    #[test]
+    fn dates() {
+        let cases = [
+            (0, "Thu, 1 Jan 1970 00:00:00 +0000"),
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 +0000"),
+            (1_795_432_209, "Mon, 23 Nov 2026 11:10:09 +0000"),
+            (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 +0000"),
+            (u64::MAX, "Fri, 31 Dec 9999 23:59:59 +0000"),
+        ];
+        for (secs, date) in cases {
+            assert_eq!(rfc5322_date(secs), date, "{secs}");
+        }
+    }
+
+    #[test]
+    fn bad_hostname_is_refused() {
+        assert!(matches!(
+            SessionConfig::new("not a host"),
+            Err(Error::InvalidHostname { .. })
+        ));
+        assert_eq!(
+            SessionConfig::new("MX.Example").unwrap().hostname(),
+            "mx.example"
+        );
+    }
+}
