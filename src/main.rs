@@ -52,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             cmd::check::run(&config, dialect, &files)
         }
+        Command::Queue { command } => cmd::queue::run(&config, &command),
         Command::Config => {
             print!("{}", config.effective_toml());
             Ok(ExitCode::SUCCESS)

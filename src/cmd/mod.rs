@@ -1,3 +1,4 @@
 //! One module per command of the public interface.
 
 pub mod check;
+pub mod queue;
