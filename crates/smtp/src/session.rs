@@ -744,6 +744,8 @@ impl<P: RecipientPolicy> Session<P> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     struct Policy;
@@ -958,6 +960,97 @@ mod tests {
         ];
         for (secs, date) in cases {
             assert_eq!(rfc5322_date(secs), date, "{secs}");
+        }
+    }
+
+    /// SMTP-ish tokens, so that random input reaches the deeper states.
+    const ALPHABET: [&[u8]; 16] = [
+        b"EHLO x\r\n",
+        b"HELO x\r\n",
+        b"MAIL FROM:<a@b.example>\r\n",
+        b"RCPT TO:<u@legacy.example.com>\r\n",
+        b"RCPT TO:<nobody@legacy.example.com>\r\n",
+        b"DATA\r\n",
+        b"RSET\r\n",
+        b"STARTTLS\r\n",
+        b"NOOP\r\n",
+        b"\r\n",
+        b".",
+        b"\r",
+        b"\n",
+        b"text",
+        b"\r\n.\r\n",
+        b"\x00",
+    ];
+
+    /// Feeds `input` in chunks of the given sizes, answering every event; checks that the
+    /// session always makes progress and never acknowledges a message by itself.
+    fn drive(input: &[u8], sizes: &[usize], tls: bool) -> Result<(), TestCaseError> {
+        let mut config = SessionConfig::new("mx.example.com").unwrap();
+        config.tls_available = tls;
+        config.limits.max_message_size = 300;
+        config.limits.max_recipients = 3;
+        let mut session = Session::new(config, None, Policy);
+        session.greeting();
+        let mut rest = input;
+        let mut sizes = sizes.iter().cycle();
+        let mut queued = 0u128;
+        while !rest.is_empty() {
+            let n = (*sizes.next().unwrap()).min(rest.len());
+            let mut pending = rest[..n].to_vec();
+            rest = &rest[n..];
+            loop {
+                let out = session.feed(&pending);
+                prop_assert!(out.consumed <= pending.len());
+                pending.drain(..out.consumed);
+                for reply in &out.replies {
+                    let text = reply.to_string();
+                    prop_assert!(!text.contains("queued as"), "{text}");
+                    prop_assert_eq!(text.matches("\r\n").count(), reply.lines().len().max(1));
+                }
+                if out.close {
+                    prop_assert!(out.event.is_none() && session.is_closed());
+                    return Ok(());
+                }
+                match out.event {
+                    Some(Event::MessageComplete { data, .. }) => {
+                        prop_assert!(data.len() <= 300);
+                        queued += 1;
+                        let reply = session.message_queued(Ok(QueueId::from_u128(queued)));
+                        prop_assert!(reply.is_some());
+                    }
+                    Some(Event::StartTls) => {
+                        prop_assert!(tls && pending.is_empty());
+                        session.tls_established();
+                    }
+                    None => {
+                        prop_assert!(pending.is_empty());
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn session_never_panics_on_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..1500),
+            sizes in proptest::collection::vec(1usize..200, 1..20),
+            tls in any::<bool>(),
+        ) {
+            drive(&bytes, &sizes, tls)?;
+        }
+
+        #[test]
+        fn session_never_panics_on_tokens(
+            tokens in proptest::collection::vec(0usize..ALPHABET.len(), 0..300),
+            sizes in proptest::collection::vec(1usize..200, 1..20),
+            tls in any::<bool>(),
+        ) {
+            let bytes: Vec<u8> = tokens.iter().flat_map(|&t| ALPHABET[t].iter().copied()).collect();
+            drive(&bytes, &sizes, tls)?;
         }
     }
 
