@@ -69,6 +69,15 @@ pub enum QueueError {
     Poisoned {
         /// The first failure.
         reason: String,
+        /// Whether it was the file system running out of space (ENOSPC or EDQUOT), which an
+        /// SMTP server answers with 452 4.3.1 rather than 451 4.3.0.
+        disk_full: bool,
+    },
+    /// [`crate::Spool::enqueue_with_id`] was given an id already in the queue.
+    #[error("queue id {id} is already in the queue")]
+    DuplicateId {
+        /// The id.
+        id: QueueId,
     },
     /// A control request file could not be understood.
     #[error("{}: invalid control request: {reason}", path.display())]
@@ -112,4 +121,24 @@ impl<T> IoContext<T> for io::Result<T> {
             source,
         })
     }
+}
+
+impl QueueError {
+    /// True when the error comes from a full file system (or quota): the condition an SMTP
+    /// server reports as `452 4.3.1` and that clears by itself once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Poisoned { disk_full, .. } => *disk_full,
+            Self::Io { source, .. } => is_disk_full_io(source),
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub(crate) fn is_disk_full_io(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }

@@ -413,6 +413,33 @@ impl Spool {
         body: &[u8],
         now: SystemTime,
     ) -> Result<QueueId> {
+        self.enqueue_inner(None, envelope, routes, body, now)
+    }
+
+    /// [`Spool::enqueue`] under an id the caller chose (with [`QueueId::generate`]), so that the
+    /// body can name it (a `Received:` header's `id`) before it is written.
+    ///
+    /// # Errors
+    /// As [`Spool::enqueue`], and [`QueueError::DuplicateId`] if the id is already queued.
+    pub fn enqueue_with_id(
+        &self,
+        id: QueueId,
+        envelope: &Envelope,
+        routes: &[Route],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<QueueId> {
+        self.enqueue_inner(Some(id), envelope, routes, body, now)
+    }
+
+    fn enqueue_inner(
+        &self,
+        id: Option<QueueId>,
+        envelope: &Envelope,
+        routes: &[Route],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<QueueId> {
         if envelope.recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
@@ -467,7 +494,7 @@ impl Spool {
             bounce_for: None,
             rcpts,
         };
-        let (id, ticket) = self.push_message(rec, body.to_vec(), None)?;
+        let (id, ticket) = self.push_message(id, rec, body.to_vec(), None)?;
         self.shared.wait(ticket)?;
         Ok(id)
     }
@@ -476,15 +503,25 @@ impl Spool {
     /// message a bounce reports on, under the same lock (so a snapshot never misses it).
     fn push_message(
         &self,
+        wanted: Option<QueueId>,
         mut rec: MessageRec,
         body: Vec<u8>,
         bounce: Option<(QueueId, &[u16])>,
     ) -> Result<(QueueId, u64)> {
         let mut state = lock(&self.shared.state);
-        let mut id = QueueId::generate();
-        while state.messages.contains_key(&id) {
-            id = QueueId::generate();
-        }
+        let id = match wanted {
+            Some(id) if state.messages.contains_key(&id) => {
+                return Err(QueueError::DuplicateId { id });
+            }
+            Some(id) => id,
+            None => {
+                let mut id = QueueId::generate();
+                while state.messages.contains_key(&id) {
+                    id = QueueId::generate();
+                }
+                id
+            }
+        };
         rec.id = id;
         if let Some((of, idxs)) = bounce {
             if let Some(orig) = state.messages.get_mut(&of) {
@@ -1056,7 +1093,7 @@ impl Spool {
                 error: None,
             }],
         };
-        let (bounce_id, ticket) = self.push_message(rec, dsn, Some((id, &idxs)))?;
+        let (bounce_id, ticket) = self.push_message(None, rec, dsn, Some((id, &idxs)))?;
         self.shared.wait(ticket)?;
         Ok(Some(bounce_id))
     }

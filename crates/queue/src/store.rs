@@ -203,7 +203,7 @@ struct Queue {
     requests: Vec<(u64, Request)>,
     next_ticket: u64,
     durable: u64,
-    poisoned: Option<String>,
+    poisoned: Option<(String, bool)>,
     shutdown: bool,
 }
 
@@ -245,9 +245,10 @@ impl Shared {
     /// Hands a request to the writer; returns its ticket.
     pub fn push(&self, request: Request) -> Result<u64> {
         let mut q = lock(&self.queue);
-        if let Some(reason) = &q.poisoned {
+        if let Some((reason, disk_full)) = &q.poisoned {
             return Err(QueueError::Poisoned {
                 reason: reason.clone(),
+                disk_full: *disk_full,
             });
         }
         q.next_ticket += 1;
@@ -270,9 +271,10 @@ impl Shared {
             if q.durable >= ticket {
                 return Ok(());
             }
-            if let Some(reason) = &q.poisoned {
+            if let Some((reason, disk_full)) = &q.poisoned {
                 return Err(QueueError::Poisoned {
                     reason: reason.clone(),
+                    disk_full: *disk_full,
                 });
             }
             q = self.done.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -282,8 +284,9 @@ impl Shared {
     /// Fails if the writer has stopped after an error.
     pub fn check(&self) -> Result<()> {
         match &lock(&self.queue).poisoned {
-            Some(reason) => Err(QueueError::Poisoned {
+            Some((reason, disk_full)) => Err(QueueError::Poisoned {
                 reason: reason.clone(),
+                disk_full: *disk_full,
             }),
             None => Ok(()),
         }
@@ -331,7 +334,7 @@ impl Writer {
             match result {
                 Ok(()) => q.durable = last,
                 Err(e) => {
-                    q.poisoned = Some(e.to_string());
+                    q.poisoned = Some((e.to_string(), e.is_disk_full()));
                     q.requests.clear();
                     drop(q);
                     shared.done.notify_all();

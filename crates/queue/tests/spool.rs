@@ -722,3 +722,32 @@ fn held_route_and_bad_input() {
         Err(ccgate_queue::QueueError::Locked { .. })
     ));
 }
+
+#[test]
+fn enqueue_with_a_chosen_id_and_duplicates_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let env = Envelope {
+        sender: ReversePath::Null,
+        recipients: vec![addr("a@legacy.example.com")],
+    };
+    let routes = [Route::new("legacy", addr("a@legacy.example.com"))];
+    let id = QueueId::generate();
+    assert_eq!(
+        spool
+            .enqueue_with_id(id, &env, &routes, &body(10), t(0))
+            .unwrap(),
+        id
+    );
+    let again = spool
+        .enqueue_with_id(id, &env, &routes, &body(10), t(1))
+        .unwrap_err();
+    assert!(
+        matches!(again, ccgate_queue::QueueError::DuplicateId { .. }),
+        "{again}"
+    );
+    assert!(!again.is_disk_full());
+    drop(spool);
+    let reopened = open(dir.path());
+    assert_eq!(state_of(&reopened, id, t(2)), vec![RcptState::Pending]);
+}
