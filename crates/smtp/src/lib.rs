@@ -17,6 +17,8 @@ pub mod framing;
 pub mod reply;
 pub mod session;
 
+// The core types that appear in this crate's API, so its users need not name ccgate-core.
+pub use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 pub use command::{Body, Command, ForwardPath, MailParams, parse_command};
 pub use error::{Error, Part, QueueError, RelayTrick, Verb};
 pub use framing::{

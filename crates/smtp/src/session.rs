@@ -500,6 +500,12 @@ impl<P: RecipientPolicy> Session<P> {
         matches!(self.phase, Phase::Closed)
     }
 
+    /// True between an accepted `MAIL` and the end of that transaction (queued, refused or
+    /// reset): a stopping server lets such a session finish before closing it.
+    pub fn in_transaction(&self) -> bool {
+        self.transaction.is_some() || matches!(self.phase, Phase::Data(_) | Phase::AwaitingQueue)
+    }
+
     /// True while an event waits for its answer.
     pub fn is_awaiting_event(&self) -> bool {
         matches!(self.phase, Phase::AwaitingQueue | Phase::AwaitingTls)
@@ -887,6 +893,7 @@ mod tests {
     fn message_queued_only_when_awaited() {
         let mut session = session();
         assert_eq!(session.message_queued(Ok(QueueId::generate())), None);
+        assert!(!session.in_transaction());
         run(
             &mut session,
             &[
@@ -896,13 +903,16 @@ mod tests {
                 b"DATA\r\n",
             ],
         );
+        assert!(session.in_transaction());
         assert!(session.feed(b"hi\r\n.\r\n").event.is_some());
+        assert!(session.in_transaction());
         let reply = session.message_queued(Err(QueueError::DiskFull)).unwrap();
         assert_eq!(
             reply.to_string(),
             "452 4.3.1 Error: insufficient system storage\r\n"
         );
         assert_eq!(session.message_queued(Ok(QueueId::generate())), None);
+        assert!(!session.in_transaction());
         // The transaction is over either way.
         assert_eq!(run(&mut session, &[b"DATA\r\n"]).0, vec![503]);
     }
