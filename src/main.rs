@@ -42,6 +42,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr, one line per event (`RUST_LOG` filters, default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
@@ -53,6 +65,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::check::run(&config, dialect, &files)
         }
         Command::Queue { command } => cmd::queue::run(&config, &command),
+        Command::Run => {
+            init_logging();
+            cmd::run::run(&config)
+        }
         Command::Config => {
             print!("{}", config.effective_toml());
             Ok(ExitCode::SUCCESS)

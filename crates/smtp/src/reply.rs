@@ -207,9 +207,9 @@ impl Reply {
         Self::new(220, Some(STATUS_OK), READY_TO_START_TLS)
     }
 
-    /// `252 2.5.2 Cannot VRFY user, ...`: this server never confirms addresses.
+    /// `252 2.0.0 Cannot VRFY user, ...`: this server never confirms addresses (as Postfix).
     pub fn cannot_vrfy() -> Self {
-        Self::new(252, Some(EnhancedStatus::new(2, 5, 2)), CANNOT_VRFY)
+        Self::new(252, Some(EnhancedStatus::new(2, 0, 0)), CANNOT_VRFY)
     }
 
     /// `214 2.0.0 Commands: ...`.

@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod error;
+mod listener;
+mod maildir;
+mod routing;
+mod shutdown;
+mod stream;
+mod tls;
+
+pub use error::ServerError;
+pub use listener::{SmtpServer, SmtpSettings};
+pub use maildir::MaildirAgent;
+pub use routing::{DomainRouting, Routing};
+pub use shutdown::Shutdown;
+pub use tls::load_tls;

@@ -1,0 +1,154 @@
+//! The `modern` lane's embedded next hop: a Maildir (`maildir:PATH`).
+//!
+//! One file per delivery attempt in `new/`, written to `tmp/`, fsynced, renamed, and the folder
+//! fsynced, before the recipients are reported delivered. `Return-Path:` and one
+//! `Delivered-To:` per recipient are added on top, as a local delivery agent does.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::ServerError;
+use crate::shutdown::stopped;
+
+/// How many messages one pass leases.
+const BATCH: usize = 32;
+/// Pause when the lane has nothing due.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// Delivers one lane of the spool into a Maildir.
+#[derive(Debug)]
+pub struct MaildirAgent {
+    root: PathBuf,
+    lane: String,
+    spool: Arc<Spool>,
+    hostname: String,
+    seq: AtomicU64,
+}
+
+impl MaildirAgent {
+    /// Creates `root/{tmp,new,cur}` if missing.
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when the folders cannot be created.
+    pub fn new(
+        root: &Path,
+        lane: &str,
+        spool: Arc<Spool>,
+        hostname: &str,
+    ) -> Result<Self, ServerError> {
+        for sub in ["tmp", "new", "cur"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(|source| ServerError::Io { path: dir, source })?;
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            lane: lane.to_owned(),
+            spool,
+            hostname: hostname.to_owned(),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Delivers until `stop` fires; a lease in hand when it fires is finished first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let agent = Arc::new(self);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let worker = Arc::clone(&agent);
+            let delivered = tokio::task::spawn_blocking(move || worker.pass())
+                .await
+                .unwrap_or(0);
+            if delivered == 0 {
+                tokio::select! {
+                    () = stopped(&mut stop) => return,
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+        }
+    }
+
+    /// Leases what is due and delivers it; answers how many messages were handled.
+    fn pass(&self) -> usize {
+        let leases = match self.spool.lease(&self.lane, BATCH, SystemTime::now()) {
+            Ok(leases) => leases,
+            Err(e) => {
+                warn!(lane = %self.lane, error = %e, "cannot lease");
+                return 0;
+            }
+        };
+        let n = leases.len();
+        for lease in leases {
+            let queue_id = lease.queue_id;
+            let outcome = self.deliver(&lease);
+            let results: Vec<DeliveryResult> =
+                lease.recipients.iter().map(|_| outcome.clone()).collect();
+            for r in &lease.recipients {
+                match &outcome {
+                    Ok(()) => {
+                        info!(queue_id = %queue_id, to = %r.address, relay = "maildir", status = "sent", "delivered")
+                    }
+                    Err(e) => {
+                        warn!(queue_id = %queue_id, to = %r.address, relay = "maildir", status = "deferred", error = %e.text(), "not delivered")
+                    }
+                }
+            }
+            if let Err(e) = self.spool.complete(lease, &results, SystemTime::now()) {
+                warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
+            }
+        }
+        n
+    }
+
+    fn deliver(&self, lease: &Lease) -> DeliveryResult {
+        let transient = |what: &str, e: &dyn std::fmt::Display| {
+            DeliveryError::transient(
+                FailureScope::Destination,
+                format!("maildir {}: {what}: {e}", self.root.display()),
+            )
+        };
+        let body = self.spool.lease_body(lease).map_err(|e| {
+            DeliveryError::transient(
+                FailureScope::Message,
+                format!("cannot read the queued message: {e}"),
+            )
+        })?;
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!(
+            "{secs}.{}_{}_{seq}.{}",
+            lease.queue_id,
+            lease.id,
+            self.hostname.replace(['/', ':'], "_")
+        );
+        let tmp = self.root.join("tmp").join(&name);
+        let new = self.root.join("new").join(&name);
+        let mut head = format!("Return-Path: <{}>\r\n", lease.sender);
+        for r in &lease.recipients {
+            head.push_str(&format!("Delivered-To: {}\r\n", r.address));
+        }
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(head.as_bytes())?;
+            file.write_all(&body)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &new)?;
+            File::open(self.root.join("new"))?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            transient("write failed", &e)
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! `ccgate run`: the gateway in the foreground.
+//!
+//! Opens the spool (recovering what a crash left), binds the SMTP listener, starts the delivery
+//! agents and the spool's housekeeping, and prints where everything is. SIGTERM or SIGINT: stop
+//! accepting, let open transactions finish within the grace period, finish deliveries in hand,
+//! close the spool, exit 0. SIGHUP: reload.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use ccgate_queue::Spool;
+use ccgate_server::{
+    DomainRouting, MaildirAgent, Routing, Shutdown, SmtpServer, SmtpSettings, load_tls,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::config::{Config, NextHop};
+
+/// Runs the gateway until a stop signal.
+pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ccgate")
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(config.clone()))
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    for dir in [
+        &config.data_dir,
+        &config.legacy.pickup_dir,
+        &config.legacy.drop_dir,
+    ] {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    }
+    let spool_dir = ccgate_queue::spool_dir(&config.data_dir);
+    let options = super::queue::spool_options(&config);
+    let dir = spool_dir.clone();
+    let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, options))
+        .await
+        .context("spool task failed")?
+        .with_context(|| format!("{}: cannot open the spool", spool_dir.display()))?;
+    for finding in spool.recovery_report().findings() {
+        warn!("spool recovery: {finding}");
+    }
+    let spool = Arc::new(spool);
+
+    let routing: Arc<dyn Routing> = Arc::new(DomainRouting {
+        legacy_domain: config.legacy.domain.clone(),
+        modern_domain: config.modern.domain.clone(),
+    });
+    let mut settings = SmtpSettings::new(config.smtp.listen.clone(), &config.smtp.hostname);
+    settings.max_message_size = config.smtp.max_message_size;
+    settings.max_recipients = usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX);
+    settings.max_connections = usize::try_from(config.smtp.max_connections).unwrap_or(usize::MAX);
+    if let Some((cert, key)) = &config.smtp.tls {
+        settings.tls = Some(load_tls(cert, key)?);
+    }
+    let server = SmtpServer::bind(settings, Arc::clone(&spool), routing).await?;
+
+    let shutdown = Shutdown::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let smtp_addrs = server.local_addrs();
+    tasks.spawn(server.serve(shutdown.subscribe()));
+    tasks.spawn(housekeeping(Arc::clone(&spool), shutdown.subscribe()));
+    match &config.modern.next_hop {
+        NextHop::Maildir(path) => {
+            let agent =
+                MaildirAgent::new(path, "modern", Arc::clone(&spool), &config.smtp.hostname)?;
+            tasks.spawn(agent.run(shutdown.subscribe()));
+        }
+        NextHop::Smtp { host, port } => {
+            warn!(next_hop = %format!("smtp://{host}:{port}"), "SMTP delivery to the modern next hop is not built yet; modern-bound mail stays queued");
+        }
+    }
+    warn!("delivery into the legacy post office is not built yet; legacy-bound mail stays queued");
+
+    print_banner(&config, &smtp_addrs, &spool_dir);
+
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            _ = hup.recv() => { info!("SIGHUP: nothing to reload yet (no directory configured in this build)"); }
+        }
+    }
+    shutdown.trigger();
+    while tasks.join_next().await.is_some() {}
+    let spool = Arc::try_unwrap(spool)
+        .map_err(|_| anyhow::anyhow!("the spool is still in use at shutdown"))?;
+    tokio::task::spawn_blocking(move || spool.close())
+        .await
+        .context("spool task failed")?
+        .context("closing the spool")?;
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The spool's periodic duties: lease timeouts, admin requests from `ccgate queue`, bounces,
+/// compaction.
+async fn housekeeping(spool: Arc<Spool>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let spool = Arc::clone(&spool);
+        match tokio::task::spawn_blocking(move || spool.tick(SystemTime::now())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "spool housekeeping failed"),
+            Err(e) => warn!(error = %e, "spool housekeeping task failed"),
+        }
+    }
+}
+
+fn print_banner(config: &Config, smtp: &[std::net::SocketAddr], spool: &Path) {
+    let hop = match &config.modern.next_hop {
+        NextHop::Maildir(p) => format!("maildir {}", p.display()),
+        NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
+    };
+    let smtp: Vec<String> = smtp.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "ccgate: config      {}",
+        config.source.as_deref().map_or_else(
+            || "embedded defaults".to_owned(),
+            |p| p.display().to_string()
+        )
+    );
+    eprintln!(
+        "ccgate: smtp        {}  (legacy domain {}, modern domain {})",
+        smtp.join(", "),
+        config.legacy.domain,
+        config.modern.domain
+    );
+    eprintln!("ccgate: spool       {}", spool.display());
+    eprintln!(
+        "ccgate: legacy PO   {} via gateway PO {}: pickup {}, drop {}",
+        config.legacy.post_office,
+        config.legacy.gateway_po,
+        config.legacy.pickup_dir.display(),
+        config.legacy.drop_dir.display()
+    );
+    eprintln!("ccgate: modern hop  {hop}");
+}
