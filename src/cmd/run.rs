@@ -14,6 +14,7 @@ use anyhow::Context;
 use ccgate_queue::Spool;
 use ccgate_server::{
     DomainRouting, MaildirAgent, Routing, Shutdown, SmtpServer, SmtpSettings, load_tls,
+    route_unrouted,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -62,13 +63,17 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if let Some((cert, key)) = &config.smtp.tls {
         settings.tls = Some(load_tls(cert, key)?);
     }
-    let server = SmtpServer::bind(settings, Arc::clone(&spool), routing).await?;
+    let server = SmtpServer::bind(settings, Arc::clone(&spool), Arc::clone(&routing)).await?;
 
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let smtp_addrs = server.local_addrs();
     tasks.spawn(server.serve(shutdown.subscribe()));
-    tasks.spawn(housekeeping(Arc::clone(&spool), shutdown.subscribe()));
+    tasks.spawn(housekeeping(
+        Arc::clone(&spool),
+        Arc::clone(&routing),
+        shutdown.subscribe(),
+    ));
     match &config.modern.next_hop {
         NextHop::Maildir(path) => {
             let agent =
@@ -106,8 +111,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 /// The spool's periodic duties: lease timeouts, admin requests from `ccgate queue`, bounces,
-/// compaction.
-async fn housekeeping(spool: Arc<Spool>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// compaction; then routing what waits for the router (bounces, requeued mail).
+async fn housekeeping(
+    spool: Arc<Spool>,
+    routing: Arc<dyn Routing>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -116,8 +125,14 @@ async fn housekeeping(spool: Arc<Spool>, mut stop: tokio::sync::watch::Receiver<
             _ = stop.wait_for(|s| *s) => return,
         }
         let spool = Arc::clone(&spool);
-        match tokio::task::spawn_blocking(move || spool.tick(SystemTime::now())).await {
-            Ok(Ok(_)) => {}
+        let routing = Arc::clone(&routing);
+        let work = move || -> Result<(), ccgate_queue::QueueError> {
+            spool.tick(SystemTime::now())?;
+            route_unrouted(&spool, routing.as_ref(), 1000, SystemTime::now())?;
+            Ok(())
+        };
+        match tokio::task::spawn_blocking(work).await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "spool housekeeping failed"),
             Err(e) => warn!(error = %e, "spool housekeeping task failed"),
         }

@@ -12,6 +12,6 @@ mod tls;
 pub use error::ServerError;
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
-pub use routing::{DomainRouting, Routing};
+pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
 pub use tls::load_tls;
