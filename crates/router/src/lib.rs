@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod csv;
+mod directory;
+mod error;
+mod handle;
+mod rewrite;
+mod route;
+
+pub use crate::csv::{COLUMNS, MAX_FIELD_LEN, parse_csv};
+pub use directory::{
+    Directory, Entry, MAX_ENTRIES, MAX_PROXIES, Matched, MatchedBy, Proxy, ProxyKind, RawEntry,
+    RawField, State, split_proxies,
+};
+pub use error::{Error, OtherRow, Problem, ProblemKind};
+pub use handle::DirectoryHandle;
+pub use rewrite::{
+    AddressForm, Generated, LegacyForm, SmtpForm, decode_generated, encode_generated,
+    rfc5322_phrase,
+};
+pub use route::{
+    Cutover, Decision, Destination, Origin, Recipient, RejectCode, Routed, Router, RouterConfig,
+    Rule, Step, Why,
+};
