@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod legacy;
 mod listener;
 mod maildir;
 mod routing;
@@ -10,6 +11,7 @@ mod stream;
 mod tls;
 
 pub use error::ServerError;
+pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use routing::{DomainRouting, Routing, route_unrouted};

@@ -1,0 +1,527 @@
+//! The `legacy` lane: import files written into the post office's drop folder.
+//!
+//! Each delivery attempt writes one Import file (`G*.CCM`, an 8.3 name because the DOS tools
+//! fail on longer ones, KB Q181186) by the strict writer: to a hidden temporary name, fsync,
+//! rename, fsync the folder. Its recipient lines are exactly the recipients of this attempt
+//! (an Import delivers to every `To:`/`Cc:`/`Bcc:` line, so the message's other recipients,
+//! delivered by other lanes, must not appear there).
+//!
+//! Without `import_command` the file in the drop folder is the delivery: the post office's
+//! Import takes it from there. With one, the command runs once per file with the file's path
+//! as its last argument, and whatever it does the gateway moves the file out of the drop
+//! folder (KB Q223772: a file left behind was re-imported forever): exit 0 = consumed (file to
+//! `imported/`), 4 = post office locked (retry later), 5 = undeliverable (bounce), anything
+//! else or no exit within `import_timeout` (killed) = retry later; failed files go to
+//! `failed/` for inspection.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ccgate_ccmail::{Header, Message, WriteOptions, write_messages};
+use ccgate_core::EmailAddress;
+use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::ServerError;
+use crate::shutdown::stopped;
+
+/// How many messages one pass leases.
+const BATCH: usize = 16;
+/// Pause when the lane has nothing due.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// What the legacy agent needs from the converter and the router.
+pub trait LegacyCodec: Send + Sync + 'static {
+    /// The queued RFC 5322 message as a legacy message (its recipient lines are replaced).
+    ///
+    /// # Errors
+    /// A sentence saying why the message cannot be converted (a permanent failure).
+    fn to_legacy(&self, rfc5322: &[u8]) -> Result<Message, String>;
+
+    /// The legacy address (`Name at PO`) of a recipient routed to the legacy lane.
+    fn recipient(&self, rcpt: &EmailAddress) -> Option<String>;
+}
+
+/// The optional Import program and its time limit.
+#[derive(Debug, Clone)]
+pub struct ImportCommand {
+    /// Run by `/bin/sh -c`, with the file's path appended as the last argument.
+    pub command: String,
+    /// Killed after this.
+    pub timeout: Duration,
+}
+
+/// Delivers the `legacy` lane into the drop folder.
+pub struct LegacyAgent {
+    drop_dir: PathBuf,
+    imported_dir: PathBuf,
+    failed_dir: PathBuf,
+    lane: String,
+    spool: Arc<Spool>,
+    codec: Arc<dyn LegacyCodec>,
+    write: WriteOptions,
+    import: Option<ImportCommand>,
+}
+
+impl std::fmt::Debug for LegacyAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyAgent")
+            .field("drop_dir", &self.drop_dir)
+            .field("import", &self.import)
+            .finish()
+    }
+}
+
+impl LegacyAgent {
+    /// An agent writing into `drop_dir`; `work_dir` gets `imported/` and `failed/`.
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when a folder cannot be created.
+    pub fn new(
+        drop_dir: &Path,
+        work_dir: &Path,
+        spool: Arc<Spool>,
+        codec: Arc<dyn LegacyCodec>,
+        write: WriteOptions,
+        import: Option<ImportCommand>,
+    ) -> Result<Self, ServerError> {
+        let imported_dir = work_dir.join("imported");
+        let failed_dir = work_dir.join("failed");
+        for dir in [drop_dir, &imported_dir, &failed_dir] {
+            fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(Self {
+            drop_dir: drop_dir.to_path_buf(),
+            imported_dir,
+            failed_dir,
+            lane: "legacy".to_owned(),
+            spool,
+            codec,
+            write,
+            import,
+        })
+    }
+
+    /// Delivers until `stop` fires; an attempt in hand is finished first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let agent = Arc::new(self);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let worker = Arc::clone(&agent);
+            let handled = tokio::task::spawn_blocking(move || worker.pass())
+                .await
+                .unwrap_or(0);
+            if handled == 0 {
+                tokio::select! {
+                    () = stopped(&mut stop) => return,
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+        }
+    }
+
+    fn pass(&self) -> usize {
+        let leases = match self.spool.lease(&self.lane, BATCH, SystemTime::now()) {
+            Ok(leases) => leases,
+            Err(e) => {
+                warn!(lane = %self.lane, error = %e, "cannot lease");
+                return 0;
+            }
+        };
+        let n = leases.len();
+        for lease in leases {
+            let queue_id = lease.queue_id;
+            let outcome = self.deliver(&lease);
+            for r in &lease.recipients {
+                match &outcome {
+                    Ok(file) => {
+                        info!(queue_id = %queue_id, to = %r.address, relay = "legacy", file = %file.display(), status = "sent", "delivered")
+                    }
+                    Err(e) if e.is_permanent() => {
+                        warn!(queue_id = %queue_id, to = %r.address, relay = "legacy", status = "bounced", error = %e.text(), "not delivered")
+                    }
+                    Err(e) => {
+                        warn!(queue_id = %queue_id, to = %r.address, relay = "legacy", status = "deferred", error = %e.text(), "not delivered")
+                    }
+                }
+            }
+            let result: DeliveryResult = outcome.map(|_| ());
+            let results: Vec<DeliveryResult> =
+                lease.recipients.iter().map(|_| result.clone()).collect();
+            if let Err(e) = self.spool.complete(lease, &results, SystemTime::now()) {
+                warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
+            }
+        }
+        n
+    }
+
+    /// One attempt: convert, write the import file, run the import command. Answers the file.
+    fn deliver(&self, lease: &Lease) -> Result<PathBuf, DeliveryError> {
+        let permanent = |text: String| DeliveryError::permanent(FailureScope::Message, text);
+        let body = self.spool.lease_body(lease).map_err(|e| {
+            DeliveryError::transient(
+                FailureScope::Message,
+                format!("cannot read the queued message: {e}"),
+            )
+        })?;
+        let mut msg = self.codec.to_legacy(&body).map_err(permanent)?;
+        msg.headers.retain(|h| !h.is_recipient());
+        for r in &lease.recipients {
+            let legacy = self
+                .codec
+                .recipient(&r.address)
+                .ok_or_else(|| permanent(format!("{} has no legacy address", r.address)))?;
+            msg.headers.push(Header::To(legacy));
+        }
+        let mut bytes = Vec::new();
+        let report = write_messages(&msg, &self.write, &mut bytes)
+            .map_err(|e| permanent(format!("the post office would not accept it: {e}")))?;
+        for change in &report.changes {
+            info!(queue_id = %lease.queue_id, change = %change, "written for the legacy side");
+        }
+        if report.replaced_chars > 0 {
+            info!(queue_id = %lease.queue_id, replaced = report.replaced_chars, code_page = self.write.codepage.name(), "characters without an equivalent written as '?'");
+        }
+        let file = self.write_file(lease, &bytes).map_err(|e| {
+            DeliveryError::transient(
+                FailureScope::Destination,
+                format!("drop folder {}: {e}", self.drop_dir.display()),
+            )
+        })?;
+        match &self.import {
+            None => Ok(file),
+            Some(import) => self.run_import(import, file),
+        }
+    }
+
+    /// Writes the file under a temporary name, fsyncs, renames it to a fresh 8.3 name.
+    fn write_file(&self, lease: &Lease, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        let seed = lease.queue_id.to_u128() ^ u128::from(lease.id.0).rotate_left(64);
+        let tmp = self
+            .drop_dir
+            .join(format!(".ccgate-{}-{}.tmp", lease.queue_id, lease.id));
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        let mut name_seed = seed;
+        let target = loop {
+            let candidate = self.drop_dir.join(format!("G{}.CCM", base36(name_seed, 7)));
+            if !candidate.exists() {
+                break candidate;
+            }
+            name_seed = name_seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+        };
+        fs::rename(&tmp, &target)?;
+        File::open(&self.drop_dir)?.sync_all()?;
+        Ok(target)
+    }
+
+    fn run_import(&self, import: &ImportCommand, file: PathBuf) -> Result<PathBuf, DeliveryError> {
+        let outcome = run_with_timeout(&import.command, &file, import.timeout);
+        let (dest_dir, result) = match outcome {
+            Ok(Some(0)) => (&self.imported_dir, Ok(())),
+            Ok(Some(4)) => (
+                &self.failed_dir,
+                Err(DeliveryError::transient(
+                    FailureScope::Destination,
+                    "import: the post office is locked (exit 4)",
+                )),
+            ),
+            Ok(Some(5)) => (
+                &self.failed_dir,
+                Err(DeliveryError::permanent(
+                    FailureScope::Message,
+                    "import: undeliverable message (exit 5)",
+                )),
+            ),
+            Ok(Some(code)) => (
+                &self.failed_dir,
+                Err(DeliveryError::transient(
+                    FailureScope::Destination,
+                    format!("import failed (exit {code})"),
+                )),
+            ),
+            Ok(None) => (
+                &self.failed_dir,
+                Err(DeliveryError::transient(
+                    FailureScope::Destination,
+                    format!("import did not finish within {:?}; killed", import.timeout),
+                )),
+            ),
+            Err(e) => (
+                &self.failed_dir,
+                Err(DeliveryError::transient(
+                    FailureScope::Destination,
+                    format!("cannot run the import command: {e}"),
+                )),
+            ),
+        };
+        // Whatever the tool did, the file leaves the drop folder.
+        let name = file.file_name().map(PathBuf::from).unwrap_or_default();
+        let moved = dest_dir.join(name);
+        let moved = match fs::rename(&file, &moved) {
+            Ok(()) => moved,
+            Err(e) => {
+                warn!(file = %file.display(), error = %e, "cannot move the import file out of the drop folder");
+                let _ = fs::remove_file(&file);
+                file
+            }
+        };
+        result.map(|()| moved)
+    }
+}
+
+/// Runs `sh -c "COMMAND \"$1\"" sh FILE`; `Ok(None)` when it was killed at the timeout.
+fn run_with_timeout(command: &str, file: &Path, timeout: Duration) -> std::io::Result<Option<i32>> {
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{command} \"$1\""))
+        .arg("sh")
+        .arg(file)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status.code().unwrap_or(-1)));
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn base36(mut n: u128, width: usize) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS.get((n % 36) as usize).copied().unwrap_or(b'0');
+        n /= 36;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use ccgate_ccmail::{Item, ItemBody, ItemKind, ReadOptions, SliceReader};
+    use ccgate_core::{Envelope, QueueId, ReversePath};
+    use ccgate_queue::{RcptState, Route, SpoolOptions};
+
+    use super::*;
+
+    /// Takes `From:` and `Subject:` from the message and the body as one text item;
+    /// `user@legacy.test` is `user at HQ`.
+    struct TestCodec;
+
+    impl LegacyCodec for TestCodec {
+        fn to_legacy(&self, raw: &[u8]) -> Result<Message, String> {
+            let text = String::from_utf8_lossy(raw);
+            let (head, body) = text.split_once("\r\n\r\n").ok_or("no body")?;
+            let mut headers = vec![Header::From("Sender at HQ".into())];
+            for line in head.lines() {
+                if let Some(s) = line.strip_prefix("Subject: ") {
+                    headers.push(Header::Subject(s.to_owned()));
+                }
+                if line.starts_with("X-Poison:") {
+                    return Err("poisoned on purpose".into());
+                }
+            }
+            Ok(Message {
+                headers,
+                items: vec![Item {
+                    kind: ItemKind::Text,
+                    title: String::new(),
+                    stamp: None,
+                    body: ItemBody::Text(body.to_owned()),
+                }],
+            })
+        }
+
+        fn recipient(&self, rcpt: &EmailAddress) -> Option<String> {
+            Some(format!("{} at HQ", rcpt.local()))
+        }
+    }
+
+    fn setup(import: Option<(&str, u64)>) -> (tempfile::TempDir, Arc<Spool>, LegacyAgent) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool =
+            Arc::new(Spool::open(&dir.path().join("queue"), SpoolOptions::default()).unwrap());
+        let import = import.map(|(command, ms)| ImportCommand {
+            command: command.to_owned(),
+            timeout: Duration::from_millis(ms),
+        });
+        let agent = LegacyAgent::new(
+            &dir.path().join("drop"),
+            &dir.path().join("work"),
+            Arc::clone(&spool),
+            Arc::new(TestCodec),
+            WriteOptions::default(),
+            import,
+        )
+        .unwrap();
+        (dir, spool, agent)
+    }
+
+    fn enqueue(spool: &Spool, extra_header: &str) -> QueueId {
+        let rcpts: Vec<EmailAddress> = ["jane@legacy.test", "bob@legacy.test"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let routes: Vec<Route> = rcpts
+            .iter()
+            .map(|r| Route::new("legacy", r.clone()))
+            .collect();
+        let env = Envelope {
+            sender: ReversePath::Mailbox("alice@example.org".parse().unwrap()),
+            recipients: rcpts,
+        };
+        let body = format!("Subject: [EXT] hello [1]\r\n{extra_header}\r\nhi there\r\n");
+        spool
+            .enqueue(&env, &routes, body.as_bytes(), SystemTime::now())
+            .unwrap()
+    }
+
+    fn states(spool: &Spool, id: QueueId) -> Vec<RcptState> {
+        match spool.show(id, SystemTime::now()) {
+            Ok(detail) => detail.info.recipients.iter().map(|r| r.state).collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// Failed for good: the message is gone or final, and a bounce (null sender) waits for
+    /// routing.
+    fn assert_bounced(spool: &Spool, got: &[RcptState]) {
+        assert!(got.iter().all(|s| *s == RcptState::Failed), "{got:?}");
+        let bounces = spool.unrouted(10);
+        assert_eq!(bounces.len(), 1, "one bounce queued");
+        assert_eq!(bounces[0].sender, ReversePath::Null);
+        assert_eq!(bounces[0].recipients[0].1.to_string(), "alice@example.org");
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn writes_an_import_file_the_reader_accepts() {
+        let (dir, spool, agent) = setup(None);
+        let id = enqueue(&spool, "");
+        assert_eq!(agent.pass(), 1);
+        let dropped = files(&dir.path().join("drop"));
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        let name = dropped[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with('G') && name.ends_with(".CCM") && name.len() == 12,
+            "8.3 name: {name}"
+        );
+        let bytes = fs::read(&dropped[0]).unwrap();
+        let msgs: Vec<Message> = SliceReader::new(&bytes)
+            .map(|m| m.unwrap().decode(&ReadOptions::default()).0)
+            .collect();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            msgs[0].recipients().collect::<Vec<_>>(),
+            ["jane at HQ", "bob at HQ"]
+        );
+        assert_eq!(
+            msgs[0].subject(),
+            Some("(EXT) hello (1)"),
+            "ie8: never both brackets"
+        );
+        assert!(
+            states(&spool, id)
+                .iter()
+                .all(|s| *s == RcptState::Delivered)
+                || states(&spool, id).is_empty()
+        );
+    }
+
+    #[test]
+    fn import_command_exit_codes() {
+        for (command, expect_dir, expect_state) in [
+            ("exit 0 #", "imported", None),
+            ("exit 4 #", "failed", Some(RcptState::Deferred)),
+            ("exit 1 #", "failed", Some(RcptState::Deferred)),
+            ("exit 5 #", "failed", Some(RcptState::Failed)),
+            ("sleep 5 #", "failed", Some(RcptState::Deferred)),
+        ] {
+            let (dir, spool, agent) = setup(Some((command, 300)));
+            let id = enqueue(&spool, "");
+            assert_eq!(agent.pass(), 1);
+            assert!(
+                files(&dir.path().join("drop")).is_empty(),
+                "{command}: the file always leaves the drop folder"
+            );
+            assert_eq!(
+                files(&dir.path().join("work").join(expect_dir)).len(),
+                1,
+                "{command}"
+            );
+            let got = states(&spool, id);
+            match expect_state {
+                None => assert!(
+                    got.is_empty() || got.iter().all(|s| *s == RcptState::Delivered),
+                    "{command}: {got:?}"
+                ),
+                Some(RcptState::Failed) => assert_bounced(&spool, &got),
+                Some(state) => assert_eq!(got, vec![state, state], "{command}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_gets_the_file_path_as_last_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("args.log");
+        let (work, spool, agent) = setup(Some((&format!("echo >{}", log.display()), 5_000)));
+        enqueue(&spool, "");
+        agent.pass();
+        let arg = fs::read_to_string(&log).unwrap();
+        assert!(
+            arg.trim()
+                .starts_with(&work.path().join("drop").display().to_string())
+                && arg.trim().ends_with(".CCM"),
+            "{arg}"
+        );
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_converted_fails_alone() {
+        let (dir, spool, agent) = setup(None);
+        let bad = enqueue(&spool, "X-Poison: yes\r\n");
+        let good = enqueue(&spool, "");
+        assert_eq!(agent.pass(), 2);
+        assert_bounced(&spool, &states(&spool, bad));
+        assert_eq!(
+            files(&dir.path().join("drop")).len(),
+            1,
+            "the good one was written"
+        );
+        let _ = good;
+    }
+}
