@@ -2,18 +2,22 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod ledger;
 mod legacy;
 mod listener;
 mod maildir;
+mod pickup;
 mod routing;
 mod shutdown;
 mod stream;
 mod tls;
 
 pub use error::ServerError;
+pub use ledger::Ledger;
 pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
+pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
 pub use tls::load_tls;

@@ -1,0 +1,137 @@
+//! The replay ledger: identities of messages already taken in, so that picking up the same
+//! legacy file again (after a crash between queueing and archiving) or replaying the same
+//! input twice queues nothing twice.
+//!
+//! One line per key, appended and fsynced before the caller goes on; loaded whole at open.
+//! A torn last line (crash mid-append) is ignored.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::ServerError;
+
+/// Keys seen, backed by an append-only file.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    inner: Mutex<(HashSet<String>, File)>,
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger file.
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when it cannot be read or created.
+    pub fn open(path: &Path) -> Result<Self, ServerError> {
+        let io = |source| ServerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut keys = HashSet::new();
+        if let Ok(file) = File::open(path) {
+            for line in BufReader::new(file).split(b'\n') {
+                let line = line.map_err(io)?;
+                // Only complete lines count: a torn append has no newline and no `.` end mark.
+                if let Some(key) = line
+                    .strip_suffix(b".")
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                {
+                    keys.insert(key.to_owned());
+                }
+            }
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        // After a torn append, start the next key on a line of its own.
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 && std::fs::read(path).map_err(io)?.last() != Some(&b'\n') {
+            file.write_all(b"\n").map_err(io)?;
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner: Mutex::new((keys, file)),
+        })
+    }
+
+    /// True when `key` was recorded.
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner
+            .lock()
+            .map(|g| g.0.contains(key))
+            .unwrap_or(false)
+    }
+
+    /// Records `key` durably (append, fsync). Keys must not contain line breaks.
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when the append or fsync fails.
+    pub fn insert(&self, key: &str) -> Result<(), ServerError> {
+        let key = key.replace(['\r', '\n'], " ");
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.0.contains(&key) {
+            return Ok(());
+        }
+        let io = |source| ServerError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        guard
+            .1
+            .write_all(format!("{key}.\n").as_bytes())
+            .map_err(io)?;
+        guard.1.sync_data().map_err(io)?;
+        guard.0.insert(key);
+        Ok(())
+    }
+
+    /// How many keys are recorded.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.0.len()).unwrap_or(0)
+    }
+
+    /// True when no key is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_survive_reopen_and_torn_lines_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let ledger = Ledger::open(&path).unwrap();
+        ledger.insert("<a@x>").unwrap();
+        ledger.insert("<a@x>").unwrap();
+        ledger.insert("<b@x>").unwrap();
+        drop(ledger);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"<torn@x")
+            .unwrap();
+        let ledger = Ledger::open(&path).unwrap();
+        assert!(ledger.contains("<a@x>") && ledger.contains("<b@x>"));
+        assert!(!ledger.contains("<torn@x"));
+        assert_eq!(ledger.len(), 2);
+        ledger.insert("<c@x>").unwrap();
+        drop(ledger);
+        assert!(
+            Ledger::open(&path).unwrap().contains("<c@x>"),
+            "a key after a torn line is kept"
+        );
+    }
+}
