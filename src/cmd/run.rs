@@ -8,13 +8,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use ccgate_queue::Spool;
 use ccgate_server::{
-    DomainRouting, MaildirAgent, Routing, Shutdown, SmtpServer, SmtpSettings, load_tls,
-    route_unrouted,
+    AdminServer, DomainRouting, MaildirAgent, Metrics, Routing, Shutdown, SmtpServer, SmtpSettings,
+    load_tls, route_unrouted,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -63,12 +64,29 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if let Some((cert, key)) = &config.smtp.tls {
         settings.tls = Some(load_tls(cert, key)?);
     }
-    let server = SmtpServer::bind(settings, Arc::clone(&spool), Arc::clone(&routing)).await?;
+    let metrics = Arc::new(Metrics::default());
+    let server = SmtpServer::bind(
+        settings,
+        Arc::clone(&spool),
+        Arc::clone(&routing),
+        Arc::clone(&metrics),
+    )
+    .await?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = AdminServer::bind(
+        config.admin_listen,
+        Arc::clone(&metrics),
+        Arc::clone(&spool),
+        Arc::clone(&ready),
+    )
+    .await?;
+    let admin_addr = admin.local_addr();
 
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let smtp_addrs = server.local_addrs();
     tasks.spawn(server.serve(shutdown.subscribe()));
+    tasks.spawn(admin.serve(shutdown.subscribe()));
     tasks.spawn(housekeeping(
         Arc::clone(&spool),
         Arc::clone(&routing),
@@ -76,8 +94,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     ));
     match &config.modern.next_hop {
         NextHop::Maildir(path) => {
-            let agent =
-                MaildirAgent::new(path, "modern", Arc::clone(&spool), &config.smtp.hostname)?;
+            let agent = MaildirAgent::new(
+                path,
+                "modern",
+                Arc::clone(&spool),
+                &config.smtp.hostname,
+                Arc::clone(&metrics),
+            )?;
             tasks.spawn(agent.run(shutdown.subscribe()));
         }
         NextHop::Smtp { host, port } => {
@@ -86,7 +109,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     warn!("delivery into the legacy post office is not built yet; legacy-bound mail stays queued");
 
-    print_banner(&config, &smtp_addrs, &spool_dir);
+    print_banner(&config, &smtp_addrs, admin_addr, &spool_dir);
+    ready.store(true, Ordering::Relaxed);
 
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -139,7 +163,12 @@ async fn housekeeping(
     }
 }
 
-fn print_banner(config: &Config, smtp: &[std::net::SocketAddr], spool: &Path) {
+fn print_banner(
+    config: &Config,
+    smtp: &[std::net::SocketAddr],
+    admin: Option<std::net::SocketAddr>,
+    spool: &Path,
+) {
     let hop = match &config.modern.next_hop {
         NextHop::Maildir(p) => format!("maildir {}", p.display()),
         NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
@@ -167,4 +196,7 @@ fn print_banner(config: &Config, smtp: &[std::net::SocketAddr], spool: &Path) {
         config.legacy.drop_dir.display()
     );
     eprintln!("ccgate: modern hop  {hop}");
+    if let Some(admin) = admin {
+        eprintln!("ccgate: admin       http://{admin}/metrics /healthz /readyz /queue/summary");
+    }
 }

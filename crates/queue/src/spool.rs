@@ -1098,6 +1098,11 @@ impl Spool {
         Ok(Some(bounce_id))
     }
 
+    /// False once a write failed and the spool stopped (`Poisoned`): the readiness probe.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.check().is_ok()
+    }
+
     /// Messages waiting for the router (bounces, requeued mail), at most `max`.
     pub fn unrouted(&self, max: usize) -> Vec<Unrouted> {
         let state = lock(&self.shared.state);

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ServerError;
+use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::shutdown::stopped;
 
 /// How many messages one pass leases.
@@ -63,6 +64,7 @@ pub struct LegacyAgent {
     failed_dir: PathBuf,
     lane: String,
     spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
     codec: Arc<dyn LegacyCodec>,
     write: WriteOptions,
     import: Option<ImportCommand>,
@@ -89,6 +91,7 @@ impl LegacyAgent {
         codec: Arc<dyn LegacyCodec>,
         write: WriteOptions,
         import: Option<ImportCommand>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ServerError> {
         let imported_dir = work_dir.join("imported");
         let failed_dir = work_dir.join("failed");
@@ -104,6 +107,7 @@ impl LegacyAgent {
             failed_dir,
             lane: "legacy".to_owned(),
             spool,
+            metrics,
             codec,
             write,
             import,
@@ -141,7 +145,16 @@ impl LegacyAgent {
         let n = leases.len();
         for lease in leases {
             let queue_id = lease.queue_id;
+            let started = std::time::Instant::now();
             let outcome = self.deliver(&lease);
+            self.metrics.observe_delivery(&self.lane, started.elapsed());
+            let event = match &outcome {
+                Ok(_) => MetricEvent::Delivered,
+                Err(e) if e.is_permanent() => MetricEvent::Bounced,
+                Err(_) => MetricEvent::Deferred,
+            };
+            self.metrics
+                .count(event, &self.lane, lease.recipients.len() as u64);
             for r in &lease.recipients {
                 match &outcome {
                     Ok(file) => {
@@ -373,6 +386,7 @@ mod tests {
             Arc::new(TestCodec),
             WriteOptions::default(),
             import,
+            Arc::default(),
         )
         .unwrap();
         (dir, spool, agent)

@@ -1,22 +1,26 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod admin;
 mod error;
 mod ledger;
 mod legacy;
 mod listener;
 mod maildir;
+mod metrics;
 mod pickup;
 mod routing;
 mod shutdown;
 mod stream;
 mod tls;
 
+pub use admin::AdminServer;
 pub use error::ServerError;
 pub use ledger::Ledger;
 pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
+pub use metrics::{Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;

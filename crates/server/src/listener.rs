@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::ServerError;
+use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::routing::Routing;
 use crate::shutdown::stopped;
 use crate::stream::Conn;
@@ -88,14 +89,23 @@ struct Shared {
     spool: Arc<Spool>,
     routing: Arc<dyn Routing>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
 }
 
-/// The session's view of the router.
-struct Policy(Arc<dyn Routing>);
+/// The session's view of the router; refusals are counted.
+struct Policy(Arc<dyn Routing>, Arc<Metrics>);
 
 impl RecipientPolicy for Policy {
     fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
-        self.0.check(rcpt)
+        let verdict = self.0.check(rcpt);
+        let reason = match verdict {
+            RcptVerdict::Accept => return verdict,
+            RcptVerdict::Unknown => "unknown_user",
+            RcptVerdict::RelayDenied => "relay_denied",
+            RcptVerdict::TempFail => "temporary",
+        };
+        self.1.count(MetricEvent::Rejected, reason, 1);
+        verdict
     }
 }
 
@@ -115,6 +125,7 @@ impl SmtpServer {
         settings: SmtpSettings,
         spool: Arc<Spool>,
         routing: Arc<dyn Routing>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ServerError> {
         let mut session = SessionConfig::new(&settings.hostname)
             .map_err(|e| ServerError::Settings(e.to_string()))?;
@@ -140,6 +151,7 @@ impl SmtpServer {
                 spool,
                 routing,
                 tls,
+                metrics,
             }),
         })
     }
@@ -234,7 +246,7 @@ async fn handle(
     let mut session = Session::new(
         shared.session.clone(),
         Some(peer.ip()),
-        Policy(Arc::clone(&shared.routing)),
+        Policy(Arc::clone(&shared.routing), Arc::clone(&shared.metrics)),
     );
     let started = Instant::now();
     let session_deadline = started + shared.settings.session_timeout;
@@ -397,6 +409,7 @@ async fn queue(
     match joined {
         Ok(Ok(id)) => {
             info!(queue_id = %id, from = %sender, nrcpt = n_rcpts, size, "queued");
+            shared.metrics.count(MetricEvent::Accepted, "smtp", 1);
             Ok(id)
         }
         Ok(Err(e)) => {

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ServerError;
+use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::shutdown::stopped;
 
 /// How many messages one pass leases.
@@ -29,6 +30,7 @@ pub struct MaildirAgent {
     root: PathBuf,
     lane: String,
     spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
     hostname: String,
     seq: AtomicU64,
 }
@@ -43,6 +45,7 @@ impl MaildirAgent {
         lane: &str,
         spool: Arc<Spool>,
         hostname: &str,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ServerError> {
         for sub in ["tmp", "new", "cur"] {
             let dir = root.join(sub);
@@ -52,6 +55,7 @@ impl MaildirAgent {
             root: root.to_path_buf(),
             lane: lane.to_owned(),
             spool,
+            metrics,
             hostname: hostname.to_owned(),
             seq: AtomicU64::new(0),
         })
@@ -89,7 +93,16 @@ impl MaildirAgent {
         let n = leases.len();
         for lease in leases {
             let queue_id = lease.queue_id;
+            let started = std::time::Instant::now();
             let outcome = self.deliver(&lease);
+            self.metrics.observe_delivery(&self.lane, started.elapsed());
+            let event = match &outcome {
+                Ok(()) => MetricEvent::Delivered,
+                Err(e) if e.is_permanent() => MetricEvent::Bounced,
+                Err(_) => MetricEvent::Deferred,
+            };
+            self.metrics
+                .count(event, &self.lane, lease.recipients.len() as u64);
             let results: Vec<DeliveryResult> =
                 lease.recipients.iter().map(|_| outcome.clone()).collect();
             for r in &lease.recipients {

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::ServerError;
 use crate::ledger::Ledger;
+use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::shutdown::stopped;
 
 /// A legacy message made ready for the spool.
@@ -72,6 +73,7 @@ pub struct PickupAgent {
     ledger: Arc<Ledger>,
     read: ReadOptions,
     poll: Duration,
+    metrics: Arc<Metrics>,
     seen: std::sync::Mutex<HashMap<PathBuf, (u64, SystemTime)>>,
 }
 
@@ -84,7 +86,8 @@ impl std::fmt::Debug for PickupAgent {
 }
 
 impl PickupAgent {
-    /// An agent on `pickup_dir`; `work_dir` gets `archive/` and `quarantine/`.
+    /// An agent on `pickup_dir`, reading with `read` every `poll`; `work_dir` gets `archive/`
+    /// and `quarantine/`.
     ///
     /// # Errors
     /// [`ServerError::Io`] when a folder cannot be created.
@@ -94,8 +97,8 @@ impl PickupAgent {
         spool: Arc<Spool>,
         codec: Arc<dyn PickupCodec>,
         ledger: Arc<Ledger>,
-        read: ReadOptions,
-        poll: Duration,
+        (read, poll): (ReadOptions, Duration),
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ServerError> {
         let archive_dir = work_dir.join("archive");
         let quarantine_dir = work_dir.join("quarantine");
@@ -114,6 +117,7 @@ impl PickupAgent {
             ledger,
             read,
             poll,
+            metrics,
             seen: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -215,6 +219,7 @@ impl PickupAgent {
                             )?;
                             self.ledger.insert(&accepted.message_id)?;
                             report.queued += 1;
+                            self.metrics.count(MetricEvent::Accepted, "legacy", 1);
                             info!(queue_id = %id, file = %name, line, from = %accepted.envelope.sender, nrcpt = accepted.envelope.recipients.len(), "queued from the legacy side");
                         }
                         Err(reason) => {
@@ -289,6 +294,7 @@ impl PickupAgent {
                     source,
                 })
         };
+        self.metrics.count(MetricEvent::Quarantined, "legacy", 1);
         write(&base, raw)?;
         write(&err_path, format!("{reason}\n").as_bytes())?;
         warn!(file, line, reason, quarantined = %base.display(), "legacy message set aside");
@@ -351,8 +357,8 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
             spool,
             Arc::new(TestCodec),
             ledger,
-            ReadOptions::default(),
-            Duration::from_millis(10),
+            (ReadOptions::default(), Duration::from_millis(10)),
+            Arc::default(),
         )
         .unwrap();
         fs::write(pickup.join("EXPORT.TXT"), FILE).unwrap();
