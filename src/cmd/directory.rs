@@ -1,0 +1,160 @@
+//! `ccgate directory check` and `ccgate directory export-legacy OUTDIR`.
+//!
+//! `check` loads and validates the configured directory (CSV file or LDAP): every problem on
+//! standard error as `file:line:column: what is wrong` (for LDAP, `url:position:1: DN: ...`),
+//! a summary on standard output; exit 1 on problems, 2 when the source cannot be read.
+//!
+//! `export-legacy` writes the legacy directory update files that make the legacy post offices
+//! send migrated users' mail to the gateway instead of the stale mailbox (KB Q253306), named as
+//! CCMC's directory synchronization names them (KB Q295753) and meant to be imported in this
+//! order:
+//!
+//! 1. `OUTDIR/Ccmdel.imp`, the deletions: for each `migrated` user with a legacy name, the old
+//!    local entry, `Name: <legacy_name>`, `Locn: L` (`R` when the user's post office is not the
+//!    connected one), `Addr: <post_office>`.
+//! 2. `OUTDIR/Ccmdir.imp`, the additions: for the same users, `Name: <legacy_name>`, `Locn: r`,
+//!    `Addr: <primary SMTP address> at <gateway_po>` (the target address when the entry has no
+//!    SMTP proxy), the form of a foreign alias through a gateway (legacy-format.md §8). Mail
+//!    a legacy user sends to the old name then reaches ccgate as `address at GATEWAYPO`, which
+//!    the router sends to the target address.
+//!
+//! Deletions first, because names are unique: the new entry cannot exist while the old one
+//! does (KB Q166581). Both files are in the legacy directory format of ccgate-ccmail
+//! (`Name:`/`Locn:`/`Addr:`/`Comments:` blocks, CR LF, the configured code page), written to a
+//! temporary name and renamed; they are always both written, empty when no user is migrated,
+//! so that a script can import them unconditionally. The post office needs the gateway's
+//! post-office entry first (KB Q156063 §2.6.1); ccgate does not write it.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use ccgate_ccmail::{DirectoryEntry, Location, write_directory};
+use ccgate_router::{Directory, State};
+
+use crate::config::Config;
+use crate::directory_source;
+
+/// The deletions file (KB Q295753).
+pub const DELETIONS_FILE: &str = "Ccmdel.imp";
+/// The additions file (KB Q295753).
+pub const ADDITIONS_FILE: &str = "Ccmdir.imp";
+
+/// `ccgate directory check`.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
+    let origin = directory_source::origin(config);
+    match directory_source::load(config)? {
+        Ok(directory) => {
+            let count = |state| {
+                directory
+                    .entries()
+                    .iter()
+                    .filter(|e| e.state() == state)
+                    .count()
+            };
+            println!(
+                "{origin}: ok: {} entries ({} legacy, {} migrating, {} migrated)",
+                directory.len(),
+                count(State::Legacy),
+                count(State::Migrating),
+                count(State::Migrated)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            println!("{origin}: {} problem(s)", invalid.problems.len());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `ccgate directory export-legacy OUTDIR`.
+///
+/// # Errors
+/// The directory cannot be read, or the files cannot be written.
+pub fn export_legacy(config: &Config, outdir: &Path) -> anyhow::Result<ExitCode> {
+    let directory = match directory_source::load(config)? {
+        Ok(directory) => directory,
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            eprintln!(
+                "ccgate: directory export-legacy: the directory has {} problem(s); nothing written",
+                invalid.problems.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let (deletions, additions) = legacy_updates(config, &directory);
+    std::fs::create_dir_all(outdir)
+        .with_context(|| format!("{}: cannot create the folder", outdir.display()))?;
+    for (name, entries, what) in [
+        (DELETIONS_FILE, &deletions, "deletions"),
+        (ADDITIONS_FILE, &additions, "additions"),
+    ] {
+        let (bytes, replaced) = write_directory(entries, config.legacy.codepage);
+        let path = outdir.join(name);
+        write_file(&path, &bytes)?;
+        println!("{}: {} {what}", path.display(), entries.len());
+        if replaced > 0 {
+            eprintln!(
+                "{}: warning: {replaced} character(s) not in the code page were replaced",
+                path.display()
+            );
+        }
+    }
+    println!("import {DELETIONS_FILE} first, then {ADDITIONS_FILE} (KB Q295753)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The deletions and additions for every migrated user with a legacy name, in directory order.
+pub fn legacy_updates(
+    config: &Config,
+    directory: &Directory,
+) -> (Vec<DirectoryEntry>, Vec<DirectoryEntry>) {
+    let mut deletions = Vec::new();
+    let mut additions = Vec::new();
+    for entry in directory.entries() {
+        let (State::Migrated, Some(name), Some(po)) =
+            (entry.state(), entry.legacy_name(), entry.post_office())
+        else {
+            continue;
+        };
+        let Some(address) = entry.primary_smtp().or_else(|| entry.target_address()) else {
+            continue;
+        };
+        let local = po.eq_ignore_ascii_case(&config.legacy.post_office);
+        deletions.push(DirectoryEntry {
+            name: name.to_owned(),
+            location: Location::new(if local { 'L' } else { 'R' }),
+            address: Some(po.to_owned()),
+            comments: Some("ccgate: migrated, old mailbox entry".to_owned()),
+            other: Vec::new(),
+        });
+        additions.push(DirectoryEntry {
+            name: name.to_owned(),
+            location: Location::new('r'),
+            address: Some(format!("{address} at {}", config.legacy.gateway_po)),
+            comments: Some("ccgate: migrated, mail through the gateway".to_owned()),
+            other: Vec::new(),
+        });
+    }
+    (deletions, additions)
+}
+
+/// Writes to `path.tmp`, syncs, renames over `path`.
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("imp.tmp");
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    Ok(())
+}

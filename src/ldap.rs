@@ -1,0 +1,256 @@
+//! The LDAP directory source: one subtree search (paged, 500 entries a page) with ldap3 over
+//! rustls/ring, each entry mapped to a directory row ([`RawEntry`]) through an
+//! [`AttributeMap`]. Validation is the router's, the same as for the CSV file, so both sources
+//! give the same directory for the same users.
+//!
+//! Default attribute mapping (Exchange/Active Directory names where they exist):
+//!
+//! | row field | attribute | notes |
+//! |---|---|---|
+//! | `proxy_addresses` | `proxyAddresses` | multi-valued, one `TYPE:address` per value |
+//! | (primary SMTP) | `mail` | added as `SMTP:mail` when no value of `proxyAddresses` is that address (as `smtp:` if another `SMTP:` primary exists) |
+//! | `target_address` | `targetAddress` | `SMTP:addr` or a bare address |
+//! | `display_name` | `displayName` | |
+//! | `state` | `ccgateMigrationState` | `legacy`, `migrating` or `migrated` |
+//! | `legacy_name` | `ccgateLegacyName` | when absent: the name of the primary `CCMAIL:` proxy |
+//! | `post_office` | `ccgatePostOffice` | when absent: the post office of the primary `CCMAIL:` proxy |
+//!
+//! Attribute names are matched without regard to case, as LDAP does. Problems name the entry by
+//! its position in the result and its DN: `ldap://host:389:3:1: uid=jdoe,...: state is empty`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ccgate_router::{RawEntry, RawField, split_proxies};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry};
+
+/// Entries per page of the paged-results search (RFC 2696).
+const PAGE_SIZE: i32 = 500;
+/// Connect, bind and search time limit.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// The filter used when `ldap_filter` is not set.
+pub const DEFAULT_FILTER: &str = "(|(proxyAddresses=*)(ccgateMigrationState=*))";
+
+/// Which LDAP attribute holds each field of a directory row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeMap {
+    /// The primary SMTP address.
+    pub mail: String,
+    /// Typed proxy addresses (multi-valued).
+    pub proxy_addresses: String,
+    /// Where a migrated user's mail goes.
+    pub target_address: String,
+    /// The display name.
+    pub display_name: String,
+    /// `legacy`, `migrating` or `migrated`.
+    pub state: String,
+    /// The legacy mailbox name.
+    pub legacy_name: String,
+    /// The legacy post office.
+    pub post_office: String,
+}
+
+impl Default for AttributeMap {
+    fn default() -> Self {
+        Self {
+            mail: "mail".to_owned(),
+            proxy_addresses: "proxyAddresses".to_owned(),
+            target_address: "targetAddress".to_owned(),
+            display_name: "displayName".to_owned(),
+            state: "ccgateMigrationState".to_owned(),
+            legacy_name: "ccgateLegacyName".to_owned(),
+            post_office: "ccgatePostOffice".to_owned(),
+        }
+    }
+}
+
+impl AttributeMap {
+    fn all(&self) -> [&str; 7] {
+        [
+            &self.mail,
+            &self.proxy_addresses,
+            &self.target_address,
+            &self.display_name,
+            &self.state,
+            &self.legacy_name,
+            &self.post_office,
+        ]
+    }
+}
+
+/// Where and how to search.
+#[derive(Debug, Clone)]
+pub struct LdapSettings {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// The search base (default: the server's empty base).
+    pub base: String,
+    /// Bind DN and password; anonymous without.
+    pub bind: Option<(String, String)>,
+    /// The search filter.
+    pub filter: String,
+    /// The attribute mapping.
+    pub attributes: AttributeMap,
+}
+
+impl LdapSettings {
+    /// Settings from the `[directory]` keys: the password is read from `password_file` (its
+    /// first line).
+    ///
+    /// # Errors
+    /// The password file cannot be read, or a bind DN is set without it.
+    pub fn from_config(
+        url: &str,
+        base: Option<&str>,
+        bind_dn: Option<&str>,
+        password_file: Option<&Path>,
+        filter: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let bind = match (bind_dn, password_file) {
+            (Some(dn), Some(file)) => {
+                let text = std::fs::read_to_string(file).with_context(|| {
+                    format!(
+                        "{}: cannot read directory.ldap_password_file",
+                        file.display()
+                    )
+                })?;
+                let password = text.lines().next().unwrap_or_default().to_owned();
+                Some((dn.to_owned(), password))
+            }
+            (Some(_), None) => bail!("directory.ldap_bind_dn is set without ldap_password_file"),
+            (None, _) => None,
+        };
+        Ok(Self {
+            url: url.to_owned(),
+            base: base.unwrap_or_default().to_owned(),
+            bind,
+            filter: filter.unwrap_or(DEFAULT_FILTER).to_owned(),
+            attributes: AttributeMap::default(),
+        })
+    }
+}
+
+/// Searches the directory and maps each entry to a row.
+///
+/// # Errors
+/// Connecting, binding or searching fails (the message names the URL).
+pub fn load(settings: &LdapSettings) -> anyhow::Result<Vec<RawEntry>> {
+    let url = &settings.url;
+    let conn_settings = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
+    let mut ldap = LdapConn::with_settings(conn_settings, url)
+        .with_context(|| format!("{url}: cannot connect"))?;
+    if let Some((dn, password)) = &settings.bind {
+        ldap.with_timeout(TIMEOUT)
+            .simple_bind(dn, password)
+            .and_then(ldap3::LdapResult::success)
+            .with_context(|| format!("{url}: bind as {dn:?} failed"))?;
+    }
+    let attributes: Vec<String> = settings
+        .attributes
+        .all()
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(PAGE_SIZE)),
+    ];
+    let mut rows = Vec::new();
+    {
+        let mut search = ldap
+            .with_timeout(TIMEOUT)
+            .streaming_search_with(
+                adapters,
+                &settings.base,
+                Scope::Subtree,
+                &settings.filter,
+                attributes,
+            )
+            .with_context(|| format!("{url}: search under {:?} failed", settings.base))?;
+        while let Some(entry) = search
+            .next()
+            .with_context(|| format!("{url}: search under {:?} failed", settings.base))?
+        {
+            let entry = SearchEntry::construct(entry);
+            let position = rows.len().saturating_add(1);
+            rows.push(row_from_entry(
+                position,
+                &entry.dn,
+                &entry.attrs,
+                &settings.attributes,
+            ));
+        }
+        search
+            .result()
+            .success()
+            .with_context(|| format!("{url}: search under {:?} failed", settings.base))?;
+    }
+    let _ = ldap.unbind();
+    Ok(rows)
+}
+
+/// Maps one LDAP entry to a directory row (see the module documentation).
+pub fn row_from_entry(
+    position: usize,
+    dn: &str,
+    attrs: &HashMap<String, Vec<String>>,
+    map: &AttributeMap,
+) -> RawEntry {
+    let values = |name: &str| -> Vec<String> {
+        attrs
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .flat_map(|(_, values)| values.iter().cloned())
+            .collect()
+    };
+    let first = |name: &str| values(name).into_iter().next().unwrap_or_default();
+
+    let mut proxies: Vec<String> = values(&map.proxy_addresses)
+        .iter()
+        // One value per proxy; a value holding `;`-separated proxies is split the CSV way.
+        .flat_map(|value| split_proxies(value).into_iter().map(|(_, p)| p))
+        .collect();
+    let mail = first(&map.mail);
+    let mail = mail.trim();
+    if !mail.is_empty() {
+        let listed = proxies.iter().any(|p| {
+            p.split_once(':').is_some_and(|(kind, address)| {
+                kind.eq_ignore_ascii_case("smtp") && address.trim().eq_ignore_ascii_case(mail)
+            })
+        });
+        if !listed {
+            let has_primary = proxies.iter().any(|p| p.starts_with("SMTP:"));
+            let kind = if has_primary { "smtp" } else { "SMTP" };
+            proxies.push(format!("{kind}:{mail}"));
+        }
+    }
+
+    let mut legacy_name = first(&map.legacy_name);
+    let mut post_office = first(&map.post_office);
+    if legacy_name.trim().is_empty() && post_office.trim().is_empty() {
+        let primary_ccmail = proxies.iter().find_map(|p| p.strip_prefix("CCMAIL:"));
+        if let Some(Ok(ccgate_ccmail::LegacyAddress::Name {
+            name,
+            po: Some(po),
+            literal: false,
+        })) = primary_ccmail.map(ccgate_ccmail::parse_address)
+        {
+            legacy_name = name;
+            post_office = po;
+        }
+    }
+
+    RawEntry {
+        line: position,
+        id: Some(dn.to_owned()),
+        display_name: RawField::new(first(&map.display_name)),
+        legacy_name: RawField::new(legacy_name),
+        post_office: RawField::new(post_office),
+        proxy_addresses: proxies.into_iter().map(RawField::new).collect(),
+        target_address: RawField::new(first(&map.target_address)),
+        state: RawField::new(first(&map.state)),
+    }
+}
