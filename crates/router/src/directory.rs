@@ -209,7 +209,13 @@ impl Proxy {
         Ok(Self {
             kind,
             primary,
-            text: format!("{word}:{value}"),
+            text: {
+                let mut text = String::with_capacity(word.len() + 1 + value.len());
+                text.push_str(word);
+                text.push(':');
+                text.push_str(value);
+                text
+            },
             value: parsed,
         })
     }
@@ -257,7 +263,7 @@ impl Proxy {
 
     fn key(&self) -> Option<Key> {
         match &self.value {
-            ProxyValue::Smtp(address) => Some(Key::Smtp(address.to_lowercase_key())),
+            ProxyValue::Smtp(address) => Some(Key::Smtp(smtp_key(address))),
             ProxyValue::CcMail(address) => name_key(address).map(Key::Name),
             ProxyValue::X500(dn) => Some(Key::X500(dn.to_lowercase())),
             ProxyValue::Migrate(inner) => inner.key(),
@@ -733,6 +739,24 @@ fn name_key(address: &LegacyAddress) -> Option<String> {
     }
 }
 
+/// The index key of an SMTP address: the address with its local part lower-cased (the domain
+/// already is), built without the formatting machinery because loading makes hundreds of
+/// thousands of them.
+fn smtp_key(address: &EmailAddress) -> String {
+    let (local, domain) = (address.local(), address.domain());
+    let mut key = String::with_capacity(local.len() + 1 + domain.len());
+    for c in local.chars() {
+        if c.is_ascii() {
+            key.push(c.to_ascii_lowercase());
+        } else {
+            key.extend(c.to_lowercase());
+        }
+    }
+    key.push('@');
+    key.push_str(domain);
+    key
+}
+
 /// Splits `name at po` at the last ` at ` (any case, one space each side).
 fn split_last_at(text: &str) -> Option<(&str, &str)> {
     let bytes = text.as_bytes();
@@ -927,10 +951,7 @@ impl Directory {
                 }
             }
             if let Some(target) = &entry.target {
-                keys.push((
-                    Key::Smtp(target.to_lowercase_key()),
-                    MatchedBy::TargetAddress,
-                ));
+                keys.push((Key::Smtp(smtp_key(target)), MatchedBy::TargetAddress));
             }
             for (key, by) in keys {
                 let (map, is_name, key) = match key {
@@ -1017,7 +1038,7 @@ impl Directory {
     /// The entry owning an SMTP address (a proxy, a `MIGRATE:SMTP:` proxy or a target
     /// address), compared without regard to case.
     pub fn lookup_smtp(&self, address: &EmailAddress) -> Option<Matched> {
-        self.hit(self.smtp.get(&address.to_lowercase_key()))
+        self.hit(self.smtp.get(&smtp_key(address)))
     }
 
     /// The entry owning a legacy name (its `legacy_name` or a `CCMAIL:`/`MIGRATE:CCMAIL:`
