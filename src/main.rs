@@ -6,12 +6,15 @@
 mod cli;
 mod cmd;
 mod config;
+mod directory_source;
+mod ldap;
+mod samples;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DialectArg};
+use crate::cli::{Cli, Command, DialectArg, DirectoryCommand};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -68,6 +71,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => {
             init_logging();
             cmd::run::run(&config)
+        }
+        Command::Route {
+            from,
+            json,
+            addresses,
+        } => cmd::route::run(&config, from.as_deref(), json, &addresses),
+        Command::Directory { command } => match command {
+            DirectoryCommand::Check => cmd::directory::check(&config),
+            DirectoryCommand::ExportLegacy { outdir } => {
+                cmd::directory::export_legacy(&config, &outdir)
+            }
+        },
+        Command::Init { dir } => {
+            cmd::init::run(dir.as_deref().unwrap_or(std::path::Path::new(".")))
         }
         Command::Config => {
             print!("{}", config.effective_toml());

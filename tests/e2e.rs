@@ -10,4 +10,8 @@
 )]
 
 mod check;
+mod directory;
+mod ldap;
+mod route;
+mod smtp;
 mod util;

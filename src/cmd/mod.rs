@@ -1,5 +1,8 @@
 //! One module per command of the public interface.
 
 pub mod check;
+pub mod directory;
+pub mod init;
 pub mod queue;
+pub mod route;
 pub mod run;

@@ -14,13 +14,15 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use ccgate_queue::Spool;
 use ccgate_server::{
-    AdminServer, DomainRouting, MaildirAgent, Metrics, Routing, Shutdown, SmtpServer, SmtpSettings,
-    load_tls, route_unrouted,
+    AdminServer, DirectoryRouting, MaildirAgent, Metrics, Routing, Shutdown, SmtpServer,
+    SmtpSettings, load_tls, route_unrouted,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::config::{Config, NextHop};
+use crate::config::{Config, DirectorySource, NextHop};
+use crate::directory_source;
+use ccgate_router::DirectoryHandle;
 
 /// Runs the gateway until a stop signal.
 pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
@@ -53,10 +55,15 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     let spool = Arc::new(spool);
 
-    let routing: Arc<dyn Routing> = Arc::new(DomainRouting {
-        legacy_domain: config.legacy.domain.clone(),
-        modern_domain: config.modern.domain.clone(),
-    });
+    let metrics = Arc::new(Metrics::default());
+    let directory = load_directory(&config).await?;
+    metrics.directory_loaded(Ok(directory.len() as u64));
+    let handle = Arc::new(DirectoryHandle::new(directory));
+    let directory_routing = Arc::new(DirectoryRouting::new(
+        Arc::clone(&handle),
+        directory_source::router_config(&config),
+    ));
+    let routing: Arc<dyn Routing> = directory_routing.clone();
     let mut settings = SmtpSettings::new(config.smtp.listen.clone(), &config.smtp.hostname);
     settings.max_message_size = config.smtp.max_message_size;
     settings.max_recipients = usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX);
@@ -64,7 +71,6 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if let Some((cert, key)) = &config.smtp.tls {
         settings.tls = Some(load_tls(cert, key)?);
     }
-    let metrics = Arc::new(Metrics::default());
     let server = SmtpServer::bind(
         settings,
         Arc::clone(&spool),
@@ -115,11 +121,21 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let reload_every = config
+        .directory
+        .reload_interval
+        .unwrap_or(Duration::from_secs(365 * 86_400));
+    let mut reload_timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + reload_every, reload_every);
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => { info!("SIGHUP: nothing to reload yet (no directory configured in this build)"); }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the directory");
+                reload(&config, &directory_routing, &spool, &metrics).await;
+            }
+            _ = reload_timer.tick() => reload(&config, &directory_routing, &spool, &metrics).await,
         }
     }
     shutdown.trigger();
@@ -132,6 +148,67 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .context("closing the spool")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the directory at start. With the embedded defaults a missing `directory.csv` is
+/// created with sample rows; an invalid directory stops the start with every problem listed.
+async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Directory> {
+    if config.source.is_none()
+        && let DirectorySource::Csv(path) = &config.directory.source
+        && !path.exists()
+    {
+        std::fs::write(path, crate::samples::DIRECTORY_CSV)
+            .with_context(|| format!("{}: cannot create the sample directory", path.display()))?;
+        warn!(path = %path.display(), "no directory: created one with sample rows");
+    }
+    let cfg = config.clone();
+    match tokio::task::spawn_blocking(move || directory_source::load(&cfg))
+        .await
+        .context("directory task failed")??
+    {
+        Ok(directory) => {
+            info!(entries = directory.len(), source = %directory_source::origin(config), "directory loaded");
+            Ok(directory)
+        }
+        Err(invalid) => {
+            anyhow::bail!("the directory has problems; fix them and start again:\n{invalid}")
+        }
+    }
+}
+
+/// SIGHUP or the reload interval: a new directory replaces the old one whole; a bad one
+/// leaves the old one in service. Held cutover mail is then routed again.
+async fn reload(
+    config: &Config,
+    routing: &Arc<DirectoryRouting>,
+    spool: &Arc<Spool>,
+    metrics: &Arc<Metrics>,
+) {
+    let cfg = config.clone();
+    match tokio::task::spawn_blocking(move || directory_source::load(&cfg)).await {
+        Ok(Ok(Ok(directory))) => {
+            let entries = directory.len();
+            routing.handle().swap(directory);
+            metrics.directory_loaded(Ok(entries as u64));
+            info!(entries, "directory reloaded");
+            let (spool, routing) = (Arc::clone(spool), Arc::clone(routing));
+            match tokio::task::spawn_blocking(move || routing.release(&spool)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => info!(messages = n, "held cutover mail routed again"),
+                Ok(Err(e)) => warn!(error = %e, "cannot release held cutover mail"),
+                Err(e) => warn!(error = %e, "release task failed"),
+            }
+        }
+        Ok(Ok(Err(invalid))) => {
+            metrics.directory_loaded(Err(()));
+            warn!("directory reload refused; the previous directory stays in service:\n{invalid}");
+        }
+        Ok(Err(e)) => {
+            metrics.directory_loaded(Err(()));
+            warn!(error = %format!("{e:#}"), "directory reload failed; the previous directory stays in service");
+        }
+        Err(e) => warn!(error = %e, "directory reload task failed"),
+    }
 }
 
 /// The spool's periodic duties: lease timeouts, admin requests from `ccgate queue`, bounces,

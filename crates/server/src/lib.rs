@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod directory;
 mod error;
 mod ledger;
 mod legacy;
@@ -15,6 +16,7 @@ mod stream;
 mod tls;
 
 pub use admin::AdminServer;
+pub use directory::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
 pub use error::ServerError;
 pub use ledger::Ledger;
 pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};

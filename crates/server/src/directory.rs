@@ -1,0 +1,121 @@
+//! The listener's [`Routing`] backed by the directory and the router.
+//!
+//! - RCPT: the router's decision for an SMTP-origin recipient: `550 5.1.1` for an unknown user
+//!   in our domains, `554 5.7.1` outside them, accepted otherwise (legacy, modern, or held).
+//! - Queueing: `Legacy` goes to the `legacy` lane under the address as received (the legacy
+//!   agent asks the router again for the legacy name); `Modern` to the `modern` lane,
+//!   rewritten to the target address; `Hold` (a user being migrated) to the `cutover` lane,
+//!   held: it is re-routed when a reloaded directory changes ([`DirectoryRouting::release`]).
+//! - Mail already accepted (bounces, requeued mail) to an address outside our domains goes to the
+//!   modern next hop, which relays it.
+
+use std::sync::Arc;
+
+use ccgate_core::{EmailAddress, ReversePath};
+use ccgate_queue::{AdminAction, AdminRequest, Filter, QueueState, Route, Spool};
+use ccgate_router::{Destination, DirectoryHandle, Origin, RejectCode, Router, RouterConfig};
+use ccgate_smtp::RcptVerdict;
+use tracing::{info, warn};
+
+use crate::routing::Routing;
+
+/// The lane of recipients held during their migration.
+pub const CUTOVER_LANE: &str = "cutover";
+/// The lane of accepted recipients the directory no longer knows (held for the administrator).
+pub const UNROUTABLE_LANE: &str = "unroutable";
+
+/// Routing by the directory in service.
+#[derive(Debug)]
+pub struct DirectoryRouting {
+    handle: Arc<DirectoryHandle>,
+    config: RouterConfig,
+}
+
+impl DirectoryRouting {
+    /// Routing with the directory in `handle` (replaced on reload) and `config`.
+    pub fn new(handle: Arc<DirectoryHandle>, config: RouterConfig) -> Self {
+        Self { handle, config }
+    }
+
+    /// The directory handle (for reloads).
+    pub fn handle(&self) -> &Arc<DirectoryHandle> {
+        &self.handle
+    }
+
+    /// The router settings.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// The legacy address (`Name at PO`, rendered for the dialect) of an SMTP address the
+    /// router sends to the legacy post office.
+    pub fn legacy_recipient(&self, rcpt: &EmailAddress) -> Option<String> {
+        let directory = self.handle.current();
+        let router = Router::new(&directory, &self.config);
+        match router.route_smtp(Origin::Smtp, rcpt).destination {
+            Destination::Legacy { address } => router.render(&address).ok(),
+            _ => None,
+        }
+    }
+
+    /// After a directory reload: every recipient held in the cutover lane is routed again
+    /// (a user now `migrated` gets their held mail). Returns how many messages were requeued.
+    ///
+    /// # Errors
+    /// The spool's error.
+    pub fn release(&self, spool: &Spool) -> Result<u64, ccgate_queue::QueueError> {
+        let request = AdminRequest {
+            action: AdminAction::Requeue,
+            ids: Vec::new(),
+            all: true,
+            filter: Filter {
+                destination: Some(CUTOVER_LANE.to_owned()),
+                state: Some(QueueState::Held),
+                ..Filter::default()
+            },
+        };
+        let report = spool.admin(&request, std::time::SystemTime::now())?;
+        Ok(report.affected.len() as u64)
+    }
+}
+
+impl Routing for DirectoryRouting {
+    fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
+        let directory = self.handle.current();
+        match Router::new(&directory, &self.config)
+            .route_smtp(Origin::Smtp, rcpt)
+            .destination
+        {
+            Destination::Reject {
+                code: RejectCode::UserUnknown,
+                ..
+            } => RcptVerdict::Unknown,
+            Destination::Reject {
+                code: RejectCode::RelayDenied,
+                ..
+            } => RcptVerdict::RelayDenied,
+            _ => RcptVerdict::Accept,
+        }
+    }
+
+    fn route(&self, _sender: &ReversePath, rcpt: &EmailAddress) -> Route {
+        let directory = self.handle.current();
+        let decision = Router::new(&directory, &self.config).route_smtp(Origin::Smtp, rcpt);
+        match decision.destination {
+            Destination::Legacy { .. } => Route::new("legacy", rcpt.clone()),
+            Destination::Modern { recipient } => Route::new("modern", recipient),
+            Destination::Hold { .. } => {
+                info!(to = %rcpt, "held until the migration completes");
+                Route::new(CUTOVER_LANE, rcpt.clone()).held()
+            }
+            Destination::Reject {
+                code: RejectCode::RelayDenied,
+                ..
+            } => Route::new("modern", rcpt.clone()),
+            Destination::Reject { reason, .. } => {
+                warn!(to = %rcpt, reason = %reason, "accepted recipient no longer in the directory; held for the administrator");
+                Route::new(UNROUTABLE_LANE, rcpt.clone()).held()
+            }
+        }
+    }
+}

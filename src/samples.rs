@@ -1,0 +1,92 @@
+//! What `ccgate init` writes, and the directory `ccgate run` creates when the embedded
+//! defaults find none.
+
+/// A sample directory: one user per state (interface.md §4).
+pub const DIRECTORY_CSV: &str = "\
+# ccgate directory: one row per person (shared/docs/interface.md section 4).
+# state: legacy (mail goes to the legacy post office), migrating (mail is held until the
+# entry becomes migrated), migrated (mail goes to target_address, also mail sent to the old
+# legacy name). Reload with SIGHUP after editing; `ccgate directory check` validates.
+display_name,legacy_name,post_office,proxy_addresses,target_address,state
+Jane Doe,\"Doe, Jane\",HQ,\"SMTP:jane.doe@legacy.example.com;CCMAIL:Doe, Jane at HQ\",SMTP:jane.doe@modern.example.com,migrated
+John Smith,\"Smith, John\",HQ,\"SMTP:john.smith@legacy.example.com;CCMAIL:Smith, John at HQ\",,legacy
+Pat Lee,\"Lee, Pat\",HQ,\"SMTP:pat.lee@legacy.example.com;CCMAIL:Lee, Pat at HQ\",SMTP:pat.lee@modern.example.com,migrating
+";
+
+/// A commented configuration with every key at its default.
+pub const CONFIG_TOML: &str = r#"# ccgate configuration (shared/docs/interface.md section 2). Every key is optional; the
+# values below are the defaults. Unknown keys are an error. `ccgate config` prints what is in
+# effect. Relative paths: data_dir, directory.source and the TLS files are relative to this
+# file; pickup_dir, drop_dir and a relative maildir: next hop are relative to data_dir.
+
+data_dir = "ccgate-data"            # spool, archives, state; created if missing
+
+[smtp]
+listen = ["127.0.0.1:2525"]
+hostname = "ccgate.localdomain"     # used in the greeting and Received: headers
+max_message_size = "25MB"
+max_recipients = 1000
+max_connections = 1000
+# tls_cert = "cert.pem"             # STARTTLS is offered when both are set
+# tls_key = "key.pem"
+
+[legacy]
+post_office = "HQ"                  # the connected legacy post office
+gateway_po = "SMTPGW"               # the gateway's post-office entry in the legacy directory
+domain = "legacy.example.com"       # SMTP domain of legacy users
+pickup_dir = "legacy/outbound"      # export files written by the post office, read by ccgate
+drop_dir = "legacy/inbound"         # import files written by ccgate for the post office
+dialect = "ie8"                     # what the post office's Import accepts: ie5 or ie8
+date_format = "us"                  # us (M/D/YY), eu (D/M/YY), jp (YY/M/D)
+codepage = "ibm437"                 # ibm437 or ibm850
+import_command = ""                 # optional program run once per import file (path appended):
+                                    # exit 0 consumed, 4 post office locked (retry),
+                                    # 5 undeliverable (bounce), anything else or a hang: retry
+import_timeout = "60s"
+poll_interval = "15s"
+
+[modern]
+domain = "modern.example.com"       # SMTP domain of migrated mailboxes
+next_hop = "maildir:modern"         # or "smtp://host:port"
+
+[directory]
+source = "ccgate-data/directory.csv"   # or "ldap://host:port" with ldap_base, ldap_bind_dn,
+                                       # ldap_password_file, ldap_filter
+# reload_interval = "5m"               # besides SIGHUP
+
+[migration]
+cutover = "hold"                    # mail for users in state migrating: hold or legacy
+
+[queue]
+retry = ["1m", "5m", "15m", "1h", "4h"]   # then the last value repeats, with jitter
+max_lifetime = "5d"                 # then bounce
+quarantine_after = 5                # crashes/timeouts of one message before it is set aside
+
+[admin]
+listen = "127.0.0.1:8025"           # HTTP: /metrics, /healthz, /readyz, /queue/summary
+"#;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_sample_config_is_valid_and_says_the_defaults() {
+        let from_file =
+            crate::config::Config::parse(CONFIG_TOML, Path::new("ccgate.toml")).unwrap();
+        let embedded = crate::config::Config::load(None).unwrap();
+        let strip = |t: String| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            strip(from_file.effective_toml()),
+            strip(embedded.effective_toml())
+        );
+    }
+
+    #[test]
+    fn the_sample_directory_is_valid() {
+        let directory = ccgate_router::Directory::from_csv(DIRECTORY_CSV.as_bytes()).unwrap();
+        assert_eq!(directory.len(), 3);
+    }
+}
