@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod config;
 mod directory_source;
+mod gateway;
 mod ldap;
 mod samples;
 
@@ -68,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::check::run(&config, dialect, &files)
         }
         Command::Queue { command } => cmd::queue::run(&config, &command),
+        Command::Convert { to, file } => cmd::convert::run(&config, to, &file),
         Command::Run => {
             init_logging();
             cmd::run::run(&config)

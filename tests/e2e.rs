@@ -10,6 +10,7 @@
 )]
 
 mod check;
+mod convert;
 mod directory;
 mod ldap;
 mod route;

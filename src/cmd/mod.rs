@@ -1,6 +1,7 @@
 //! One module per command of the public interface.
 
 pub mod check;
+pub mod convert;
 pub mod directory;
 pub mod init;
 pub mod queue;

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use ccgate_queue::Spool;
 use ccgate_server::{
-    AdminServer, DirectoryRouting, MaildirAgent, Metrics, Routing, Shutdown, SmtpServer,
-    SmtpSettings, load_tls, route_unrouted,
+    AdminServer, DirectoryRouting, ImportCommand, Ledger, LegacyAgent, MaildirAgent, Metrics,
+    PickupAgent, Routing, Shutdown, SmtpServer, SmtpSettings, load_tls, route_unrouted,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -113,7 +113,55 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             warn!(next_hop = %format!("smtp://{host}:{port}"), "SMTP delivery to the modern next hop is not built yet; modern-bound mail stays queued");
         }
     }
-    warn!("delivery into the legacy post office is not built yet; legacy-bound mail stays queued");
+    let codec = Arc::new(crate::gateway::Codec::new(
+        Arc::clone(&directory_routing),
+        super::convert::options(&config),
+    ));
+    let write = ccgate_ccmail::WriteOptions {
+        dialect: match config.legacy.dialect {
+            crate::config::DialectChoice::Ie5 => ccgate_ccmail::Dialect::Ie5,
+            crate::config::DialectChoice::Ie8 => ccgate_ccmail::Dialect::Ie8,
+        },
+        date_order: config.legacy.date_format,
+        codepage: config.legacy.codepage,
+        gateway_po: config.legacy.gateway_po.clone(),
+        ..ccgate_ccmail::WriteOptions::default()
+    };
+    let import = config
+        .legacy
+        .import_command
+        .clone()
+        .map(|command| ImportCommand {
+            command,
+            timeout: config.legacy.import_timeout,
+        });
+    let legacy_work = config.data_dir.join("legacy");
+    let legacy = LegacyAgent::new(
+        &config.legacy.drop_dir,
+        &legacy_work,
+        Arc::clone(&spool),
+        codec.clone(),
+        write,
+        import,
+        Arc::clone(&metrics),
+    )?;
+    tasks.spawn(legacy.run(shutdown.subscribe()));
+    let ledger = Arc::new(Ledger::open(&config.data_dir.join("ledger.log"))?);
+    let read = ccgate_ccmail::ReadOptions {
+        date_order: config.legacy.date_format,
+        codepage: config.legacy.codepage,
+        ..ccgate_ccmail::ReadOptions::default()
+    };
+    let pickup = PickupAgent::new(
+        &config.legacy.pickup_dir,
+        &legacy_work,
+        Arc::clone(&spool),
+        codec,
+        ledger,
+        (read, config.legacy.poll_interval),
+        Arc::clone(&metrics),
+    )?;
+    tasks.spawn(pickup.run(shutdown.subscribe()));
 
     print_banner(&config, &smtp_addrs, admin_addr, &spool_dir);
     ready.store(true, Ordering::Relaxed);

@@ -101,7 +101,27 @@ impl Routing for DirectoryRouting {
     fn route(&self, _sender: &ReversePath, rcpt: &EmailAddress) -> Route {
         let directory = self.handle.current();
         let decision = Router::new(&directory, &self.config).route_smtp(Origin::Smtp, rcpt);
+        to_route(decision.destination, rcpt)
+    }
+}
+
+impl DirectoryRouting {
+    /// The route of a recipient of mail picked up from the legacy side (its SMTP form), or
+    /// the refusal (`550 5.1.1` and why) for a name nobody has.
+    pub fn route_from_legacy(&self, rcpt: &EmailAddress) -> Result<Route, String> {
+        let directory = self.handle.current();
+        let decision = Router::new(&directory, &self.config).route_smtp(Origin::Legacy, rcpt);
         match decision.destination {
+            Destination::Reject { code, reason } => Err(format!("{code} {reason}")),
+            destination => Ok(to_route(destination, rcpt)),
+        }
+    }
+}
+
+/// The queue's route for a decision about `rcpt`.
+fn to_route(destination: Destination, rcpt: &EmailAddress) -> Route {
+    {
+        match destination {
             Destination::Legacy { .. } => Route::new("legacy", rcpt.clone()),
             Destination::Modern { recipient } => Route::new("modern", recipient),
             Destination::Hold { .. } => {

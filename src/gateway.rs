@@ -1,0 +1,103 @@
+//! The glue between conversion and routing for `ccgate run`: the router's address rewriting
+//! as the converter's [`AddressMap`], and the two codecs the legacy agents use.
+
+use std::sync::Arc;
+
+use ccgate_ccmail::{LegacyAddress, Message};
+use ccgate_convert::{
+    AddressMap, ConvertOptions, LegacyContext, Mailbox, legacy_to_mime, mime_to_legacy,
+};
+use ccgate_core::{EmailAddress, Envelope, ReversePath};
+use ccgate_router::Router;
+use ccgate_server::{Accepted, DirectoryRouting, LegacyCodec, PickupCodec};
+use tracing::{info, warn};
+
+/// The router's rewriting (interface.md §5: replies reach the sender's current mailbox) seen
+/// as the converter's address map.
+struct RouterMap<'a>(Router<'a>);
+
+impl AddressMap for RouterMap<'_> {
+    fn to_smtp(&self, legacy: &LegacyAddress) -> Option<Mailbox> {
+        let form = self.0.smtp_form(legacy).ok()?;
+        Some(Mailbox {
+            display: form.display,
+            address: form.address,
+        })
+    }
+
+    fn to_legacy(&self, smtp: &EmailAddress, display: Option<&str>) -> Option<String> {
+        let form = self.0.legacy_form(smtp, display);
+        self.0.render(&form.address).ok()
+    }
+}
+
+/// Conversion both ways with the directory in service.
+pub struct Codec {
+    routing: Arc<DirectoryRouting>,
+    options: ConvertOptions,
+}
+
+impl Codec {
+    /// A codec on the directory behind `routing`.
+    pub fn new(routing: Arc<DirectoryRouting>, options: ConvertOptions) -> Self {
+        Self { routing, options }
+    }
+}
+
+impl LegacyCodec for Codec {
+    fn to_legacy(&self, rfc5322: &[u8]) -> Result<Message, String> {
+        let directory = self.routing.handle().current();
+        let map = RouterMap(Router::new(&directory, self.routing.config()));
+        let conversion = mime_to_legacy(rfc5322, &self.options, &map);
+        for note in &conversion.notes {
+            info!(message_id = ?conversion.message_id, note = %note, "converted for the legacy side");
+        }
+        Ok(conversion.message)
+    }
+
+    fn recipient(&self, rcpt: &EmailAddress) -> Option<String> {
+        self.routing.legacy_recipient(rcpt)
+    }
+}
+
+impl PickupCodec for Codec {
+    fn accept(&self, message: &Message, _raw_len: u64) -> Result<Accepted, String> {
+        let directory = self.routing.handle().current();
+        let map = RouterMap(Router::new(&directory, self.routing.config()));
+        let mime = legacy_to_mime(message, &LegacyContext::default(), &self.options, &map)
+            .map_err(|e| e.to_string())?;
+        for note in &mime.notes {
+            info!(message_id = %mime.message_id, note = %note, "converted from the legacy side");
+        }
+        let mut recipients = Vec::new();
+        let mut routes = Vec::new();
+        for rcpt in &mime.recipients {
+            match self.routing.route_from_legacy(rcpt) {
+                Ok(route) => {
+                    recipients.push(rcpt.clone());
+                    routes.push(route);
+                }
+                // FIXME: a non-delivery report to the legacy sender; until then the refusal is
+                // logged (and counted by the caller when nothing is left).
+                Err(reason) => {
+                    warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient refused")
+                }
+            }
+        }
+        if recipients.is_empty() {
+            return Err(format!(
+                "no deliverable recipient (message {})",
+                mime.message_id
+            ));
+        }
+        Ok(Accepted {
+            envelope: Envelope {
+                sender: ReversePath::Mailbox(mime.sender),
+                recipients,
+            },
+            routes,
+            body: mime.bytes,
+            message_id: mime.message_id,
+        })
+    }
+}
