@@ -13,6 +13,7 @@ mod check;
 mod convert;
 mod directory;
 mod ldap;
+mod relay;
 mod route;
 mod smtp;
 mod util;

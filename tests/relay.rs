@@ -1,0 +1,381 @@
+//! The coexistence relay end to end (issue 6): `ccgate run` with a directory, the legacy post
+//! office as folders, the modern side a Maildir; mail both ways, replies both ways, cutover
+//! hold and release, a poisoned import, a file picked up twice.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::ccgate;
+
+/// A running gateway on a temporary folder; killed on drop.
+struct Relay {
+    dir: tempfile::TempDir,
+    child: Child,
+    smtp: String,
+}
+
+impl Relay {
+    fn start(extra_legacy: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(data.join("directory.csv"), SAMPLE_DIRECTORY).unwrap();
+        let config = format!(
+            "data_dir = \"data\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"gw.test\"\n\
+             [legacy]\npoll_interval = \"1s\"\n{extra_legacy}\n[directory]\nsource = \"data/directory.csv\"\n\
+             [queue]\nretry = [\"1s\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+        );
+        fs::write(dir.path().join("ccgate.toml"), config).unwrap();
+        let mut child = ccgate()
+            .arg("--config")
+            .arg(dir.path().join("ccgate.toml"))
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let smtp = loop {
+            let line = lines
+                .next()
+                .expect("ccgate run printed its banner")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("ccgate: smtp") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining the log so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { dir, child, smtp }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Sends one message by SMTP; answers the reply to the end of data.
+    fn send(&self, from: &str, to: &str, message: &str) -> String {
+        let mut stream = TcpStream::connect(&self.smtp).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut reply = || {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                all.push_str(&line);
+                if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                    return all;
+                }
+            }
+        };
+        reply();
+        for command in [
+            "EHLO client.test\r\n".to_owned(),
+            format!("MAIL FROM:<{from}>\r\n"),
+            format!("RCPT TO:<{to}>\r\n"),
+            "DATA\r\n".to_owned(),
+        ] {
+            stream.write_all(command.as_bytes()).unwrap();
+            let r = reply();
+            assert!(
+                r.starts_with('2') || r.starts_with("354"),
+                "{command:?} -> {r}"
+            );
+        }
+        stream
+            .write_all(message.replace('\n', "\r\n").as_bytes())
+            .unwrap();
+        stream.write_all(b"\r\n.\r\n").unwrap();
+        let end = reply();
+        stream.write_all(b"QUIT\r\n").unwrap();
+        end
+    }
+
+    /// Puts an export file into the pickup folder (written under a hidden name, then renamed).
+    fn export(&self, name: &str, text: &str) {
+        let pickup = self.data().join("legacy/outbound");
+        fs::create_dir_all(&pickup).unwrap();
+        let tmp = pickup.join(format!(".{name}"));
+        fs::write(&tmp, text.replace('\n', "\r\n")).unwrap();
+        fs::rename(tmp, pickup.join(name)).unwrap();
+    }
+
+    fn maildir(&self) -> Vec<String> {
+        files(&self.data().join("modern/new"))
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    fn imports(&self) -> Vec<PathBuf> {
+        files(&self.data().join("legacy/inbound"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "CCM"))
+            .collect()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SAMPLE_DIRECTORY: &str = "\
+display_name,legacy_name,post_office,proxy_addresses,target_address,state
+Jane Doe,\"Doe, Jane\",HQ,\"SMTP:jane.doe@legacy.example.com;CCMAIL:Doe, Jane at HQ\",SMTP:jane.doe@modern.example.com,migrated
+John Smith,\"Smith, John\",HQ,\"SMTP:john.smith@legacy.example.com;CCMAIL:Smith, John at HQ\",,legacy
+Pat Lee,\"Lee, Pat\",HQ,\"SMTP:pat.lee@legacy.example.com;CCMAIL:Lee, Pat at HQ\",SMTP:pat.lee@modern.example.com,migrating
+";
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of a header line in legacy or MIME text.
+fn header<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
+        .map(str::trim)
+        .collect()
+}
+
+// See: issue 6 ("replies work both ways"; KB Q253306).
+#[test]
+fn relays_both_ways_and_replies_come_back() {
+    let relay = Relay::start("");
+    // SMTP to a legacy user becomes an import file the format crate accepts for ie8.
+    let reply = relay.send("alice@example.org", "john.smith@legacy.example.com", "From: Alice <alice@example.org>\nTo: john.smith@legacy.example.com\nSubject: [EXT] budget [v2]\n\nHello John.");
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let import = wait_for("an import file", || relay.imports().into_iter().next());
+    let check = ccgate()
+        .args(["check", "--dialect", "ie8"])
+        .arg(&import)
+        .output()
+        .unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let text = fs::read_to_string(&import).unwrap();
+    assert_eq!(header(&text, "To"), ["Smith, John at HQ"]);
+    assert_eq!(header(&text, "Subject"), ["(EXT) budget (v2)"]);
+    let from = header(&text, "From")[0].to_owned();
+    assert_eq!(from, "alice@example.org at SMTPGW");
+
+    // John replies from the legacy side to the address he was shown: it reaches Alice.
+    relay.export("REPLY1.TXT", &format!("Message:\nFrom: Smith, John at HQ\nDate: 11/23/26 10:05\nTo: {from}\nSubject: RE: budget\nContents:\nText item:\nThanks Alice.\n"));
+    let to_alice = wait_for("John's reply in the modern Maildir", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("Thanks Alice."))
+    });
+    assert_eq!(header(&to_alice, "Delivered-To"), ["alice@example.org"]);
+    let john = header(&to_alice, "From")[0].to_owned();
+    assert!(john.contains("john.smith@legacy.example.com"), "{john}");
+
+    // Alice replies to that From: it comes back to John's legacy mailbox.
+    let reply = relay.send(
+        "alice@example.org",
+        "john.smith@legacy.example.com",
+        "Subject: RE: RE: budget\n\nYou're welcome.",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let second = wait_for("a second import file", || {
+        relay
+            .imports()
+            .into_iter()
+            .find(|p| fs::read_to_string(p).unwrap().contains("welcome"))
+    });
+    assert_eq!(
+        header(&fs::read_to_string(second).unwrap(), "To"),
+        ["Smith, John at HQ"]
+    );
+
+    // The old legacy name of a migrated user no longer reaches the old mailbox (KB Q253306).
+    relay.export("TOJANE.TXT", "Message:\nFrom: Smith, John at HQ\nTo: Doe, Jane at HQ\nSubject: lunch\nContents:\nText item:\nLunch at noon?\n");
+    let to_jane = wait_for("mail for Jane's new mailbox", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("Lunch at noon?"))
+    });
+    assert_eq!(
+        header(&to_jane, "Delivered-To"),
+        ["jane.doe@modern.example.com"]
+    );
+    assert!(
+        files(&relay.data().join("legacy/inbound"))
+            .iter()
+            .all(|p| !fs::read_to_string(p).unwrap().contains("Lunch at noon")),
+        "nothing for the stale legacy mailbox"
+    );
+}
+
+// See: issue 5 and 6 ("cutover hold and release").
+#[test]
+fn mail_for_a_user_being_migrated_is_held_then_released() {
+    let relay = Relay::start("");
+    let reply = relay.send(
+        "alice@example.org",
+        "pat.lee@legacy.example.com",
+        "Subject: during the move\n\nhold me",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        relay.maildir().is_empty() && relay.imports().is_empty(),
+        "held, not delivered and not bounced"
+    );
+    let list = ccgate()
+        .arg("--config")
+        .arg(relay.dir.path().join("ccgate.toml"))
+        .args(["queue", "list", "--json"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        listed.contains("cutover") && listed.contains("held"),
+        "{listed}"
+    );
+    // The administrator switches Pat to migrated and reloads.
+    let csv = relay.data().join("directory.csv");
+    fs::write(
+        &csv,
+        fs::read_to_string(&csv).unwrap().replace(
+            "pat.lee@modern.example.com,migrating",
+            "pat.lee@modern.example.com,migrated",
+        ),
+    )
+    .unwrap();
+    relay.signal("HUP");
+    let released = wait_for("the held message in Pat's new mailbox", || {
+        relay.maildir().into_iter().find(|m| m.contains("hold me"))
+    });
+    assert_eq!(
+        header(&released, "Delivered-To"),
+        ["pat.lee@modern.example.com"]
+    );
+}
+
+// See: issue 6 ("a poisoned import does not stall the others"; KB Q232687, Q223772).
+#[test]
+fn a_poisoned_import_does_not_stall_the_others() {
+    let script_dir = tempfile::tempdir().unwrap();
+    let script = script_dir.path().join("import.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\nif grep -q POISON \"$1\"; then exit 5; fi\nexit 0\n",
+    )
+    .unwrap();
+    let _ = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    let relay = Relay::start(&format!(
+        "import_command = \"{}\"\nimport_timeout = \"10s\"",
+        script.display()
+    ));
+    for subject in ["first", "POISON", "third"] {
+        let reply = relay.send(
+            "alice@example.org",
+            "john.smith@legacy.example.com",
+            &format!("Subject: {subject}\n\nbody {subject}"),
+        );
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    let imported = relay.data().join("legacy/imported");
+    wait_for("two imported files", || {
+        (files(&imported).len() == 2).then_some(())
+    });
+    let failed = relay.data().join("legacy/failed");
+    let failed_files = wait_for("the poisoned file set aside", || {
+        Some(files(&failed)).filter(|f| f.len() == 1)
+    });
+    assert!(
+        fs::read_to_string(&failed_files[0])
+            .unwrap()
+            .contains("POISON")
+    );
+    assert!(
+        relay.imports().is_empty(),
+        "the drop folder is left empty: nothing is re-imported forever"
+    );
+    // Exit 5 is undeliverable: the sender gets a delivery status notification.
+    let dsn = wait_for("a bounce to the sender", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("multipart/report"))
+    });
+    assert_eq!(header(&dsn, "Delivered-To"), ["alice@example.org"]);
+}
+
+// See: issue 6 ("a replay twice delivers once").
+#[test]
+fn the_same_export_picked_up_twice_is_delivered_once() {
+    let relay = Relay::start("");
+    let export = "Message:\nFrom: Smith, John at HQ\nDate: 11/23/26 9:00\nTo: Doe, Jane at HQ\nSubject: once\nContents:\nText item:\nonly once\n";
+    relay.export("ONCE.TXT", export);
+    wait_for("the first copy", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("only once"))
+    });
+    wait_for("the file archived", || {
+        (!relay.data().join("legacy/outbound/ONCE.TXT").exists()).then_some(())
+    });
+    relay.export("ONCE.TXT", export);
+    wait_for("the second file archived", || {
+        (files(&relay.data().join("legacy/archive")).len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let copies = relay
+        .maildir()
+        .into_iter()
+        .filter(|m| m.contains("only once"))
+        .count();
+    assert_eq!(copies, 1);
+}
