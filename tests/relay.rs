@@ -16,6 +16,7 @@ struct Relay {
     dir: tempfile::TempDir,
     child: Child,
     smtp: String,
+    admin: String,
 }
 
 impl Relay {
@@ -40,18 +41,32 @@ impl Relay {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
-        let smtp = loop {
+        let mut smtp = None;
+        let admin = loop {
             let line = lines
                 .next()
                 .expect("ccgate run printed its banner")
                 .unwrap();
             if let Some(rest) = line.strip_prefix("ccgate: smtp") {
-                break rest.split_whitespace().next().unwrap().to_owned();
+                smtp = Some(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("ccgate: admin") {
+                let url = rest.split_whitespace().next().unwrap();
+                break url
+                    .trim_start_matches("http://")
+                    .trim_end_matches("/metrics")
+                    .to_owned();
             }
         };
+        let smtp = smtp.expect("the banner names the SMTP address before the admin one");
         // Keep draining the log so the gateway never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { dir, child, smtp }
+        Self {
+            dir,
+            child,
+            smtp,
+            admin,
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -378,4 +393,73 @@ fn the_same_export_picked_up_twice_is_delivered_once() {
         .filter(|m| m.contains("only once"))
         .count();
     assert_eq!(copies, 1);
+}
+
+/// One HTTP GET on the admin listener: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+// See: issue 7 ("/metrics is scraped by Prometheus's own text parser").
+#[test]
+fn metrics_parse_with_the_prometheus_client_library() {
+    let Some(python) =
+        crate::util::require_python("metrics_parse_with_the_prometheus_client_library")
+    else {
+        return;
+    };
+    let has_client = std::process::Command::new(&python)
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_client {
+        println!(
+            "SKIPPED: metrics_parse_with_the_prometheus_client_library: python prometheus_client not installed"
+        );
+        return;
+    }
+    let relay = Relay::start("");
+    assert!(
+        relay
+            .send(
+                "alice@example.org",
+                "jane.doe@legacy.example.com",
+                "Subject: m\n\nx"
+            )
+            .starts_with("250")
+    );
+    wait_for("a delivery", || relay.maildir().into_iter().next());
+    assert_eq!(http_get(&relay.admin, "/healthz").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(&relay.admin, "/readyz").0, "HTTP/1.1 200 OK");
+    let (status, body) = http_get(&relay.admin, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let scrape = relay.dir.path().join("scrape.txt");
+    fs::write(&scrape, &body).unwrap();
+    let parse = std::process::Command::new(&python)
+        .arg("-c")
+        .arg("import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(open(sys.argv[1]).read()):\n  for s in f.samples: print(s.name, sorted(s.labels.items()), float(s.value))")
+        .arg(&scrape)
+        .output()
+        .unwrap();
+    let parsed = String::from_utf8_lossy(&parse.stdout);
+    assert!(
+        parse.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parse.stderr)
+    );
+    for want in [
+        "ccgate_messages_accepted_total [('source', 'smtp')] 1.0",
+        "ccgate_recipients_delivered_total [('destination', 'modern')] 1.0",
+        "ccgate_delivery_duration_seconds_count [('destination', 'modern')] 1.0",
+        "ccgate_directory_entries [] 3.0",
+    ] {
+        assert!(parsed.contains(want), "{want} not in\n{parsed}");
+    }
 }
