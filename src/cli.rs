@@ -12,9 +12,22 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Log lines as text (default) or one JSON object per line (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-23T12:00:00Z INFO queued queue_id=... from=...`.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 /// Every command of the public interface (shared/docs/interface.md §1).

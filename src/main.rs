@@ -46,16 +46,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, one line per event (`RUST_LOG` filters, default `info`).
-fn init_logging() {
+/// Logs go to stderr, one line per event (`RUST_LOG` filters, default `info`), as text or
+/// JSON.
+fn init_logging(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        cli::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -71,7 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue { command } => cmd::queue::run(&config, &command),
         Command::Convert { to, file } => cmd::convert::run(&config, to, &file),
         Command::Run => {
-            init_logging();
+            init_logging(cli.log_format);
             cmd::run::run(&config)
         }
         Command::Route {
