@@ -15,7 +15,8 @@ use anyhow::Context;
 use ccgate_queue::Spool;
 use ccgate_server::{
     AdminServer, DirectoryRouting, ImportCommand, Ledger, LegacyAgent, MaildirAgent, Metrics,
-    PickupAgent, Routing, Shutdown, SmtpServer, SmtpSettings, load_tls, route_unrouted,
+    PickupAgent, Routing, Shutdown, SmtpAgent, SmtpClientOptions, SmtpServer, SmtpSettings,
+    load_tls, route_unrouted,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -110,7 +111,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             tasks.spawn(agent.run(shutdown.subscribe()));
         }
         NextHop::Smtp { host, port } => {
-            warn!(next_hop = %format!("smtp://{host}:{port}"), "SMTP delivery to the modern next hop is not built yet; modern-bound mail stays queued");
+            let options = SmtpClientOptions::new(host, *port, &config.smtp.hostname);
+            let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics));
+            tasks.spawn(agent.run(shutdown.subscribe()));
         }
     }
     let codec = Arc::new(crate::gateway::Codec::new(

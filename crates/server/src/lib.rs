@@ -12,6 +12,7 @@ mod metrics;
 mod pickup;
 mod routing;
 mod shutdown;
+mod smtp_client;
 mod stream;
 mod tls;
 
@@ -26,4 +27,5 @@ pub use metrics::{Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
+pub use smtp_client::{SmtpAgent, SmtpClientOptions};
 pub use tls::load_tls;

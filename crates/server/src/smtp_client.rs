@@ -1,0 +1,928 @@
+//! The `modern` lane's SMTP next hop (`smtp://host:port`): a small SMTP client on tokio.
+//!
+//! Why not lettre: `AsyncSmtpConnection::send` stops at the first refused `RCPT` and returns
+//! one error for the whole message, so "a 450 to one recipient defers that recipient only"
+//! cannot be expressed; and it writes the body and the final `\r\n.\r\n` in two writes on a
+//! socket without `TCP_NODELAY`, which is the 44 ms per message stall (Nagle holds the small
+//! second write until the peer's delayed ACK of the first). See the crate README.
+//!
+//! Per attempt: one recipient's `RCPT` reply decides that recipient (4xx transient, 5xx
+//! permanent, scope `Recipient`); a refusal of `MAIL`, `DATA` or the end of data decides every
+//! recipient not yet decided (scope `Message`); a connection failure, a timeout, a broken reply
+//! or a `421` decides them all as transient with scope `Destination`, so that the spool's
+//! dead-destination logic applies.
+//!
+//! TLS is opportunistic (Postfix's `smtp_tls_security_level = may`): STARTTLS when the server
+//! offers it, **any certificate accepted** (signatures are still checked), plaintext when the
+//! server does not offer it or the handshake fails.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool, StatusCode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsConnector;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{Event as MetricEvent, Metrics};
+use crate::shutdown::stopped;
+
+/// Connections opened at once to the next hop.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Time allowed for the TCP connection (Postfix `smtp_connect_timeout`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for each reply (greeting, EHLO, MAIL, RCPT, DATA; RFC 5321 §4.5.3.2: 5 min).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time allowed for sending the message and the reply to the final dot (RFC 5321: 10 min).
+pub const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// An unused cached connection is closed (`QUIT`) after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause when the lane has nothing due.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; be lenient).
+const MAX_LINE: u64 = 4096;
+/// Most lines in one reply.
+const MAX_LINES: usize = 200;
+/// Time allowed for the reply to `QUIT`.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How the agent talks to its next hop.
+#[derive(Debug, Clone)]
+pub struct SmtpClientOptions {
+    /// Next hop host name or address.
+    pub host: String,
+    /// Next hop port.
+    pub port: u16,
+    /// Our name in `EHLO`.
+    pub helo: String,
+    /// Connections at once (and messages in flight).
+    pub concurrency: usize,
+    /// See [`CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// See [`REPLY_TIMEOUT`].
+    pub reply_timeout: Duration,
+    /// See [`DATA_TIMEOUT`].
+    pub data_timeout: Duration,
+    /// See [`IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// Use STARTTLS when offered.
+    pub starttls: bool,
+    /// Set `TCP_NODELAY` (always, except to measure what Nagle costs).
+    pub nodelay: bool,
+}
+
+impl SmtpClientOptions {
+    /// The defaults for `host:port`, saying `EHLO helo`.
+    pub fn new(host: &str, port: u16, helo: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            helo: helo.to_owned(),
+            concurrency: DEFAULT_CONCURRENCY,
+            connect_timeout: CONNECT_TIMEOUT,
+            reply_timeout: REPLY_TIMEOUT,
+            data_timeout: DATA_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            starttls: true,
+            nodelay: true,
+        }
+    }
+}
+
+/// Delivers one lane of the spool to an SMTP next hop.
+#[derive(Debug)]
+pub struct SmtpAgent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: SmtpClientOptions,
+    relay: String,
+    lane: String,
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("opts", &self.opts)
+            .field("lane", &self.lane)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpAgent {
+    /// An agent for `lane`; nothing is connected until mail is due.
+    pub fn new(
+        opts: SmtpClientOptions,
+        lane: &str,
+        spool: Arc<Spool>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let tls = if opts.starttls {
+            opportunistic_tls()
+        } else {
+            None
+        };
+        Self {
+            inner: Arc::new(Inner {
+                relay: format!("{}:{}", opts.host, opts.port),
+                opts,
+                lane: lane.to_owned(),
+                spool,
+                metrics,
+                tls,
+            }),
+        }
+    }
+
+    /// Delivers until `stop` fires; messages in hand are finished and recorded first, and the
+    /// cached connections get `QUIT`.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let mut workers = JoinSet::new();
+        for _ in 0..self.inner.opts.concurrency.max(1) {
+            workers.spawn(worker(Arc::clone(&self.inner), stop.clone()));
+        }
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// One connection's worth of delivery: lease, deliver on the cached connection, record.
+async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut cached: Option<Connection> = None;
+    let mut completions: JoinSet<()> = JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        while completions.try_join_next().is_some() {}
+        let spool = Arc::clone(&inner.spool);
+        let lane = inner.lane.clone();
+        let leased = tokio::task::spawn_blocking(move || {
+            let mut leases = spool.lease(&lane, 1, SystemTime::now())?;
+            Ok::<_, ccgate_queue::QueueError>(leases.pop().map(|lease| {
+                let body = spool.lease_body(&lease).map_err(|e| e.to_string());
+                (lease, body)
+            }))
+        })
+        .await;
+        let (lease, body) = match leased {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => {
+                if cached
+                    .as_ref()
+                    .is_some_and(|c| c.idle_since.elapsed() >= inner.opts.idle_timeout)
+                    && let Some(c) = cached.take()
+                {
+                    c.quit().await;
+                }
+                tokio::select! {
+                    () = stopped(&mut stop) => break,
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            Ok(Err(e)) => {
+                warn!(lane = %inner.lane, error = %e, "cannot lease");
+                tokio::select! {
+                    () = stopped(&mut stop) => break,
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                warn!(lane = %inner.lane, error = %e, "lease task failed");
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let results = match body {
+            Ok(body) => inner.deliver(&mut cached, &lease, &body).await,
+            Err(e) => {
+                let err = DeliveryError::transient(
+                    FailureScope::Message,
+                    format!("cannot read the queued message: {e}"),
+                );
+                vec![Err(err); lease.recipients.len()]
+            }
+        };
+        inner
+            .metrics
+            .observe_delivery(&inner.lane, started.elapsed());
+        inner.report(&lease, &results);
+        let spool = Arc::clone(&inner.spool);
+        completions.spawn_blocking(move || {
+            let queue_id = lease.queue_id;
+            if let Err(e) = spool.complete(lease, &results, SystemTime::now()) {
+                warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
+            }
+        });
+    }
+    if let Some(c) = cached.take() {
+        c.quit().await;
+    }
+    while completions.join_next().await.is_some() {}
+}
+
+impl Inner {
+    /// Counts and logs one line per recipient, as Postfix's maillog does.
+    fn report(&self, lease: &Lease, results: &[DeliveryResult]) {
+        let (mut sent, mut deferred, mut bounced) = (0u64, 0u64, 0u64);
+        for (r, result) in lease.recipients.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    sent += 1;
+                    info!(queue_id = %lease.queue_id, to = %r.address, relay = %self.relay, status = "sent", "delivered");
+                }
+                Err(e) => {
+                    let status = if e.is_permanent() {
+                        bounced += 1;
+                        "bounced"
+                    } else {
+                        deferred += 1;
+                        "deferred"
+                    };
+                    warn!(queue_id = %lease.queue_id, to = %r.address, relay = %self.relay, status, dsn = %e.effective_status(), reply = e.diagnostic().unwrap_or(""), error = %e.text(), "not delivered");
+                }
+            }
+        }
+        for (event, n) in [
+            (MetricEvent::Delivered, sent),
+            (MetricEvent::Deferred, deferred),
+            (MetricEvent::Bounced, bounced),
+        ] {
+            if n > 0 {
+                self.metrics.count(event, &self.lane, n);
+            }
+        }
+    }
+
+    /// One result per recipient of `lease`, in order.
+    async fn deliver(
+        &self,
+        cached: &mut Option<Connection>,
+        lease: &Lease,
+        body: &[u8],
+    ) -> Vec<DeliveryResult> {
+        let n = lease.recipients.len();
+        let data = encode_data(body);
+        for fresh_retry in [false, true] {
+            let reused = cached.is_some();
+            let mut conn = match cached.take() {
+                Some(c) => c,
+                None => match self.connect().await {
+                    Ok(c) => c,
+                    Err(e) => return vec![Err(self.session_error(&e)); n],
+                },
+            };
+            let mut txn = Txn {
+                results: vec![None; n],
+                accepted: Vec::new(),
+                mail_replied: false,
+            };
+            match self.transaction(&mut conn, lease, &data, &mut txn).await {
+                Ok(reusable) => {
+                    if reusable {
+                        conn.idle_since = Instant::now();
+                        *cached = Some(conn);
+                    } else {
+                        conn.quit().await;
+                    }
+                    let fallback = DeliveryError::transient(
+                        FailureScope::Message,
+                        "no reply recorded for this recipient",
+                    );
+                    return txn
+                        .results
+                        .into_iter()
+                        .map(|r| r.unwrap_or_else(|| Err(fallback.clone())))
+                        .collect();
+                }
+                Err(e) if reused && !fresh_retry && !txn.mail_replied => {
+                    // The server closed the cached connection while it was idle: nothing was
+                    // accepted, so try once on a new connection.
+                    debug!(relay = %self.relay, error = %e, "cached connection went stale");
+                }
+                Err(e) => {
+                    let err = self.session_error(&e);
+                    return txn
+                        .results
+                        .into_iter()
+                        .map(|r| r.unwrap_or_else(|| Err(err.clone())))
+                        .collect();
+                }
+            }
+        }
+        let err = DeliveryError::transient(FailureScope::Destination, "connection lost twice")
+            .with_status(StatusCode::NO_ANSWER);
+        vec![Err(err); n]
+    }
+
+    /// Runs one transaction on `c`. `Ok(reusable)` when the session is still in step (every
+    /// recipient decided); `Err` when the session broke (undecided recipients are the caller's).
+    async fn transaction(
+        &self,
+        c: &mut Connection,
+        lease: &Lease,
+        data: &[u8],
+        txn: &mut Txn,
+    ) -> Result<bool, SessionError> {
+        let sender = lease.sender.to_string();
+        let rcpts: Vec<String> = lease
+            .recipients
+            .iter()
+            .map(|r| r.address.to_string())
+            .collect();
+        let mut params = String::new();
+        if let Some(limit) = c.caps.size {
+            if limit > 0 && data.len() > limit {
+                let e = DeliveryError::permanent(
+                    FailureScope::Message,
+                    format!(
+                        "message size {} exceeds the limit {limit} of {}",
+                        data.len(),
+                        self.relay
+                    ),
+                )
+                .with_status(status(5, 3, 4));
+                txn.fill(&e);
+                return Ok(true);
+            }
+            params.push_str(&format!(" SIZE={}", data.len()));
+        }
+        if c.caps.eightbitmime && !data.is_ascii() {
+            params.push_str(" BODY=8BITMIME");
+        }
+        if !sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()) {
+            if !c.caps.smtputf8 {
+                let e = DeliveryError::permanent(
+                    FailureScope::Message,
+                    format!(
+                        "{} does not offer SMTPUTF8, needed for a non-ASCII address",
+                        self.relay
+                    ),
+                )
+                .with_status(status(5, 6, 7));
+                txn.fill(&e);
+                return Ok(true);
+            }
+            params.push_str(" SMTPUTF8");
+        }
+        let mail = format!("MAIL FROM:<{sender}>{params}\r\n");
+        let timeout = self.opts.reply_timeout;
+        let data_reply;
+        if c.caps.pipelining {
+            let mut batch = mail;
+            for r in &rcpts {
+                batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
+            }
+            batch.push_str("DATA\r\n");
+            c.send(batch.as_bytes(), timeout).await?;
+            let mail_reply = c.reply(timeout, "MAIL FROM").await?;
+            txn.mail_replied = true;
+            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+            for _ in &rcpts {
+                rcpt_replies.push(c.reply(timeout, "RCPT TO").await?);
+            }
+            let reply = c.reply(timeout, "DATA").await?;
+            if !mail_reply.positive() {
+                txn.fill(&self.reply_error(&mail_reply, FailureScope::Message, "MAIL FROM"));
+                return self.abort(c, reply.code == 354).await;
+            }
+            for (i, r) in rcpt_replies.iter().enumerate() {
+                txn.rcpt(i, r, self);
+            }
+            if reply.code != 354 {
+                txn.fill(&self.reply_error(&reply, FailureScope::Message, "DATA"));
+                return self.abort(c, false).await;
+            }
+            if txn.accepted.is_empty() {
+                return self.abort(c, true).await;
+            }
+            data_reply = reply;
+        } else {
+            c.send(mail.as_bytes(), timeout).await?;
+            let mail_reply = c.reply(timeout, "MAIL FROM").await?;
+            txn.mail_replied = true;
+            if !mail_reply.positive() {
+                txn.fill(&self.reply_error(&mail_reply, FailureScope::Message, "MAIL FROM"));
+                return self.abort(c, false).await;
+            }
+            for (i, r) in rcpts.iter().enumerate() {
+                c.send(format!("RCPT TO:<{r}>\r\n").as_bytes(), timeout)
+                    .await?;
+                let reply = c.reply(timeout, "RCPT TO").await?;
+                txn.rcpt(i, &reply, self);
+            }
+            if txn.accepted.is_empty() {
+                return self.abort(c, false).await;
+            }
+            c.send(b"DATA\r\n", timeout).await?;
+            let reply = c.reply(timeout, "DATA").await?;
+            if reply.code != 354 {
+                txn.fill(&self.reply_error(&reply, FailureScope::Message, "DATA"));
+                return self.abort(c, false).await;
+            }
+            data_reply = reply;
+        }
+        debug!(queue_id = %lease.queue_id, relay = %self.relay, reply = %data_reply, "sending data");
+        c.send(data, self.opts.data_timeout).await?;
+        let done = c.reply(self.opts.data_timeout, "end of DATA").await?;
+        if done.positive() {
+            for &i in &txn.accepted {
+                if let Some(slot) = txn.results.get_mut(i) {
+                    *slot = Some(Ok(()));
+                }
+            }
+            debug!(queue_id = %lease.queue_id, relay = %self.relay, reply = %done, "accepted");
+        } else {
+            txn.fill(&self.reply_error(&done, FailureScope::Message, "end of DATA"));
+        }
+        Ok(true)
+    }
+
+    /// Leaves a transaction that will not reach the end of data: an empty body if the server
+    /// already said 354 (RFC 2920 §3.1), then `RSET`. Answers whether the session is reusable.
+    async fn abort(&self, c: &mut Connection, in_data: bool) -> Result<bool, SessionError> {
+        let timeout = self.opts.reply_timeout;
+        if in_data {
+            c.send(b".\r\n", timeout).await?;
+            let _ignored = c.reply(timeout, "end of DATA").await?;
+        }
+        c.send(b"RSET\r\n", timeout).await?;
+        Ok(c.reply(timeout, "RSET").await?.positive())
+    }
+
+    /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when offered.
+    async fn connect(&self) -> Result<Connection, SessionError> {
+        match self.connect_once(self.tls.as_ref()).await {
+            Err(SessionError::Tls(e)) => {
+                warn!(relay = %self.relay, error = %e, "TLS handshake failed; retrying in plaintext (opportunistic TLS)");
+                self.connect_once(None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn connect_once(&self, tls: Option<&TlsConnector>) -> Result<Connection, SessionError> {
+        let addr = (self.opts.host.as_str(), self.opts.port);
+        let tcp = tokio::time::timeout(self.opts.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| SessionError::Timeout("connect"))?
+            .map_err(SessionError::Connect)?;
+        tcp.set_nodelay(self.opts.nodelay)
+            .map_err(SessionError::Io)?;
+        let mut c = Connection::new(Box::new(tcp));
+        let timeout = self.opts.reply_timeout;
+        let greeting = c.reply(timeout, "greeting").await?;
+        if greeting.code != 220 {
+            return Err(SessionError::Refused(greeting));
+        }
+        c.ehlo(&self.opts.helo, timeout).await?;
+        if let Some(connector) = tls
+            && c.caps.starttls
+        {
+            c.send(b"STARTTLS\r\n", timeout).await?;
+            let reply = c.reply(timeout, "STARTTLS").await?;
+            if reply.code == 220 {
+                let name = ServerName::try_from(self.opts.host.clone())
+                    .map_err(|e| SessionError::Tls(e.to_string()))?;
+                // Anything the server sent after its 220 is discarded with the buffer.
+                let io = c.stream.into_inner();
+                let stream = tokio::time::timeout(timeout, connector.connect(name, io))
+                    .await
+                    .map_err(|_| SessionError::Timeout("TLS handshake"))?
+                    .map_err(|e| SessionError::Tls(e.to_string()))?;
+                c = Connection::new(Box::new(stream));
+                c.tls = true;
+                c.ehlo(&self.opts.helo, timeout).await?;
+            } else {
+                warn!(relay = %self.relay, reply = %reply, "STARTTLS refused; continuing in plaintext");
+            }
+        }
+        debug!(relay = %self.relay, tls = c.tls, pipelining = c.caps.pipelining, "connected");
+        Ok(c)
+    }
+
+    /// A refusal reply as a delivery error: 5xx permanent, anything else transient.
+    fn reply_error(&self, reply: &Reply, scope: FailureScope, stage: &str) -> DeliveryError {
+        let text = format!("host {} said: {reply} (in reply to {stage})", self.relay);
+        let err = if (500..600).contains(&reply.code) {
+            DeliveryError::permanent(scope, text)
+        } else {
+            DeliveryError::transient(scope, text)
+        };
+        let err = err.with_diagnostic(reply.to_string());
+        match reply.status() {
+            Some(s) => err.with_status(s),
+            None => err,
+        }
+    }
+
+    /// A broken session: transient, scope `Destination`.
+    fn session_error(&self, e: &SessionError) -> DeliveryError {
+        let text = format!("{}: {e}", self.relay);
+        let err = DeliveryError::transient(FailureScope::Destination, text);
+        match e {
+            SessionError::Refused(r) | SessionError::Closing(r) => {
+                let err = err.with_diagnostic(r.to_string());
+                match r.status() {
+                    Some(s) if s.class() == 4 => err.with_status(s),
+                    _ => err.with_status(StatusCode::NO_ANSWER),
+                }
+            }
+            SessionError::Connect(_) | SessionError::Timeout("connect" | "greeting") => {
+                err.with_status(StatusCode::NO_ANSWER)
+            }
+            _ => err.with_status(status(4, 4, 2)),
+        }
+    }
+}
+
+fn status(class: u8, subject: u16, detail: u16) -> StatusCode {
+    StatusCode::new(class, subject, detail).unwrap_or(StatusCode::TRANSIENT)
+}
+
+/// The decisions of one transaction so far.
+struct Txn {
+    results: Vec<Option<DeliveryResult>>,
+    accepted: Vec<usize>,
+    mail_replied: bool,
+}
+
+impl Txn {
+    /// Decides every recipient not decided yet.
+    fn fill(&mut self, e: &DeliveryError) {
+        for slot in &mut self.results {
+            if slot.is_none() {
+                *slot = Some(Err(e.clone()));
+            }
+        }
+    }
+
+    fn rcpt(&mut self, i: usize, reply: &Reply, inner: &Inner) {
+        if reply.positive() {
+            self.accepted.push(i);
+        } else if let Some(slot) = self.results.get_mut(i) {
+            *slot = Some(Err(inner.reply_error(
+                reply,
+                FailureScope::Recipient,
+                "RCPT TO",
+            )));
+        }
+    }
+}
+
+/// Why a session broke.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("lost connection: {0}")]
+    Io(std::io::Error),
+    #[error("timeout waiting for the {0}")]
+    Timeout(&'static str),
+    #[error("lost connection (closed by the server) while waiting for the {0}")]
+    Closed(&'static str),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("TLS failed: {0}")]
+    Tls(String),
+    #[error("refused to talk: {0}")]
+    Refused(Reply),
+    #[error("service closing: {0}")]
+    Closing(Reply),
+}
+
+/// A reply: its code and its lines without the code.
+#[derive(Debug, Clone)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    fn positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// The RFC 3463 code at the start of the text, if it agrees with the reply code.
+    fn status(&self) -> Option<StatusCode> {
+        let first = self.lines.first()?.split_whitespace().next()?;
+        let s: StatusCode = first.parse().ok()?;
+        (u16::from(s.class()) == self.code / 100).then_some(s)
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.lines.join(" "))
+    }
+}
+
+/// What the server offered in its EHLO reply.
+#[derive(Debug, Default, Clone)]
+struct Caps {
+    pipelining: bool,
+    starttls: bool,
+    eightbitmime: bool,
+    smtputf8: bool,
+    /// `SIZE` offered, with its limit (0 = none given).
+    size: Option<usize>,
+}
+
+impl Caps {
+    fn parse(reply: &Reply) -> Self {
+        let mut caps = Self::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else {
+                continue;
+            };
+            match keyword.to_ascii_uppercase().as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "STARTTLS" => caps.starttls = true,
+                "8BITMIME" => caps.eightbitmime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "SIZE" => {
+                    caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One open session to the next hop.
+struct Connection {
+    stream: BufStream<Box<dyn Io>>,
+    caps: Caps,
+    tls: bool,
+    idle_since: Instant,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("caps", &self.caps)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    fn new(io: Box<dyn Io>) -> Self {
+        Self {
+            stream: BufStream::new(io),
+            caps: Caps::default(),
+            tls: false,
+            idle_since: Instant::now(),
+        }
+    }
+
+    /// Writes `bytes` in one go (one segment when it fits) and flushes.
+    async fn send(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), SessionError> {
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(timeout, write)
+            .await
+            .map_err(|_| SessionError::Timeout("write"))?
+            .map_err(SessionError::Io)
+    }
+
+    /// Reads one reply; a `421` is a [`SessionError::Closing`].
+    async fn reply(
+        &mut self,
+        timeout: Duration,
+        stage: &'static str,
+    ) -> Result<Reply, SessionError> {
+        let reply = tokio::time::timeout(timeout, read_reply(&mut self.stream, stage))
+            .await
+            .map_err(|_| SessionError::Timeout(stage))??;
+        if reply.code == 421 {
+            return Err(SessionError::Closing(reply));
+        }
+        Ok(reply)
+    }
+
+    /// EHLO, or HELO when EHLO is refused.
+    async fn ehlo(&mut self, helo: &str, timeout: Duration) -> Result<(), SessionError> {
+        self.send(format!("EHLO {helo}\r\n").as_bytes(), timeout)
+            .await?;
+        let reply = self.reply(timeout, "EHLO").await?;
+        if reply.code == 250 {
+            self.caps = Caps::parse(&reply);
+            return Ok(());
+        }
+        self.send(format!("HELO {helo}\r\n").as_bytes(), timeout)
+            .await?;
+        let reply = self.reply(timeout, "HELO").await?;
+        if reply.code != 250 {
+            return Err(SessionError::Refused(reply));
+        }
+        self.caps = Caps::default();
+        Ok(())
+    }
+
+    /// `QUIT`, a short wait for its reply, and close.
+    async fn quit(mut self) {
+        if self.send(b"QUIT\r\n", QUIT_TIMEOUT).await.is_ok() {
+            let _ignored = self.reply(QUIT_TIMEOUT, "QUIT").await;
+        }
+        let _ignored = tokio::time::timeout(QUIT_TIMEOUT, self.stream.shutdown()).await;
+    }
+}
+
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    stage: &'static str,
+) -> Result<Reply, SessionError> {
+    let mut code = None;
+    let mut lines = Vec::new();
+    loop {
+        let mut raw = Vec::new();
+        let n = (&mut *r)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut raw)
+            .await
+            .map_err(SessionError::Io)?;
+        if !raw.ends_with(b"\n") {
+            return Err(if n as u64 >= MAX_LINE {
+                SessionError::Protocol(format!("reply line longer than {MAX_LINE} bytes"))
+            } else {
+                SessionError::Closed(stage)
+            });
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let this = text
+            .get(..3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (200..600).contains(c))
+            .ok_or_else(|| SessionError::Protocol(format!("malformed reply {text:?}")))?;
+        if code.is_some_and(|c| c != this) {
+            return Err(SessionError::Protocol(format!(
+                "reply code changed within a reply: {text:?}"
+            )));
+        }
+        code = Some(this);
+        lines.push(text.get(4..).unwrap_or("").to_owned());
+        match text.as_bytes().get(3) {
+            Some(b'-') if lines.len() < MAX_LINES => {}
+            Some(b'-') => return Err(SessionError::Protocol("reply too long".into())),
+            Some(b' ') | None => return Ok(Reply { code: this, lines }),
+            Some(_) => return Err(SessionError::Protocol(format!("malformed reply {text:?}"))),
+        }
+    }
+}
+
+/// The message as sent after `DATA`: every line ending (CR LF, bare LF, bare CR) made CR LF,
+/// a line starting with `.` doubled (RFC 5321 §4.5.2), a final CR LF if missing, then `.` CR LF.
+/// Bare CR and bare LF never reach the wire, so no SMTP smuggling through this gateway.
+fn encode_data(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
+    let mut line_start = true;
+    let mut bytes = body.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' => {
+                bytes.next_if_eq(&b'\n');
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+            }
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+            }
+            _ => {
+                if line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                line_start = false;
+            }
+        }
+    }
+    if !line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// A client configuration for opportunistic STARTTLS: ring, any certificate.
+fn opportunistic_tls() -> Option<TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| warn!(error = %e, "no TLS for SMTP delivery"))
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    Some(TlsConnector::from(Arc::new(config)))
+}
+
+/// Accepts any server certificate (opportunistic TLS: encryption against passive eavesdropping,
+/// no authentication of the next hop). Handshake signatures are still verified.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_stuffed_and_crlf_only() {
+        assert_eq!(encode_data(b""), b".\r\n");
+        assert_eq!(encode_data(b"a\nb"), b"a\r\nb\r\n.\r\n");
+        assert_eq!(
+            encode_data(b".x\r\n..y\n.\r\nz\r.\r"),
+            b"..x\r\n...y\r\n..\r\nz\r\n..\r\n.\r\n"
+        );
+        assert_eq!(encode_data(b"a\r\n\r\nb\r\n"), b"a\r\n\r\nb\r\n.\r\n");
+    }
+
+    #[tokio::test]
+    async fn replies_and_caps() {
+        let mut input: &[u8] =
+            b"250-mx.test hi\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 STARTTLS\r\n550 5.1.1 no such user\r\n";
+        let r = read_reply(&mut input, "EHLO").await.unwrap();
+        let caps = Caps::parse(&r);
+        assert!(caps.pipelining && caps.starttls && !caps.smtputf8);
+        assert_eq!(caps.size, Some(1000));
+        let r = read_reply(&mut input, "RCPT").await.unwrap();
+        assert_eq!(r.code, 550);
+        assert_eq!(r.status().unwrap().to_string(), "5.1.1");
+        assert!(matches!(
+            read_reply(&mut input, "RCPT").await,
+            Err(SessionError::Closed(_))
+        ));
+        let mut bad: &[u8] = b"25x nope\r\n";
+        assert!(matches!(
+            read_reply(&mut bad, "MAIL").await,
+            Err(SessionError::Protocol(_))
+        ));
+    }
+}
