@@ -74,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::check::run(&config, dialect, &files)
         }
         Command::Queue { command } => cmd::queue::run(&config, &command),
+        Command::Replay { dry_run, paths } => cmd::replay::run(&config, dry_run, &paths),
         Command::Convert { to, file } => cmd::convert::run(&config, to, &file),
         Command::Run => {
             init_logging(cli.log_format);
@@ -97,6 +98,5 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config.effective_toml());
             Ok(ExitCode::SUCCESS)
         }
-        other => anyhow::bail!("this command is not available yet in this build: {other:?}"),
     }
 }

@@ -14,6 +14,7 @@ mod convert;
 mod directory;
 mod ldap;
 mod relay;
+mod replay;
 mod route;
 mod smtp;
 mod util;

@@ -5,5 +5,6 @@ pub mod convert;
 pub mod directory;
 pub mod init;
 pub mod queue;
+pub mod replay;
 pub mod route;
 pub mod run;
