@@ -847,8 +847,14 @@ fn sigterm_lets_the_open_transaction_finish_and_exits_0() {
     let id = done
         .queued_id()
         .unwrap_or_else(|| panic!("data after SIGTERM: {}\n{}", done.first(), gw.log()));
-    let quit = tx.cmd("QUIT");
-    assert_eq!(quit.code, 221, "{}", quit.first());
+    // Once it has finished, no new transaction starts: the session is closed with 421.
+    let next = tx.cmd("MAIL FROM:<late@client.test>");
+    assert_eq!(
+        next.code,
+        421,
+        "a new transaction after SIGTERM: {}",
+        next.first()
+    );
 
     let status = gw
         .wait_exit(Duration::from_secs(45))

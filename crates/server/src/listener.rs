@@ -317,10 +317,12 @@ async fn handle(
         if write_all(&mut conn, &mut wire).await.is_err() {
             return;
         }
-        // Shutdown: an idle session is closed now; one in a transaction gets the grace period.
-        if *stop.borrow() && grace_deadline.is_none() {
+        // Shutdown: an idle session is closed now; one in a transaction gets the grace period
+        // to finish it, and is closed as soon as it has (no new transaction starts).
+        if *stop.borrow() {
             if session.in_transaction() {
-                grace_deadline = Some(Instant::now() + shared.settings.shutdown_grace);
+                grace_deadline
+                    .get_or_insert_with(|| Instant::now() + shared.settings.shutdown_grace);
             } else {
                 abort(&mut conn, &mut session, &SmtpError::ShuttingDown).await;
                 return;
