@@ -12,7 +12,10 @@ mod reader;
 mod validate;
 mod write;
 
-pub use address::{AddressError, LegacyAddress, MAX_ADDRESS_LEN, RenderOptions, parse_address, quote_display_name, unquote_display_name};
+pub use address::{
+    AddressError, LegacyAddress, MAX_ADDRESS_LEN, RenderOptions, parse_address, quote_display_name,
+    unquote_display_name,
+};
 pub use codepage::Codepage;
 pub use date::{DateError, DateOrder, LegacyDateTime, LegacyTime, YEAR_PIVOT, parse_date};
 pub use directory::{DirectoryEntry, LOCATION_ORDER, Location, parse_directory, write_directory};
