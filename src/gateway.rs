@@ -8,8 +8,9 @@ use ccgate_convert::{
     AddressMap, ConvertOptions, LegacyContext, Mailbox, legacy_to_mime, mime_to_legacy,
 };
 use ccgate_core::{EmailAddress, Envelope, ReversePath};
+use ccgate_queue::Route;
 use ccgate_router::Router;
-use ccgate_server::{Accepted, DirectoryRouting, LegacyCodec, PickupCodec};
+use ccgate_server::{Accepted, DirectoryRouting, LegacyCodec, PickupCodec, UNROUTABLE_LANE};
 use tracing::{info, warn};
 
 /// The router's rewriting (interface.md §5: replies reach the sender's current mailbox) seen
@@ -77,18 +78,20 @@ impl PickupCodec for Codec {
                     recipients.push(rcpt.clone());
                     routes.push(route);
                 }
-                // FIXME: a non-delivery report to the legacy sender; until then the refusal is
-                // logged (and counted by the caller when nothing is left).
+                // Nobody has this address. The message is still queued for it, held in the
+                // `unroutable` lane, so nothing the legacy side handed over is lost: the
+                // administrator sees it in `ccgate queue list --destination unroutable` and
+                // can requeue it after fixing the directory, or delete it. FIXME: a
+                // non-delivery report to the legacy sender instead.
                 Err(reason) => {
-                    warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient refused")
+                    warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient unknown; held in the unroutable lane");
+                    recipients.push(rcpt.clone());
+                    routes.push(Route::new(UNROUTABLE_LANE, rcpt.clone()).held());
                 }
             }
         }
         if recipients.is_empty() {
-            return Err(format!(
-                "no deliverable recipient (message {})",
-                mime.message_id
-            ));
+            return Err(format!("no recipient (message {})", mime.message_id));
         }
         Ok(Accepted {
             envelope: Envelope {

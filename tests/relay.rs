@@ -463,3 +463,24 @@ fn metrics_parse_with_the_prometheus_client_library() {
         assert!(parsed.contains(want), "{want} not in\n{parsed}");
     }
 }
+
+// See: issue 6 ("nothing lost"): a legacy recipient nobody has is kept, held, not dropped.
+#[test]
+fn a_legacy_recipient_nobody_has_is_held_not_dropped() {
+    let relay = Relay::start("");
+    relay.export("GHOST.TXT", "Message:\nFrom: Smith, John at HQ\nTo: Ghost at SMTPGW\nTo: Doe, Jane at HQ\nSubject: ghost\nContents:\nText item:\nboo\n");
+    wait_for("Jane's copy", || {
+        relay.maildir().into_iter().find(|m| m.contains("boo"))
+    });
+    let list = ccgate()
+        .arg("--config")
+        .arg(relay.dir.path().join("ccgate.toml"))
+        .args(["queue", "list", "--json"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        listed.contains("unroutable") && listed.contains("held"),
+        "{listed}"
+    );
+}

@@ -64,13 +64,13 @@ pub struct SmtpClientOptions {
     pub helo: String,
     /// Connections at once (and messages in flight).
     pub concurrency: usize,
-    /// See [`CONNECT_TIMEOUT`].
+    /// Time to connect and get the greeting (default 30 s).
     pub connect_timeout: Duration,
-    /// See [`REPLY_TIMEOUT`].
+    /// Time for each reply (default 300 s).
     pub reply_timeout: Duration,
-    /// See [`DATA_TIMEOUT`].
+    /// Time to send the data and get its reply (default 600 s).
     pub data_timeout: Duration,
-    /// See [`IDLE_TIMEOUT`].
+    /// How long an unused connection is kept (default 5 s).
     pub idle_timeout: Duration,
     /// Use STARTTLS when offered.
     pub starttls: bool,
