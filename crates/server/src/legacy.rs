@@ -19,22 +19,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use ccgate_ccmail::{Header, Message, WriteOptions, write_messages};
 use ccgate_core::EmailAddress;
-use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool};
+use ccgate_queue::{DeliveryError, FailureScope, Lease, Spool};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ServerError;
-use crate::metrics::{Event as MetricEvent, Metrics};
-use crate::shutdown::stopped;
+use crate::lane::{self, LaneAgent};
+use crate::metrics::Metrics;
 
 /// How many messages one pass leases.
 const BATCH: usize = 16;
-/// Pause when the lane has nothing due.
-const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// What the legacy agent needs from the converter and the router.
 pub trait LegacyCodec: Send + Sync + 'static {
@@ -115,71 +113,17 @@ impl LegacyAgent {
     }
 
     /// Delivers until `stop` fires; an attempt in hand is finished first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let agent = Arc::new(self);
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let worker = Arc::clone(&agent);
-            let handled = tokio::task::spawn_blocking(move || worker.pass())
-                .await
-                .unwrap_or(0);
-            if handled == 0 {
-                tokio::select! {
-                    () = stopped(&mut stop) => return,
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                }
-            }
-        }
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        lane::run(Arc::new(self), stop).await;
     }
 
+    #[cfg(test)]
     fn pass(&self) -> usize {
-        let leases = match self.spool.lease(&self.lane, BATCH, SystemTime::now()) {
-            Ok(leases) => leases,
-            Err(e) => {
-                warn!(lane = %self.lane, error = %e, "cannot lease");
-                return 0;
-            }
-        };
-        let n = leases.len();
-        for lease in leases {
-            let queue_id = lease.queue_id;
-            let started = std::time::Instant::now();
-            let outcome = self.deliver(&lease);
-            self.metrics.observe_delivery(&self.lane, started.elapsed());
-            let event = match &outcome {
-                Ok(_) => MetricEvent::Delivered,
-                Err(e) if e.is_permanent() => MetricEvent::Bounced,
-                Err(_) => MetricEvent::Deferred,
-            };
-            self.metrics
-                .count(event, &self.lane, lease.recipients.len() as u64);
-            for r in &lease.recipients {
-                match &outcome {
-                    Ok(file) => {
-                        info!(queue_id = %queue_id, to = %r.address, relay = "legacy", file = %file.display(), status = "sent", "delivered")
-                    }
-                    Err(e) if e.is_permanent() => {
-                        warn!(queue_id = %queue_id, to = %r.address, relay = "legacy", status = "bounced", error = %e.text(), "not delivered")
-                    }
-                    Err(e) => {
-                        warn!(queue_id = %queue_id, to = %r.address, relay = "legacy", status = "deferred", error = %e.text(), "not delivered")
-                    }
-                }
-            }
-            let result: DeliveryResult = outcome.map(|_| ());
-            let results: Vec<DeliveryResult> =
-                lease.recipients.iter().map(|_| result.clone()).collect();
-            if let Err(e) = self.spool.complete(lease, &results, SystemTime::now()) {
-                warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
-            }
-        }
-        n
+        lane::pass(self)
     }
 
     /// One attempt: convert, write the import file, run the import command. Answers the file.
-    fn deliver(&self, lease: &Lease) -> Result<PathBuf, DeliveryError> {
+    fn attempt(&self, lease: &Lease) -> Result<PathBuf, DeliveryError> {
         let permanent = |text: String| DeliveryError::permanent(FailureScope::Message, text);
         let body = self.spool.lease_body(lease).map_err(|e| {
             DeliveryError::transient(
@@ -330,8 +274,31 @@ fn base36(mut n: u128, width: usize) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+impl LaneAgent for LegacyAgent {
+    fn lane(&self) -> &str {
+        &self.lane
+    }
+    fn relay(&self) -> &'static str {
+        "legacy"
+    }
+    fn batch(&self) -> usize {
+        BATCH
+    }
+    fn spool(&self) -> &Spool {
+        &self.spool
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
+        self.attempt(lease).map(|file| file.display().to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use ccgate_ccmail::{Item, ItemBody, ItemKind, ReadOptions, SliceReader};
     use ccgate_core::{Envelope, QueueId, ReversePath};
     use ccgate_queue::{RcptState, Route, SpoolOptions};

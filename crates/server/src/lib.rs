@@ -4,6 +4,7 @@
 mod admin;
 mod directory;
 mod error;
+mod lane;
 mod ledger;
 mod legacy;
 mod listener;

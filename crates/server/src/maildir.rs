@@ -9,20 +9,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool};
 use tokio::sync::watch;
-use tracing::{info, warn};
 
 use crate::ServerError;
-use crate::metrics::{Event as MetricEvent, Metrics};
-use crate::shutdown::stopped;
+use crate::lane::{self, LaneAgent};
+use crate::metrics::Metrics;
 
 /// How many messages one pass leases.
 const BATCH: usize = 32;
-/// Pause when the lane has nothing due.
-const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// Delivers one lane of the spool into a Maildir.
 #[derive(Debug)]
@@ -62,67 +59,11 @@ impl MaildirAgent {
     }
 
     /// Delivers until `stop` fires; a lease in hand when it fires is finished first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let agent = Arc::new(self);
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let worker = Arc::clone(&agent);
-            let delivered = tokio::task::spawn_blocking(move || worker.pass())
-                .await
-                .unwrap_or(0);
-            if delivered == 0 {
-                tokio::select! {
-                    () = stopped(&mut stop) => return,
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                }
-            }
-        }
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        lane::run(Arc::new(self), stop).await;
     }
 
-    /// Leases what is due and delivers it; answers how many messages were handled.
-    fn pass(&self) -> usize {
-        let leases = match self.spool.lease(&self.lane, BATCH, SystemTime::now()) {
-            Ok(leases) => leases,
-            Err(e) => {
-                warn!(lane = %self.lane, error = %e, "cannot lease");
-                return 0;
-            }
-        };
-        let n = leases.len();
-        for lease in leases {
-            let queue_id = lease.queue_id;
-            let started = std::time::Instant::now();
-            let outcome = self.deliver(&lease);
-            self.metrics.observe_delivery(&self.lane, started.elapsed());
-            let event = match &outcome {
-                Ok(()) => MetricEvent::Delivered,
-                Err(e) if e.is_permanent() => MetricEvent::Bounced,
-                Err(_) => MetricEvent::Deferred,
-            };
-            self.metrics
-                .count(event, &self.lane, lease.recipients.len() as u64);
-            let results: Vec<DeliveryResult> =
-                lease.recipients.iter().map(|_| outcome.clone()).collect();
-            for r in &lease.recipients {
-                match &outcome {
-                    Ok(()) => {
-                        info!(queue_id = %queue_id, to = %r.address, relay = "maildir", status = "sent", "delivered")
-                    }
-                    Err(e) => {
-                        warn!(queue_id = %queue_id, to = %r.address, relay = "maildir", status = "deferred", error = %e.text(), "not delivered")
-                    }
-                }
-            }
-            if let Err(e) = self.spool.complete(lease, &results, SystemTime::now()) {
-                warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
-            }
-        }
-        n
-    }
-
-    fn deliver(&self, lease: &Lease) -> DeliveryResult {
+    fn write(&self, lease: &Lease) -> DeliveryResult {
         let transient = |what: &str, e: &dyn std::fmt::Display| {
             DeliveryError::transient(
                 FailureScope::Destination,
@@ -163,5 +104,27 @@ impl MaildirAgent {
             let _ = fs::remove_file(&tmp);
             transient("write failed", &e)
         })
+    }
+}
+
+impl LaneAgent for MaildirAgent {
+    fn lane(&self) -> &str {
+        &self.lane
+    }
+    fn relay(&self) -> &'static str {
+        "maildir"
+    }
+    fn batch(&self) -> usize {
+        BATCH
+    }
+    fn spool(&self) -> &Spool {
+        &self.spool
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
+        self.write(lease)
+            .map(|()| self.root.join("new").display().to_string())
     }
 }

@@ -1,0 +1,94 @@
+//! What every whole-attempt delivery agent (Maildir, legacy drop folder) does around its one
+//! delivery: poll the lane, lease what is due, count and log the outcome per recipient in the
+//! Postfix maillog style, and record it in the spool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ccgate_queue::{DeliveryError, DeliveryResult, Lease, Spool};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::metrics::{Event as MetricEvent, Metrics};
+use crate::shutdown::stopped;
+
+/// Pause when the lane has nothing due.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// One agent: where it takes work from and how it delivers one attempt to all its recipients.
+pub(crate) trait LaneAgent: Send + Sync + 'static {
+    /// The lane it serves.
+    fn lane(&self) -> &str;
+    /// The `relay=` name in log lines.
+    fn relay(&self) -> &'static str;
+    /// How many messages one pass leases.
+    fn batch(&self) -> usize;
+    /// The spool.
+    fn spool(&self) -> &Spool;
+    /// The metrics.
+    fn metrics(&self) -> &Metrics;
+    /// One attempt for every recipient of the lease; on success, where it went (for the log).
+    fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError>;
+}
+
+/// Delivers until `stop` fires; a lease in hand when it fires is finished first.
+pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let worker = Arc::clone(&agent);
+        let handled = tokio::task::spawn_blocking(move || pass(worker.as_ref()))
+            .await
+            .unwrap_or(0);
+        if handled == 0 {
+            tokio::select! {
+                () = stopped(&mut stop) => return,
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+}
+
+/// Leases what is due and delivers it; answers how many messages were handled.
+pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
+    let (lane, relay, spool, metrics) =
+        (agent.lane(), agent.relay(), agent.spool(), agent.metrics());
+    let leases = match spool.lease(lane, agent.batch(), SystemTime::now()) {
+        Ok(leases) => leases,
+        Err(e) => {
+            warn!(lane = %lane, error = %e, "cannot lease");
+            return 0;
+        }
+    };
+    let n = leases.len();
+    for lease in leases {
+        let queue_id = lease.queue_id;
+        let started = Instant::now();
+        let outcome = agent.deliver(&lease);
+        metrics.observe_delivery(lane, started.elapsed());
+        let (event, status) = match &outcome {
+            Ok(_) => (MetricEvent::Delivered, "sent"),
+            Err(e) if e.is_permanent() => (MetricEvent::Bounced, "bounced"),
+            Err(_) => (MetricEvent::Deferred, "deferred"),
+        };
+        metrics.count(event, lane, lease.recipients.len() as u64);
+        for r in &lease.recipients {
+            match &outcome {
+                Ok(to) => {
+                    info!(queue_id = %queue_id, to = %r.address, relay, dest = %to, status, "delivered")
+                }
+                Err(e) => {
+                    warn!(queue_id = %queue_id, to = %r.address, relay, status, error = %e.text(), "not delivered")
+                }
+            }
+        }
+        let result: DeliveryResult = outcome.map(|_| ());
+        let results: Vec<DeliveryResult> =
+            lease.recipients.iter().map(|_| result.clone()).collect();
+        if let Err(e) = spool.complete(lease, &results, SystemTime::now()) {
+            warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
+        }
+    }
+    n
+}
