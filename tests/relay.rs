@@ -436,6 +436,16 @@ fn metrics_parse_with_the_prometheus_client_library() {
             .starts_with("250")
     );
     wait_for("a delivery", || relay.maildir().into_iter().next());
+    // A legacy message for a name nobody has: held in the unroutable lane.
+    relay.export(
+        "GHOST.TXT",
+        "Message:\nFrom: Smith, John at HQ\nTo: Ghost at SMTPGW\nSubject: ghost\nContents:\nText item:\nboo\n",
+    );
+    wait_for("the held ghost", || {
+        let (_, body) = http_get(&relay.admin, "/metrics");
+        body.contains("ccgate_queue_messages{state=\"held\"} 1")
+            .then_some(())
+    });
     assert_eq!(http_get(&relay.admin, "/healthz").0, "HTTP/1.1 200 OK");
     assert_eq!(http_get(&relay.admin, "/readyz").0, "HTTP/1.1 200 OK");
     let (status, body) = http_get(&relay.admin, "/metrics");
@@ -459,6 +469,10 @@ fn metrics_parse_with_the_prometheus_client_library() {
         "ccgate_recipients_delivered_total [('destination', 'modern')] 1.0",
         "ccgate_delivery_duration_seconds_count [('destination', 'modern')] 1.0",
         "ccgate_directory_entries [] 3.0",
+        "ccgate_queue_messages [('state', 'held')] 1.0",
+        "ccgate_queue_messages [('state', 'active')] 0.0",
+        "ccgate_queue_recipients [('destination', 'unroutable'), ('state', 'held')] 1.0",
+        "ccgate_queue_recipients [('destination', 'modern'), ('state', 'active')] 0.0",
     ] {
         assert!(parsed.contains(want), "{want} not in\n{parsed}");
     }

@@ -8,7 +8,7 @@ use ccgate_core::QueueId;
 
 use crate::record::{AdminAction, Record, ResultKind};
 use crate::schedule::{AGE_BUCKETS, LaneStatus, age_bucket, duration_ms};
-use crate::state::{Msg, State};
+use crate::state::{Msg, Rcpt, State};
 
 pub use crate::record::RcptState;
 
@@ -25,6 +25,20 @@ pub enum QueueState {
     /// Set aside after repeated crashes or timeouts (or an unreadable body); never retried
     /// until released.
     Quarantined,
+}
+
+impl QueueState {
+    /// Every state, in the order metrics and reports list them.
+    pub const ALL: [Self; 4] = [Self::Active, Self::Deferred, Self::Held, Self::Quarantined];
+
+    fn index(self) -> usize {
+        match self {
+            Self::Active => 0,
+            Self::Deferred => 1,
+            Self::Held => 2,
+            Self::Quarantined => 3,
+        }
+    }
 }
 
 impl fmt::Display for QueueState {
@@ -132,6 +146,29 @@ pub struct MessageDetail {
     pub body: Vec<u8>,
 }
 
+/// Queue depth for monitoring: how many messages are in each state, and how many unfinished
+/// recipients each destination has in each state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Depth {
+    /// Messages by their state as a whole (as `queue list` shows it), every state listed.
+    pub messages: [(QueueState, u64); 4],
+    /// Unfinished recipients, by destination (sorted) and state; every known destination is
+    /// listed with all four states, so a gauge drops to zero instead of vanishing.
+    /// Recipients of messages still waiting for routing count under `(unrouted)`.
+    pub recipients: Vec<DepthRow>,
+}
+
+/// One destination and state of [`Depth`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DepthRow {
+    /// The destination lane, or `(unrouted)`.
+    pub destination: String,
+    /// The recipients' state.
+    pub state: QueueState,
+    /// How many recipients.
+    pub recipients: u64,
+}
+
 /// `queue summary`: messages by destination and age, like Postfix's qshape.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
@@ -223,14 +260,10 @@ impl State {
         }
         let (mut active, mut deferred, mut held) = (false, false, false);
         for r in msg.rcpts.iter().filter(|r| !r.state.is_final()) {
-            if r.state == RcptState::Held {
-                held = true;
-            } else if r.lease != 0
-                || (r.next_ms <= now_ms && self.lane_dead(r.dest, now_ms).is_none())
-            {
-                active = true;
-            } else {
-                deferred = true;
+            match self.recipient_state(msg, r, now_ms) {
+                QueueState::Held => held = true,
+                QueueState::Active => active = true,
+                QueueState::Deferred | QueueState::Quarantined => deferred = true,
             }
         }
         if active {
@@ -242,6 +275,79 @@ impl State {
         } else {
             // Every recipient is final; the message waits for its bounce to be queued.
             QueueState::Active
+        }
+    }
+
+    /// Where one unfinished recipient stands: quarantined with its message, active while its
+    /// message waits for routing, held, active when in flight or due on a live lane, else
+    /// deferred (waiting for its retry time or for its dead destination).
+    fn recipient_state(&self, msg: &Msg, r: &Rcpt, now_ms: u64) -> QueueState {
+        if msg.quarantine().is_some() {
+            QueueState::Quarantined
+        } else if msg.needs_routing {
+            QueueState::Active
+        } else if r.state == RcptState::Held {
+            QueueState::Held
+        } else if r.lease != 0 || (r.next_ms <= now_ms && self.lane_dead(r.dest, now_ms).is_none())
+        {
+            QueueState::Active
+        } else {
+            QueueState::Deferred
+        }
+    }
+
+    /// Queue depth: messages by state, unfinished recipients by destination and state.
+    pub(crate) fn depth(&self, now_ms: u64) -> Depth {
+        let mut messages = QueueState::ALL.map(|s| (s, 0u64));
+        let mut per_lane: Vec<[u64; 4]> = vec![[0; 4]; self.lanes.len()];
+        let mut unrouted = [0u64; 4];
+        for msg in self.messages.values() {
+            let state = self.message_state(msg, now_ms);
+            if let Some((_, n)) = messages.get_mut(state.index()) {
+                *n += 1;
+            }
+            for r in msg.rcpts.iter().filter(|r| !r.state.is_final()) {
+                let state = self.recipient_state(msg, r, now_ms);
+                let row = match per_lane.get_mut(usize::from(r.dest)) {
+                    Some(row) if !msg.needs_routing && !self.lane_name(r.dest).is_empty() => row,
+                    _ => &mut unrouted,
+                };
+                if let Some(n) = row.get_mut(state.index()) {
+                    *n += 1;
+                }
+            }
+        }
+        let mut recipients = Vec::new();
+        let named = per_lane
+            .iter()
+            .enumerate()
+            .filter_map(|(lane, counts)| {
+                let name = self.lane_name(u16::try_from(lane).ok()?);
+                (!name.is_empty()).then_some((name, counts))
+            })
+            .chain(
+                unrouted
+                    .iter()
+                    .any(|n| *n > 0)
+                    .then_some(("(unrouted)", &unrouted)),
+            );
+        for (name, counts) in named {
+            for (state, count) in QueueState::ALL.iter().zip(counts) {
+                recipients.push(DepthRow {
+                    destination: name.to_owned(),
+                    state: *state,
+                    recipients: *count,
+                });
+            }
+        }
+        recipients.sort_by(|a, b| {
+            a.destination
+                .cmp(&b.destination)
+                .then_with(|| a.state.index().cmp(&b.state.index()))
+        });
+        Depth {
+            messages,
+            recipients,
         }
     }
 

@@ -17,8 +17,8 @@ mod store;
 mod view;
 
 pub use admin::{
-    AdminReport, AdminRequest, Filter, HistoryEntry, MessageDetail, MessageInfo, QueueState,
-    RecipientInfo, Summary, SummaryRow,
+    AdminReport, AdminRequest, Depth, DepthRow, Filter, HistoryEntry, MessageDetail, MessageInfo,
+    QueueState, RecipientInfo, Summary, SummaryRow,
 };
 pub use bounce::{
     DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, build_dsn, header_section, rfc5322_date,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 
 use crate::admin::{
-    AdminReport, AdminRequest, Filter, HistoryEntry, MessageDetail, MessageInfo, Summary,
+    AdminReport, AdminRequest, Depth, Filter, HistoryEntry, MessageDetail, MessageInfo, Summary,
 };
 use crate::bounce::{self, DsnInput, DsnRecipient};
 use crate::error::{IoContext, QueueError, Result};
@@ -1504,6 +1504,11 @@ impl Spool {
             (state.info(id, msg, now_ms), msg.body)
         };
         detail(&self.shared.dirs, id, info, &body)
+    }
+
+    /// Messages by state and unfinished recipients by destination and state.
+    pub fn depth(&self, now: SystemTime) -> Depth {
+        lock(&self.shared.state).depth(to_ms(now))
     }
 
     /// The lanes known so far.

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use ccgate_core::QueueId;
 
-use crate::admin::{Filter, MessageDetail, MessageInfo, Summary};
+use crate::admin::{Depth, Filter, MessageDetail, MessageInfo, Summary};
 use crate::error::{QueueError, Result};
 use crate::recover::{self, Mode, RecoveryReport};
 use crate::schedule::to_ms;
@@ -84,6 +84,11 @@ impl QueueView {
         self.state
             .for_each_match(filter, to_ms(now), |id, _| out.push(id));
         out
+    }
+
+    /// Messages by state and unfinished recipients by destination and state.
+    pub fn depth(&self, now: SystemTime) -> Depth {
+        self.state.depth(to_ms(now))
     }
 
     /// The qshape table.

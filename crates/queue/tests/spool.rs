@@ -751,3 +751,92 @@ fn enqueue_with_a_chosen_id_and_duplicates_refused() {
     let reopened = open(dir.path());
     assert_eq!(state_of(&reopened, id, t(2)), vec![RcptState::Pending]);
 }
+
+/// Recipients counted by (destination, state) in a depth report.
+fn depth_of(spool: &Spool, now: SystemTime) -> HashMap<(String, QueueState), u64> {
+    spool
+        .depth(now)
+        .recipients
+        .into_iter()
+        .map(|row| ((row.destination, row.state), row.recipients))
+        .collect()
+}
+
+#[test]
+fn depth_counts_recipients_by_destination_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    // Active (due now) on two lanes.
+    let a = enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", "modern"), ("c@example.com", "legacy")],
+        t(0),
+    );
+    // Deferred: one transient failure on modern.
+    let b = enqueue(
+        &spool,
+        "a@example.com",
+        &[("d@example.com", "modern")],
+        t(0),
+    );
+    // Held by routing (the cutover lane).
+    let c = enqueue(
+        &spool,
+        "a@example.com",
+        &[("e@example.com", "cutover")],
+        t(0),
+    );
+    spool
+        .admin(
+            &AdminRequest {
+                action: AdminAction::Hold,
+                ids: vec![c.to_string()],
+                all: false,
+                filter: Filter::default(),
+            },
+            t(1),
+        )
+        .unwrap();
+    let leases = spool.lease("modern", 10, t(1)).unwrap();
+    let (to_b, rest): (Vec<_>, Vec<_>) = leases.into_iter().partition(|l| l.queue_id == b);
+    for lease in to_b {
+        let err = DeliveryError::transient(FailureScope::Recipient, "busy");
+        spool.complete(lease, &[Err(err)], t(2)).unwrap();
+    }
+    // a's modern recipient stays in flight: active.
+    let depth = depth_of(&spool, t(3));
+    assert_eq!(depth[&("modern".into(), QueueState::Active)], 1);
+    assert_eq!(depth[&("modern".into(), QueueState::Deferred)], 1);
+    assert_eq!(depth[&("legacy".into(), QueueState::Active)], 1);
+    assert_eq!(depth[&("cutover".into(), QueueState::Held)], 1);
+    // Every known destination is listed with every state, zeros included.
+    assert_eq!(depth[&("legacy".into(), QueueState::Quarantined)], 0);
+    assert_eq!(depth.values().sum::<u64>(), 4);
+    let messages = spool.depth(t(3)).messages;
+    assert_eq!(
+        messages,
+        [
+            (QueueState::Active, 1),
+            (QueueState::Deferred, 1),
+            (QueueState::Held, 1),
+            (QueueState::Quarantined, 0)
+        ]
+    );
+    // Delivered recipients leave the counts; the same from a read-only view.
+    for lease in rest {
+        assert_eq!(lease.queue_id, a);
+        spool.complete(lease, &[Ok(())], t(4)).unwrap();
+    }
+    drop(spool);
+    let view = QueueView::open(dir.path()).unwrap();
+    let depth: HashMap<_, _> = view
+        .depth(t(5))
+        .recipients
+        .into_iter()
+        .map(|row| ((row.destination, row.state), row.recipients))
+        .collect();
+    assert_eq!(depth[&("modern".into(), QueueState::Active)], 0);
+    assert_eq!(depth[&("legacy".into(), QueueState::Active)], 1);
+    assert_eq!(depth.values().sum::<u64>(), 3);
+}

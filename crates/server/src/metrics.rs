@@ -198,10 +198,31 @@ impl Metrics {
         drop(inner);
         if let Some(spool) = spool {
             let now = std::time::SystemTime::now();
+            let depth = spool.depth(now);
+            let _ = writeln!(
+                out,
+                "# HELP ccgate_queue_messages Messages in the queue, by state (as `ccgate queue list` shows them).\n# TYPE ccgate_queue_messages gauge"
+            );
+            for (state, count) in depth.messages {
+                let _ = writeln!(out, "ccgate_queue_messages{{state=\"{state}\"}} {count}");
+            }
+            let _ = writeln!(
+                out,
+                "# HELP ccgate_queue_recipients Unfinished recipients in the queue, by destination and state.\n# TYPE ccgate_queue_recipients gauge"
+            );
+            for row in &depth.recipients {
+                let _ = writeln!(
+                    out,
+                    "ccgate_queue_recipients{{destination=\"{}\",state=\"{}\"}} {}",
+                    escape(&row.destination),
+                    row.state,
+                    row.recipients
+                );
+            }
             let summary = spool.summary(now);
             let _ = writeln!(
                 out,
-                "# HELP ccgate_queue_recipients Recipients in the queue, by destination and age bucket (minutes, as `ccgate queue summary`).\n# TYPE ccgate_queue_recipients gauge"
+                "# HELP ccgate_queue_messages_by_age Messages in the queue, by destination and age bucket (minutes, as `ccgate queue summary`).\n# TYPE ccgate_queue_messages_by_age gauge"
             );
             for row in &summary.rows {
                 if row.destination == "TOTAL" {
@@ -210,7 +231,7 @@ impl Metrics {
                 for (column, count) in summary.columns.iter().zip(&row.counts).skip(1) {
                     let _ = writeln!(
                         out,
-                        "ccgate_queue_recipients{{destination=\"{}\",age=\"{}\"}} {count}",
+                        "ccgate_queue_messages_by_age{{destination=\"{}\",age=\"{}\"}} {count}",
                         escape(&row.destination),
                         escape(column)
                     );
