@@ -78,6 +78,7 @@ struct RawDirectory {
     ldap_bind_dn: Option<String>,
     ldap_password_file: Option<String>,
     ldap_filter: Option<String>,
+    ldap_attributes: Option<crate::ldap::AttributeMap>,
     reload_interval: Option<String>,
 }
 
@@ -243,6 +244,8 @@ pub enum DirectorySource {
         password_file: Option<PathBuf>,
         /// Search filter.
         filter: Option<String>,
+        /// Which attribute holds which row field.
+        attributes: crate::ldap::AttributeMap,
     },
 }
 
@@ -442,12 +445,15 @@ impl Config {
             let d = raw.directory;
             let source = match d.source.as_deref() {
                 Some(url) if url.starts_with("ldap://") || url.starts_with("ldaps://") => {
+                    let attributes = d.ldap_attributes.unwrap_or_default();
+                    attributes.validate()?;
                     DirectorySource::Ldap {
                         url: url.to_owned(),
                         base: d.ldap_base,
                         bind_dn: d.ldap_bind_dn,
                         password_file: d.ldap_password_file.as_deref().map(rel),
                         filter: d.ldap_filter,
+                        attributes,
                     }
                 }
                 Some(path) => DirectorySource::Csv(rel(path)),
@@ -606,6 +612,7 @@ impl Config {
                 bind_dn,
                 password_file,
                 filter,
+                attributes: _,
             } => {
                 let _ = writeln!(out, "source = {}", q(url));
                 for (key, value) in [
@@ -624,6 +631,12 @@ impl Config {
         }
         if let Some(interval) = self.directory.reload_interval {
             let _ = writeln!(out, "reload_interval = {}", d(interval));
+        }
+        if let DirectorySource::Ldap { attributes, .. } = &self.directory.source {
+            let _ = writeln!(out, "\n[directory.ldap_attributes]");
+            for (key, attribute) in attributes.keys() {
+                let _ = writeln!(out, "{key} = {}", q(attribute));
+            }
         }
         let cutover = match self.cutover {
             Cutover::Hold => "hold",
@@ -688,6 +701,55 @@ mod tests {
             text.lines().skip(1).collect::<Vec<_>>()
         );
         assert!(text.contains("retry = [\"90s\", \"2h\"]"), "{text}");
+    }
+
+    #[test]
+    fn ldap_attribute_names_are_configurable_and_checked() {
+        let c = Config::parse(
+            "[directory]\nsource = \"ldap://127.0.0.1:389\"\n[directory.ldap_attributes]\ndisplay_name = \"cn\"\nstate = \"extensionAttribute1\"\n",
+            Path::new("/etc/ccgate.toml"),
+        )
+        .unwrap();
+        let DirectorySource::Ldap { attributes, .. } = &c.directory.source else {
+            panic!("not LDAP: {:?}", c.directory.source);
+        };
+        assert_eq!(attributes.display_name, "cn");
+        assert_eq!(attributes.state, "extensionAttribute1");
+        assert_eq!(attributes.mail, "mail", "unset keys keep their default");
+        let text = c.effective_toml();
+        assert!(
+            text.contains("[directory.ldap_attributes]\nmail = \"mail\"\n"),
+            "{text}"
+        );
+        let again = Config::parse(&text, Path::new("/etc/ccgate.toml")).unwrap();
+        assert_eq!(again.effective_toml(), text);
+
+        let err = Config::parse(
+            "[directory]\nsource = \"ldap://h\"\n[directory.ldap_attributes]\nphone = \"tel\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("x.toml:4:1") && msg.contains("phone"), "{msg}");
+        for bad in ["", "display name", "1cn", "1.02.3", "cn;binary"] {
+            let err = Config::parse(
+                &format!("[directory]\nsource = \"ldap://h\"\n[directory.ldap_attributes]\ndisplay_name = {bad:?}\n"),
+                Path::new("x.toml"),
+            )
+            .unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains("directory.ldap_attributes.display_name")
+                    && msg.contains("not an LDAP attribute name"),
+                "{bad}: {msg}"
+            );
+        }
+        for good in ["cn", "extensionAttribute-1", "2.5.4.3"] {
+            let toml = format!(
+                "[directory]\nsource = \"ldap://h\"\n[directory.ldap_attributes]\nmail = {good:?}\n"
+            );
+            assert!(Config::parse(&toml, Path::new("x.toml")).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn load(config: &Config) -> anyhow::Result<Result<Directory, Invalid>> {
             bind_dn,
             password_file,
             filter,
+            attributes,
         } => {
             let settings = LdapSettings::from_config(
                 url,
@@ -73,6 +74,7 @@ pub fn load(config: &Config) -> anyhow::Result<Result<Directory, Invalid>> {
                 bind_dn.as_deref(),
                 password_file.as_deref(),
                 filter.as_deref(),
+                attributes,
             )?;
             Directory::from_raw(ldap::load(&settings)?)
         }

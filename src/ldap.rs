@@ -15,6 +15,10 @@
 //! | `legacy_name` | `ccgateLegacyName` | when absent: the name of the primary `CCMAIL:` proxy |
 //! | `post_office` | `ccgatePostOffice` | when absent: the post office of the primary `CCMAIL:` proxy |
 //!
+//! Each name can be changed in the config's `[directory.ldap_attributes]` table, keyed by the
+//! row field (`mail` for the primary SMTP address), for directories that keep these in other
+//! attributes (`extensionAttribute1`, say).
+//!
 //! Attribute names are matched without regard to case, as LDAP does. Problems name the entry by
 //! its position in the result and its DN: `ldap://host:389:3:1: uid=jdoe,...: state is empty`.
 
@@ -34,8 +38,10 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The filter used when `ldap_filter` is not set.
 pub const DEFAULT_FILTER: &str = "(|(proxyAddresses=*)(ccgateMigrationState=*))";
 
-/// Which LDAP attribute holds each field of a directory row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which LDAP attribute holds each field of a directory row: the `[directory.ldap_attributes]`
+/// table, any key left out keeping its default.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AttributeMap {
     /// The primary SMTP address.
     pub mail: String,
@@ -68,16 +74,50 @@ impl Default for AttributeMap {
 }
 
 impl AttributeMap {
-    fn all(&self) -> [&str; 7] {
+    /// The config keys with the attribute each names, in the table's order.
+    pub fn keys(&self) -> [(&'static str, &str); 7] {
         [
-            &self.mail,
-            &self.proxy_addresses,
-            &self.target_address,
-            &self.display_name,
-            &self.state,
-            &self.legacy_name,
-            &self.post_office,
+            ("mail", &self.mail),
+            ("proxy_addresses", &self.proxy_addresses),
+            ("target_address", &self.target_address),
+            ("display_name", &self.display_name),
+            ("state", &self.state),
+            ("legacy_name", &self.legacy_name),
+            ("post_office", &self.post_office),
         ]
+    }
+
+    fn all(&self) -> [&str; 7] {
+        self.keys().map(|(_, attribute)| attribute)
+    }
+
+    /// Checks every value is an attribute description LDAP accepts (RFC 4512 §2.5: a name
+    /// of letters, digits and hyphens starting with a letter, or a numeric OID).
+    ///
+    /// # Errors
+    /// The first bad value, named by its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (key, attribute) in self.keys() {
+            let name_ok = attribute
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && attribute
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-');
+            let oid_ok = !attribute.is_empty()
+                && attribute.split('.').all(|arc| {
+                    !arc.is_empty()
+                        && arc.chars().all(|c| c.is_ascii_digit())
+                        && (arc == "0" || !arc.starts_with('0'))
+                });
+            if !name_ok && !oid_ok {
+                bail!(
+                    "directory.ldap_attributes.{key}: {attribute:?} is not an LDAP attribute name"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -108,6 +148,7 @@ impl LdapSettings {
         bind_dn: Option<&str>,
         password_file: Option<&Path>,
         filter: Option<&str>,
+        attributes: &AttributeMap,
     ) -> anyhow::Result<Self> {
         let bind = match (bind_dn, password_file) {
             (Some(dn), Some(file)) => {
@@ -128,7 +169,7 @@ impl LdapSettings {
             base: base.unwrap_or_default().to_owned(),
             bind,
             filter: filter.unwrap_or(DEFAULT_FILTER).to_owned(),
-            attributes: AttributeMap::default(),
+            attributes: attributes.clone(),
         })
     }
 }

@@ -53,6 +53,14 @@ next_hop = "maildir:modern"         # or "smtp://host:port"
 source = "ccgate-data/directory.csv"   # or "ldap://host:port" with ldap_base, ldap_bind_dn,
                                        # ldap_password_file, ldap_filter
 # reload_interval = "5m"               # besides SIGHUP
+# [directory.ldap_attributes]          # LDAP only: the attribute holding each field (defaults)
+# mail = "mail"
+# proxy_addresses = "proxyAddresses"
+# target_address = "targetAddress"
+# display_name = "displayName"
+# state = "ccgateMigrationState"
+# legacy_name = "ccgateLegacyName"
+# post_office = "ccgatePostOffice"
 
 [migration]
 cutover = "hold"                    # mail for users in state migrating: hold or legacy

@@ -361,6 +361,21 @@ fn ldap_and_csv_give_the_same_decisions() {
         "{stderr}"
     );
 
+    // Attribute names come from [directory.ldap_attributes]: the display name from `cn`.
+    let (_mapped_dir, mapped) = slapd.config("ou=people,dc=example,dc=test");
+    let mut text = std::fs::read_to_string(&mapped).unwrap();
+    text.push_str("\n[directory.ldap_attributes]\ndisplay_name = \"cn\"\n");
+    std::fs::write(&mapped, text).unwrap();
+    let dave = ["Brown, Dave at HQ"];
+    assert_eq!(
+        decisions(&ldap, None, &dave)[0]["entry"]["display_name"],
+        "Dave \"DB\" Brown"
+    );
+    assert_eq!(
+        decisions(&mapped, None, &dave)[0]["entry"]["display_name"],
+        "Dave Brown"
+    );
+
     // A server that is not there: exit 2 with the URL.
     drop(slapd);
     let out = run_with(&ldap, &["directory", "check"]);
