@@ -9,6 +9,7 @@ mod config;
 mod directory_source;
 mod gateway;
 mod ldap;
+mod progress;
 mod samples;
 
 use std::process::ExitCode;

@@ -13,6 +13,7 @@ mod check;
 mod convert;
 mod directory;
 mod ldap;
+mod progress;
 mod relay;
 mod replay;
 mod route;

@@ -4,8 +4,12 @@
 //! standard error (`file:line:column: error: ...`, `... warning: ...`, `... ie8: ...`). Exit 1
 //! when any message is invalid (or, with `--dialect`, would be rejected by that Import), 2 when
 //! a file cannot be read.
+//!
+//! When the files add up to [`PROGRESS_FROM`] bytes or more and standard error is a terminal,
+//! a bar over the bytes read (all files together, the file at hand named) shows on standard
+//! error while they are read; piped output has none.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,6 +19,10 @@ use ccgate_ccmail::{
 };
 
 use crate::config::Config;
+use crate::progress::{Progress, Unit};
+
+/// Bytes (all files together) from which the progress bar shows: 8 MiB.
+const PROGRESS_FROM: u64 = 8 << 20;
 
 /// Totals over all files.
 #[derive(Debug, Default)]
@@ -35,13 +43,27 @@ pub fn run(
         codepage: config.legacy.codepage,
         ..ReadOptions::default()
     };
-    let stdout = io::stdout();
-    let stderr = io::stderr();
-    let mut out = stdout.lock();
-    let mut err = stderr.lock();
+    let total: u64 = files
+        .iter()
+        .filter_map(|path| fs::metadata(path).ok())
+        .filter(fs::Metadata::is_file)
+        .map(|meta| meta.len())
+        .sum();
+    let progress = Progress::new("check", Unit::Bytes, total);
+    if total >= PROGRESS_FROM {
+        progress.show();
+    }
+    let mut out = progress.stdout(io::stdout().lock());
+    let mut err = progress.stderr(io::stderr().lock());
     let mut tally = Tally::default();
     for path in files {
-        if let Err(e) = check_file(path, &opts, dialect, &mut out, &mut err, &mut tally) {
+        if progress.is_visible() {
+            progress.set_message(crate::progress::short_name(path));
+        }
+        let checked = check_file(
+            path, &opts, dialect, &progress, &mut out, &mut err, &mut tally,
+        );
+        if let Err(e) = checked {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -49,6 +71,7 @@ pub fn run(
             tally.io_errors += 1;
         }
     }
+    progress.finish();
     out.flush()?;
     writeln!(
         err,
@@ -68,12 +91,13 @@ fn check_file(
     path: &Path,
     opts: &ReadOptions,
     dialect: Option<Dialect>,
+    progress: &Progress,
     out: &mut impl Write,
     err: &mut impl Write,
     tally: &mut Tally,
 ) -> io::Result<()> {
     let name = path.display();
-    let mut file = File::open(path)?;
+    let mut file = progress.wrap_read(File::open(path)?);
     // A directory file starts with `Name:`; a message file with `Message:`.
     let mut head = [0u8; 512];
     let n = read_up_to(&mut file, &mut head)?;
@@ -165,7 +189,7 @@ fn report(
     )
 }
 
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read(buf.get_mut(n..).unwrap_or_default()) {

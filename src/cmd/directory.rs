@@ -24,8 +24,11 @@
 //! temporary name and renamed; they are always both written, empty when no user is migrated,
 //! so that a script can import them unconditionally. The post office needs the gateway's
 //! post-office entry first (KB Q156063 §2.6.1); ccgate does not write it.
+//!
+//! From [`PROGRESS_FROM`] rows (both files together) on, and when standard error is a terminal,
+//! a bar over the rows written shows on standard error; piped output has none.
 
-use std::io::Write as _;
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -35,11 +38,17 @@ use ccgate_router::{Directory, State};
 
 use crate::config::Config;
 use crate::directory_source;
+use crate::progress::{Progress, Unit};
 
 /// The deletions file (KB Q295753).
 pub const DELETIONS_FILE: &str = "Ccmdel.imp";
 /// The additions file (KB Q295753).
 pub const ADDITIONS_FILE: &str = "Ccmdir.imp";
+
+/// Rows (deletions and additions together) from which the progress bar shows.
+const PROGRESS_FROM: u64 = 10_000;
+/// Rows written at a time (the bar moves between writes).
+const ROWS_PER_WRITE: u64 = 1_000;
 
 /// `ccgate directory check`.
 ///
@@ -92,22 +101,36 @@ pub fn export_legacy(config: &Config, outdir: &Path) -> anyhow::Result<ExitCode>
     let (deletions, additions) = legacy_updates(config, &directory);
     std::fs::create_dir_all(outdir)
         .with_context(|| format!("{}: cannot create the folder", outdir.display()))?;
+    let rows = (deletions.len() + additions.len()) as u64;
+    let progress = Progress::new("export-legacy", Unit::Rows, rows);
+    if rows >= PROGRESS_FROM {
+        progress.show();
+    }
+    let mut out = progress.stdout(io::stdout().lock());
+    let mut err = progress.stderr(io::stderr().lock());
     for (name, entries, what) in [
         (DELETIONS_FILE, &deletions, "deletions"),
         (ADDITIONS_FILE, &additions, "additions"),
     ] {
         let (bytes, replaced) = write_directory(entries, config.legacy.codepage);
         let path = outdir.join(name);
-        write_file(&path, &bytes)?;
-        println!("{}: {} {what}", path.display(), entries.len());
+        progress.set_message(name);
+        write_file(&path, &bytes, &progress)?;
+        writeln!(out, "{}: {} {what}", path.display(), entries.len())?;
         if replaced > 0 {
-            eprintln!(
+            writeln!(
+                err,
                 "{}: warning: {replaced} character(s) not in the code page were replaced",
                 path.display()
-            );
+            )?;
         }
     }
-    println!("import {DELETIONS_FILE} first, then {ADDITIONS_FILE} (KB Q295753)");
+    progress.finish();
+    writeln!(
+        out,
+        "import {DELETIONS_FILE} first, then {ADDITIONS_FILE} (KB Q295753)"
+    )?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -146,15 +169,66 @@ pub fn legacy_updates(
     (deletions, additions)
 }
 
-/// Writes to `path.tmp`, syncs, renames over `path`.
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes to `path.tmp` (advancing `progress` by the rows written), syncs, renames over
+/// `path`.
+fn write_file(path: &Path, bytes: &[u8], progress: &Progress) -> anyhow::Result<()> {
     let tmp = path.with_extension("imp.tmp");
     let mut file =
         std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    file.write_all(bytes)
+    write_rows(&mut file, bytes, progress)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("{}: cannot rename into place", path.display()))?;
     Ok(())
+}
+
+/// Writes the directory file `bytes` [`ROWS_PER_WRITE`] entries at a time, advancing
+/// `progress` by the entries written. An entry ends with an empty line (`write_directory`
+/// writes no line break inside a value), so `CR LF CR LF` ends one.
+fn write_rows(file: &mut impl Write, bytes: &[u8], progress: &Progress) -> io::Result<()> {
+    let mut written = 0;
+    let mut rows = 0;
+    for end in bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"\r\n\r\n")
+        .map(|(i, _)| i + 4)
+    {
+        rows += 1;
+        if rows == ROWS_PER_WRITE {
+            file.write_all(bytes.get(written..end).unwrap_or_default())?;
+            progress.inc(rows);
+            written = end;
+            rows = 0;
+        }
+    }
+    file.write_all(bytes.get(written..).unwrap_or_default())?;
+    progress.inc(rows);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccgate_ccmail::Codepage;
+
+    #[test]
+    fn rows_are_written_whole_and_counted() {
+        let entries: Vec<DirectoryEntry> = (0..2_500)
+            .map(|i| DirectoryEntry {
+                name: format!("User, {i:05}"),
+                location: Location::new('r'),
+                address: Some(format!("u{i}@example.org at SMTPGW")),
+                comments: None,
+                other: Vec::new(),
+            })
+            .collect();
+        let (bytes, _) = write_directory(&entries, Codepage::Ibm437);
+        let progress = Progress::new("test", Unit::Rows, 2_500);
+        let mut out = Vec::new();
+        write_rows(&mut out, &bytes, &progress).unwrap();
+        assert_eq!(out, bytes);
+        assert_eq!(progress.position(), 2_500);
+    }
 }

@@ -29,15 +29,19 @@
 //! recipients`, `already replayed`, `refused: ...`), problems on standard error, a summary
 //! line on standard error. Exit 0 when all went well, 1 when a message was refused or
 //! unreadable (or an input was a `.und` file), 2 on usage or I/O errors.
+//!
+//! From the [`PROGRESS_AFTER`]th message on, when standard error is a terminal, a progress bar
+//! shows there: over messages when every input holds one (a Maildir, `.eml` files), else over
+//! the bytes of the inputs with the message count and rate; piped output has none.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use ccgate_ccmail::{ReadError, ReadOptions, Reader};
@@ -49,8 +53,9 @@ use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 use crate::config::Config;
 use crate::gateway::Codec;
+use crate::progress::{Progress, Unit};
 
-/// Messages before the progress line shows (on a terminal only).
+/// Messages before the progress bar shows (on a terminal only).
 const PROGRESS_AFTER: u64 = 100;
 /// How long an SMTP reply from the running gateway may take.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -90,6 +95,7 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
             }
         }
     };
+    let progress = progress_for(&inputs);
     let mut replay = Replay {
         config,
         routing,
@@ -100,10 +106,10 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
             codepage: config.legacy.codepage,
             ..ReadOptions::default()
         },
-        out: io::stdout().lock(),
-        err,
+        out: progress.bar.stdout(io::stdout().lock()),
+        err: progress.bar.stderr(err),
         tally,
-        progress: Progress::new(),
+        progress,
     };
     for input in &inputs {
         if let Err(e) = replay.input(input) {
@@ -112,12 +118,11 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
             {
                 return Err(e);
             }
-            replay.progress.clear();
             writeln!(replay.err, "{}: error: {e:#}", input.path.display())?;
             replay.tally.io_errors += 1;
         }
     }
-    replay.progress.clear();
+    replay.progress.bar.finish();
     replay.out.flush()?;
     let Replay {
         sink,
@@ -582,49 +587,58 @@ impl Tally {
     }
 }
 
-/// A message counter on standard error, on a terminal, for large inputs.
-struct Progress {
-    enabled: bool,
-    count: u64,
-    last: Option<Instant>,
-    shown: bool,
+/// The replay's progress bar: over messages when every input holds one message (a Maildir,
+/// `.eml` files), else over the bytes of the inputs, with the message count and rate.
+struct ReplayProgress {
+    bar: Progress,
+    by_bytes: bool,
+    messages: u64,
 }
 
-impl Progress {
-    fn new() -> Self {
-        Self {
-            enabled: io::stderr().is_terminal(),
-            count: 0,
-            last: None,
-            shown: false,
+fn progress_for(inputs: &[Input]) -> ReplayProgress {
+    let by_bytes = inputs.iter().any(|i| i.kind != Kind::Rfc5322);
+    let bar = if by_bytes {
+        let bytes = inputs
+            .iter()
+            .filter_map(|i| fs::metadata(&i.path).ok())
+            .map(|m| m.len())
+            .sum();
+        Progress::new("replay", Unit::Bytes, bytes)
+    } else {
+        Progress::new("replay", Unit::Messages, inputs.len() as u64)
+    };
+    ReplayProgress {
+        bar,
+        by_bytes,
+        messages: 0,
+    }
+}
+
+impl ReplayProgress {
+    /// One more message; the bar shows from the [`PROGRESS_AFTER`]th on.
+    fn tick(&mut self) {
+        self.messages += 1;
+        if self.by_bytes {
+            let seconds = self.bar.elapsed().as_secs_f64();
+            let rate = if seconds > 0.0 {
+                format!(", {:.0}/s", self.messages as f64 / seconds)
+            } else {
+                String::new()
+            };
+            self.bar
+                .set_message(format!("{} messages{rate}", self.messages));
+        } else {
+            self.bar.inc(1);
+        }
+        if self.messages == PROGRESS_AFTER {
+            self.bar.show();
         }
     }
 
-    fn tick(&mut self, path: &Path) {
-        self.count += 1;
-        if !self.enabled || self.count <= PROGRESS_AFTER {
-            return;
-        }
-        if self
-            .last
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
-        {
-            return;
-        }
-        self.last = Some(Instant::now());
-        self.shown = true;
-        eprint!(
-            "\r\x1b[2Kreplay: {} messages ({})",
-            self.count,
-            path.display()
-        );
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[2K");
-            self.shown = false;
-            self.last = None;
+    /// A file read whole (one RFC 5322 message).
+    fn read_whole(&self, bytes: u64) {
+        if self.by_bytes {
+            self.bar.inc(bytes);
         }
     }
 }
@@ -641,7 +655,7 @@ struct Replay<'a, O: Write, E: Write> {
     out: O,
     err: E,
     tally: Tally,
-    progress: Progress,
+    progress: ReplayProgress,
 }
 
 impl<O: Write, E: Write> Replay<'_, O, E> {
@@ -649,7 +663,7 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
         match input.kind {
             Kind::Legacy => self.legacy_file(&input.path),
             Kind::Mbox => {
-                let file = File::open(&input.path)?;
+                let file = self.progress.bar.wrap_read(File::open(&input.path)?);
                 let mut mbox = Mbox::new(BufReader::new(file));
                 while let Some((line, bytes)) = mbox.next_message()? {
                     self.rfc5322(&input.path, Some(line), &bytes)?;
@@ -658,26 +672,25 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
             }
             Kind::Rfc5322 => {
                 let bytes = fs::read(&input.path)?;
+                self.progress.read_whole(bytes.len() as u64);
                 self.rfc5322(&input.path, None, &bytes)
             }
         }
     }
 
-    /// Writes a report line, keeping the progress line out of its way.
+    /// Writes a report line (the writer keeps the progress bar out of its way).
     fn say(&mut self, line: &str) -> io::Result<()> {
-        self.progress.clear();
         writeln!(self.out, "{line}")
     }
 
     fn complain(&mut self, line: &str) -> io::Result<()> {
-        self.progress.clear();
         writeln!(self.err, "{line}")
     }
 
     // ---- legacy export files
 
     fn legacy_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let file = File::open(path)?;
+        let file = self.progress.bar.wrap_read(File::open(path)?);
         let mut hand_over = false;
         for result in Reader::new(file, self.read.clone()) {
             let read = match result {
@@ -685,7 +698,7 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                 Err(ReadError::Parse { error, .. }) => {
                     self.tally.messages += 1;
                     self.tally.unreadable += 1;
-                    self.progress.tick(path);
+                    self.progress.tick();
                     self.complain(&format!(
                         "{}:{}: error: {}",
                         path.display(),
@@ -698,7 +711,7 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                 Err(other) => return Err(anyhow::anyhow!("{other}")),
             };
             self.tally.messages += 1;
-            self.progress.tick(path);
+            self.progress.tick();
             let at = location(path, Some(read.position.line));
             let accepted = match self.codec.accept(&read.message, read.len) {
                 Ok(accepted) => accepted,
@@ -827,7 +840,7 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
 
     fn rfc5322(&mut self, path: &Path, line: Option<u64>, raw: &[u8]) -> anyhow::Result<()> {
         self.tally.messages += 1;
-        self.progress.tick(path);
+        self.progress.tick();
         let at = location(path, line);
         let bytes = crlf(raw);
         let parser = MessageParser::default();
