@@ -9,6 +9,7 @@ mod error;
 mod frame;
 mod message;
 mod reader;
+mod text;
 mod validate;
 mod write;
 
@@ -25,5 +26,6 @@ pub use reader::{
     DEFAULT_MAX_MESSAGE_SIZE, RawHeader, RawItem, RawMessage, ReadError, ReadMessage, ReadOptions,
     Reader, SliceReader,
 };
+pub use text::crlf_only;
 pub use validate::{IE8_MAX_HEADER_BYTES, MAX_TEXT_ITEM_BYTES, Reject, check_import};
 pub use write::{Dialect, WriteOptions, WriteReport, write_messages};

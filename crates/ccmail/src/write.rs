@@ -1,6 +1,7 @@
 //! The strict writer: Import files that the configured Import version accepts.
 
 use crate::address::{RenderOptions, parse_address};
+use crate::text::crlf_only;
 use crate::{Codepage, DateOrder, Header, ItemBody, ItemKind, Message, WriteError};
 
 /// What the post office's Import accepts.
@@ -365,28 +366,6 @@ fn bare_name(title: &str, order: DateOrder) -> String {
             (rest, None) => return rest,
         }
     }
-}
-
-/// Bare LF and bare CR become CR LF.
-fn crlf_only(text: &str) -> String {
-    if !text.contains(['\r', '\n']) {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                if chars.peek() == Some(&'\n') {
-                    chars.next();
-                }
-                out.push_str("\r\n");
-            }
-            '\n' => out.push_str("\r\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Splits encoded text into chunks of at most `max` bytes, at a line end when there is one.
