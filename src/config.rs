@@ -245,7 +245,7 @@ pub enum DirectorySource {
         /// Search filter.
         filter: Option<String>,
         /// Which attribute holds which row field.
-        attributes: crate::ldap::AttributeMap,
+        attributes: Box<crate::ldap::AttributeMap>,
     },
 }
 
@@ -453,7 +453,7 @@ impl Config {
                         bind_dn: d.ldap_bind_dn,
                         password_file: d.ldap_password_file.as_deref().map(rel),
                         filter: d.ldap_filter,
-                        attributes,
+                        attributes: Box::new(attributes),
                     }
                 }
                 Some(path) => DirectorySource::Csv(rel(path)),
