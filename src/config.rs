@@ -61,6 +61,7 @@ struct RawLegacy {
     import_command: Option<String>,
     import_timeout: Option<String>,
     poll_interval: Option<String>,
+    unknown_recipients: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +194,19 @@ pub struct LegacyConfig {
     pub import_timeout: Duration,
     /// How often the pickup folder is scanned.
     pub poll_interval: Duration,
+    /// What happens to legacy recipients the directory does not know.
+    pub unknown_recipients: UnknownRecipients,
+}
+
+/// `legacy.unknown_recipients`: what happens to a recipient of a legacy message that the
+/// directory does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownRecipients {
+    /// Fail it with 5.1.1: the legacy sender gets a non-delivery report.
+    Bounce,
+    /// Hold it in the `unroutable` lane for the administrator (requeue after fixing the
+    /// directory, or delete).
+    Hold,
 }
 
 /// `[modern]`.
@@ -398,6 +412,11 @@ impl Config {
                     "60s",
                 )?,
                 poll_interval: duration("legacy.poll_interval", l.poll_interval.as_deref(), "15s")?,
+                unknown_recipients: match l.unknown_recipients.as_deref().unwrap_or("bounce") {
+                    "bounce" => UnknownRecipients::Bounce,
+                    "hold" => UnknownRecipients::Hold,
+                    other => bail!("legacy.unknown_recipients: {other:?} is not bounce or hold"),
+                },
             }
         };
 
@@ -595,6 +614,11 @@ impl Config {
             d(l.import_timeout),
             d(l.poll_interval)
         );
+        let unknown = match l.unknown_recipients {
+            UnknownRecipients::Bounce => "bounce",
+            UnknownRecipients::Hold => "hold",
+        };
+        let _ = writeln!(out, "unknown_recipients = {}", q(unknown));
         let _ = writeln!(out, "\n[modern]\ndomain = {}", q(&self.modern.domain));
         let hop = match &self.modern.next_hop {
             NextHop::Maildir(path) => format!("maildir:{}", in_data(path)),
@@ -764,6 +788,10 @@ mod tests {
     fn bad_values_are_named() {
         for (text, key) in [
             ("[legacy]\ndialect = \"ie7\"", "legacy.dialect"),
+            (
+                "[legacy]\nunknown_recipients = \"drop\"",
+                "legacy.unknown_recipients",
+            ),
             ("[queue]\nmax_lifetime = \"soon\"", "queue.max_lifetime"),
             ("[modern]\nnext_hop = \"ftp://x\"", "modern.next_hop"),
             (

@@ -10,7 +10,11 @@ use ccgate_convert::{
 use ccgate_core::{EmailAddress, Envelope, ReversePath};
 use ccgate_queue::Route;
 use ccgate_router::Router;
-use ccgate_server::{Accepted, DirectoryRouting, LegacyCodec, PickupCodec, UNROUTABLE_LANE};
+use ccgate_server::{
+    Accepted, DirectoryRouting, LegacyCodec, PickupCodec, UNKNOWN_LANE, UNROUTABLE_LANE,
+};
+
+use crate::config::UnknownRecipients;
 use tracing::{info, warn};
 
 /// The router's rewriting (interface.md §5: replies reach the sender's current mailbox) seen
@@ -36,12 +40,22 @@ impl AddressMap for RouterMap<'_> {
 pub struct Codec {
     routing: Arc<DirectoryRouting>,
     options: ConvertOptions,
+    unknown: UnknownRecipients,
 }
 
 impl Codec {
-    /// A codec on the directory behind `routing`.
-    pub fn new(routing: Arc<DirectoryRouting>, options: ConvertOptions) -> Self {
-        Self { routing, options }
+    /// A codec on the directory behind `routing`; `unknown` says what becomes of legacy
+    /// recipients the directory does not know.
+    pub fn new(
+        routing: Arc<DirectoryRouting>,
+        options: ConvertOptions,
+        unknown: UnknownRecipients,
+    ) -> Self {
+        Self {
+            routing,
+            options,
+            unknown,
+        }
     }
 }
 
@@ -78,15 +92,24 @@ impl PickupCodec for Codec {
                     recipients.push(rcpt.clone());
                     routes.push(route);
                 }
-                // Nobody has this address. The message is still queued for it, held in the
-                // `unroutable` lane, so nothing the legacy side handed over is lost: the
-                // administrator sees it in `ccgate queue list --destination unroutable` and
-                // can requeue it after fixing the directory, or delete it. FIXME: a
-                // non-delivery report to the legacy sender instead.
+                // Nobody has this address. It is still queued, so nothing the legacy side
+                // handed over goes silently: in the `unknown` lane, whose agent fails it with
+                // 5.1.1 so the legacy sender gets a non-delivery report; or,
+                // with `unknown_recipients = "hold"`, held in the `unroutable` lane for the
+                // administrator (`ccgate queue list --destination unroutable`; requeue after
+                // fixing the directory, or delete).
                 Err(reason) => {
-                    warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient unknown; held in the unroutable lane");
                     recipients.push(rcpt.clone());
-                    routes.push(Route::new(UNROUTABLE_LANE, rcpt.clone()).held());
+                    match self.unknown {
+                        UnknownRecipients::Bounce => {
+                            warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient unknown; bounced to the sender");
+                            routes.push(Route::new(UNKNOWN_LANE, rcpt.clone()));
+                        }
+                        UnknownRecipients::Hold => {
+                            warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient unknown; held in the unroutable lane");
+                            routes.push(Route::new(UNROUTABLE_LANE, rcpt.clone()).held());
+                        }
+                    }
                 }
             }
         }

@@ -44,6 +44,8 @@ import_command = ""                 # optional program run once per import file 
                                     # 5 undeliverable (bounce), anything else or a hang: retry
 import_timeout = "60s"
 poll_interval = "15s"
+unknown_recipients = "bounce"       # legacy recipients the directory lacks: bounce (a non-delivery
+                                    # report to the legacy sender) or hold (for the administrator)
 
 [modern]
 domain = "modern.example.com"       # SMTP domain of migrated mailboxes

@@ -425,7 +425,7 @@ fn metrics_parse_with_the_prometheus_client_library() {
         );
         return;
     }
-    let relay = Relay::start("");
+    let relay = Relay::start("unknown_recipients = \"hold\"");
     assert!(
         relay
             .send(
@@ -478,10 +478,11 @@ fn metrics_parse_with_the_prometheus_client_library() {
     }
 }
 
-// See: issue 6 ("nothing lost"): a legacy recipient nobody has is kept, held, not dropped.
+// See: issue 6 ("nothing lost"): with `unknown_recipients = "hold"`, a legacy recipient
+// nobody has is kept, held, not dropped.
 #[test]
 fn a_legacy_recipient_nobody_has_is_held_not_dropped() {
-    let relay = Relay::start("");
+    let relay = Relay::start("unknown_recipients = \"hold\"");
     relay.export("GHOST.TXT", "Message:\nFrom: Smith, John at HQ\nTo: Ghost at SMTPGW\nTo: Doe, Jane at HQ\nSubject: ghost\nContents:\nText item:\nboo\n");
     wait_for("Jane's copy", || {
         relay.maildir().into_iter().find(|m| m.contains("boo"))
@@ -497,4 +498,46 @@ fn a_legacy_recipient_nobody_has_is_held_not_dropped() {
         listed.contains("unroutable") && listed.contains("held"),
         "{listed}"
     );
+}
+
+// By default a legacy recipient nobody has is bounced as a post office would: the legacy
+// sender gets a non-delivery report (the original headers returned) as an import file, the other
+// recipients their copies, and the queue keeps nothing.
+#[test]
+fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
+    let relay = Relay::start("");
+    relay.export("GHOST.TXT", "Message:\nFrom: Smith, John at HQ\nTo: Ghost at SMTPGW\nTo: Doe, Jane at HQ\nSubject: ghost\nContents:\nText item:\nboo\n");
+    wait_for("Jane's copy", || {
+        relay.maildir().into_iter().find(|m| m.contains("boo"))
+    });
+    let report = wait_for("the report to John as an import file", || {
+        relay
+            .imports()
+            .into_iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .find(|text| text.contains("5.1.1"))
+    });
+    assert!(
+        header(&report, "To")
+            .iter()
+            .any(|to| to.contains("Smith, John at HQ")),
+        "{report}"
+    );
+    assert!(report.contains("Ghost"), "{report}");
+    assert!(
+        report.contains("Subject: ghost") && report.contains("Status: 5.1.1"),
+        "the report names the failure and returns the original headers\n{report}"
+    );
+    wait_for("an empty queue", || {
+        let list = ccgate()
+            .arg("--config")
+            .arg(relay.dir.path().join("ccgate.toml"))
+            .args(["queue", "list", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&list.stdout)
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
 }

@@ -76,7 +76,11 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
         Arc::new(DirectoryHandle::new(directory)),
         crate::directory_source::router_config(config),
     ));
-    let codec = Codec::new(Arc::clone(&routing), super::convert::options(config));
+    let codec = Codec::new(
+        Arc::clone(&routing),
+        super::convert::options(config),
+        config.legacy.unknown_recipients,
+    );
 
     let mut tally = Tally::default();
     let mut err = io::stderr().lock();

@@ -15,8 +15,8 @@ use anyhow::Context;
 use ccgate_queue::Spool;
 use ccgate_server::{
     AdminServer, DirectoryRouting, ImportCommand, Ledger, LegacyAgent, MaildirAgent, Metrics,
-    PickupAgent, Routing, Shutdown, SmtpAgent, SmtpClientOptions, SmtpServer, SmtpSettings,
-    load_tls, route_unrouted,
+    PickupAgent, RefuseAgent, Routing, Shutdown, SmtpAgent, SmtpClientOptions, SmtpServer,
+    SmtpSettings, load_tls, route_unrouted,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -119,7 +119,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let codec = Arc::new(crate::gateway::Codec::new(
         Arc::clone(&directory_routing),
         super::convert::options(&config),
+        config.legacy.unknown_recipients,
     ));
+    let refuse = RefuseAgent::new(Arc::clone(&spool), Arc::clone(&metrics));
+    tasks.spawn(refuse.run(shutdown.subscribe()));
     let write = ccgate_ccmail::WriteOptions {
         dialect: match config.legacy.dialect {
             crate::config::DialectChoice::Ie5 => ccgate_ccmail::Dialect::Ie5,

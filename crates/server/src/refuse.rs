@@ -1,0 +1,65 @@
+//! The `unknown` lane: legacy recipients the directory does not know. Its agent fails each one
+//! at once with `5.1.1`, so the queue sends the legacy sender a non-delivery report (RFC 3464,
+//! imported into their mailbox like any other message, with the original headers), as a post
+//! office does for a name it does not have. The sender is told; nothing goes silently.
+
+use std::sync::Arc;
+
+use ccgate_queue::{DeliveryError, FailureScope, Lease, Spool, StatusCode};
+use tokio::sync::watch;
+
+use crate::lane::{self, LaneAgent};
+use crate::metrics::Metrics;
+
+/// The lane of legacy recipients nobody has, when they are bounced.
+pub const UNKNOWN_LANE: &str = "unknown";
+
+/// Messages one pass takes.
+const BATCH: usize = 64;
+
+/// Fails every recipient of the `unknown` lane permanently.
+#[derive(Debug)]
+pub struct RefuseAgent {
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+}
+
+impl RefuseAgent {
+    /// An agent for the `unknown` lane of `spool`.
+    pub fn new(spool: Arc<Spool>, metrics: Arc<Metrics>) -> Self {
+        Self { spool, metrics }
+    }
+
+    /// Works until `stop` fires.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        lane::run(Arc::new(self), stop).await;
+    }
+}
+
+impl LaneAgent for RefuseAgent {
+    fn lane(&self) -> &str {
+        UNKNOWN_LANE
+    }
+    fn relay(&self) -> &'static str {
+        "directory"
+    }
+    fn batch(&self) -> usize {
+        BATCH
+    }
+    fn spool(&self) -> &Spool {
+        &self.spool
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn deliver(&self, _lease: &Lease) -> Result<String, DeliveryError> {
+        let error = DeliveryError::permanent(
+            FailureScope::Recipient,
+            "no such recipient: the address is not in the gateway's directory",
+        );
+        Err(match StatusCode::new(5, 1, 1) {
+            Some(status) => error.with_status(status),
+            None => error,
+        })
+    }
+}
