@@ -12,7 +12,7 @@
 //!
 //! 1. durable enqueue rate with one thread, then with 8 threads (group commit);
 //! 2. in a fresh process: restart recovery time and resident memory (VmRSS) after recovery,
-//!    and the owner's in-memory `summary`;
+//!    the owner's in-memory `summary`, and what one `/metrics` scrape reads (summary + depth);
 //! 3. in another fresh process: `ccgate queue summary`'s path (a read-only `QueueView` of the
 //!    whole journal, then the table).
 //!
@@ -174,6 +174,14 @@ fn child_recover(dir: &Path) {
     let _ = spool.summary(ccgate_queue::now());
     println!(
         "summary (owner, in memory): {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    // What one /metrics scrape reads from the spool (the age table and the depth by state).
+    let started = Instant::now();
+    let _ = spool.summary(ccgate_queue::now());
+    let _ = spool.depth(ccgate_queue::now());
+    println!(
+        "/metrics queue gauges (owner, in memory): {:.3} s",
         started.elapsed().as_secs_f64()
     );
 }
