@@ -137,6 +137,25 @@ impl Relay {
             .collect()
     }
 
+    /// `ccgate queue list --json` on this gateway's spool.
+    fn queue_list(&self) -> String {
+        let list = ccgate()
+            .arg("--config")
+            .arg(self.dir.path().join("ccgate.toml"))
+            .args(["queue", "list", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&list.stdout).into_owned()
+    }
+
+    /// A legacy message from John to "Ghost at SMTPGW" (nobody) and Jane; waits for Jane's copy.
+    fn ghost_for_jane(&self) {
+        self.export("GHOST.TXT", "Message:\nFrom: Smith, John at HQ\nTo: Ghost at SMTPGW\nTo: Doe, Jane at HQ\nSubject: ghost\nContents:\nText item:\nboo\n");
+        wait_for("Jane's copy", || {
+            self.maildir().into_iter().find(|m| m.contains("boo"))
+        });
+    }
+
     fn signal(&self, sig: &str) {
         let status = std::process::Command::new("kill")
             .arg(format!("-{sig}"))
@@ -283,13 +302,7 @@ fn mail_for_a_user_being_migrated_is_held_then_released() {
         relay.maildir().is_empty() && relay.imports().is_empty(),
         "held, not delivered and not bounced"
     );
-    let list = ccgate()
-        .arg("--config")
-        .arg(relay.dir.path().join("ccgate.toml"))
-        .args(["queue", "list", "--json"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    let listed = relay.queue_list();
     assert!(
         listed.contains("cutover") && listed.contains("held"),
         "{listed}"
@@ -483,17 +496,8 @@ fn metrics_parse_with_the_prometheus_client_library() {
 #[test]
 fn a_legacy_recipient_nobody_has_is_held_not_dropped() {
     let relay = Relay::start("unknown_recipients = \"hold\"");
-    relay.export("GHOST.TXT", "Message:\nFrom: Smith, John at HQ\nTo: Ghost at SMTPGW\nTo: Doe, Jane at HQ\nSubject: ghost\nContents:\nText item:\nboo\n");
-    wait_for("Jane's copy", || {
-        relay.maildir().into_iter().find(|m| m.contains("boo"))
-    });
-    let list = ccgate()
-        .arg("--config")
-        .arg(relay.dir.path().join("ccgate.toml"))
-        .args(["queue", "list", "--json"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    relay.ghost_for_jane();
+    let listed = relay.queue_list();
     assert!(
         listed.contains("unroutable") && listed.contains("held"),
         "{listed}"
@@ -506,10 +510,7 @@ fn a_legacy_recipient_nobody_has_is_held_not_dropped() {
 #[test]
 fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
     let relay = Relay::start("");
-    relay.export("GHOST.TXT", "Message:\nFrom: Smith, John at HQ\nTo: Ghost at SMTPGW\nTo: Doe, Jane at HQ\nSubject: ghost\nContents:\nText item:\nboo\n");
-    wait_for("Jane's copy", || {
-        relay.maildir().into_iter().find(|m| m.contains("boo"))
-    });
+    relay.ghost_for_jane();
     let report = wait_for("the report to John as an import file", || {
         relay
             .imports()
@@ -529,15 +530,6 @@ fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
         "the report names the failure and returns the original headers\n{report}"
     );
     wait_for("an empty queue", || {
-        let list = ccgate()
-            .arg("--config")
-            .arg(relay.dir.path().join("ccgate.toml"))
-            .args(["queue", "list", "--json"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&list.stdout)
-            .trim()
-            .is_empty()
-            .then_some(())
+        relay.queue_list().trim().is_empty().then_some(())
     });
 }
