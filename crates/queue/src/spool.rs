@@ -317,17 +317,25 @@ impl Spool {
                 report.quarantined.push((id, reason.clone()));
             }
             report.interrupted.push(id);
-            recovery_records.push(Record::Crash {
-                id,
-                lease,
-                at_ms: now_ms,
-                next_ms: schedule::next_attempt_ms(
+            // A first interruption is most likely the process stopping (SIGKILL, a power cut),
+            // not the message: retry at once, as Postfix re-queues its active queue at start.
+            // A message interrupted again backs off until it is quarantined.
+            let next_ms = if msg.crashes == 0 {
+                now_ms
+            } else {
+                schedule::next_attempt_ms(
                     now_ms,
                     msg.arrival_ms,
                     &options.retry,
                     failures,
                     jitter_seed(id, 0, failures),
-                ),
+                )
+            };
+            recovery_records.push(Record::Crash {
+                id,
+                lease,
+                at_ms: now_ms,
+                next_ms,
                 reason,
                 quarantine,
             });

@@ -427,6 +427,41 @@ fn interrupted_attempts_count_at_restart() {
 }
 
 #[test]
+fn a_first_interruption_is_retried_at_once_a_second_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || SpoolOptions {
+        quarantine_after: 5,
+        ..options()
+    };
+    let now = ccgate_queue::now;
+    let spool = Spool::open(dir.path(), opts()).unwrap();
+    let id = enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", "modern")],
+        now(),
+    );
+    let _lease = spool.lease("modern", 1, now()).unwrap();
+    spool.close().unwrap();
+    // The process stopped, not the message: due again straight after the restart.
+    let spool = Spool::open(dir.path(), opts()).unwrap();
+    assert_eq!(spool.recovery_report().interrupted, [id]);
+    let leases = spool.lease("modern", 1, now()).unwrap();
+    assert_eq!(leases.len(), 1, "due again straight after the restart");
+    spool.close().unwrap();
+    // Interrupted again: now it waits for the retry schedule (60 s +-20 % here).
+    let spool = Spool::open(dir.path(), opts()).unwrap();
+    assert_eq!(spool.recovery_report().interrupted, [id]);
+    let info = spool.show(id, now()).unwrap().info;
+    assert_eq!(info.crashes, 2);
+    assert_eq!(info.queue_name, QueueState::Deferred);
+    assert!(
+        spool.lease("modern", 1, now()).unwrap().is_empty(),
+        "a message interrupted twice backs off"
+    );
+}
+
+#[test]
 fn admin_actions_and_filters() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(dir.path());
