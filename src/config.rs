@@ -293,6 +293,31 @@ impl Config {
         Self::parse(&text, &path)
     }
 
+    /// The keys (`section.key`, `directory.ldap_attributes.mail`) whose effective values differ
+    /// between `self` and `other`, sorted.
+    pub fn changed_keys(&self, other: &Self) -> Vec<String> {
+        let flat = |config: &Self| {
+            let mut keys = Vec::new();
+            if let Ok(table) = config.effective_toml().parse::<toml::Table>() {
+                flatten("", &table, &mut keys);
+            }
+            keys
+        };
+        let (before, after) = (flat(self), flat(other));
+        let mut changed: Vec<String> = after
+            .iter()
+            .filter(|kv| !before.contains(kv))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (key, _) in &before {
+            if !after.iter().any(|(k, _)| k == key) && !changed.contains(key) {
+                changed.push(key.clone());
+            }
+        }
+        changed.sort();
+        changed
+    }
+
     /// Parses config text read from `path` (relative paths are taken relative to its folder).
     ///
     /// # Errors
@@ -696,6 +721,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// `prefix.key = value` for every value of `table`, nested tables flattened.
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&name, inner, out),
+            other => out.push((name, other.to_string())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,6 +814,31 @@ mod tests {
             );
             assert!(Config::parse(&toml, Path::new("x.toml")).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn changed_keys_are_named() {
+        let path = Path::new("/etc/ccgate/ccgate.toml");
+        let a = Config::parse("[smtp]\nmax_recipients = 10\n", path).unwrap();
+        assert!(a.changed_keys(&a).is_empty());
+        let b = Config::parse(
+            "[smtp]\nmax_recipients = 20\n[directory]\nsource = \"other.csv\"\nreload_interval = \"5m\"\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(
+            a.changed_keys(&b),
+            [
+                "directory.reload_interval",
+                "directory.source",
+                "smtp.max_recipients"
+            ]
+        );
+        // A key that is gone counts too (reload_interval has no default).
+        assert!(
+            b.changed_keys(&a)
+                .contains(&"directory.reload_interval".to_owned())
+        );
     }
 
     #[test]

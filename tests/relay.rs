@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::ccgate;
@@ -17,6 +18,8 @@ struct Relay {
     child: Child,
     smtp: String,
     admin: String,
+    /// What the gateway logged after its banner.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Relay {
@@ -60,12 +63,19 @@ impl Relay {
         };
         let smtp = smtp.expect("the banner names the SMTP address before the admin one");
         // Keep draining the log so the gateway never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Self {
             dir,
             child,
             smtp,
             admin,
+            log,
         }
     }
 
@@ -73,7 +83,8 @@ impl Relay {
         self.dir.path().join("data")
     }
 
-    /// Sends one message by SMTP; answers the reply to the end of data.
+    /// Sends one message by SMTP; answers the reply to the end of data, or the command refused
+    /// and its reply.
     fn send(&self, from: &str, to: &str, message: &str) -> String {
         let mut stream = TcpStream::connect(&self.smtp).unwrap();
         stream
@@ -100,10 +111,11 @@ impl Relay {
         ] {
             stream.write_all(command.as_bytes()).unwrap();
             let r = reply();
-            assert!(
-                r.starts_with('2') || r.starts_with("354"),
-                "{command:?} -> {r}"
-            );
+            if !(r.starts_with('2') || r.starts_with("354")) {
+                // Refused before the data: that reply, with the command it answered.
+                let _ = stream.write_all(b"QUIT\r\n");
+                return format!("{} -> {r}", command.trim_end());
+            }
         }
         stream
             .write_all(message.replace('\n', "\r\n").as_bytes())
@@ -135,6 +147,16 @@ impl Relay {
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "CCM"))
             .collect()
+    }
+
+    /// The first log line containing every one of `words`.
+    fn logged(&self, words: &[&str]) -> Option<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|line| words.iter().all(|w| line.contains(w)))
+            .cloned()
     }
 
     /// `ccgate queue list --json` on this gateway's spool.
@@ -532,4 +554,54 @@ fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
     wait_for("an empty queue", || {
         relay.queue_list().trim().is_empty().then_some(())
     });
+}
+
+// See: interface.md §1 ("SIGHUP: reload directory and config"). The `[directory]` settings
+// apply at once; other changed keys are named and wait for a restart; a broken file is
+// refused whole and the gateway keeps running as it was.
+#[test]
+fn sighup_rereads_the_config_file() {
+    let relay = Relay::start("");
+    let newcomer = "new.user@legacy.example.com";
+    let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nfirst");
+    assert!(reply.contains("550"), "not in the directory yet: {reply}");
+    fs::write(
+        relay.data().join("directory2.csv"),
+        format!(
+            "{SAMPLE_DIRECTORY}New User,\"User, New\",HQ,\"SMTP:{newcomer};CCMAIL:User, New at HQ\",SMTP:new.user@modern.example.com,migrated\n"
+        ),
+    )
+    .unwrap();
+    let config = relay.dir.path().join("ccgate.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let edited = text
+        .replace("data/directory.csv", "data/directory2.csv")
+        .replace("retry = [\"1s\"]", "retry = [\"2s\"]");
+    assert_ne!(edited, text);
+    fs::write(&config, &edited).unwrap();
+    relay.signal("HUP");
+    wait_for("the new directory source in effect", || {
+        relay.logged(&["configuration changed; in effect now", "directory.source"])
+    });
+    wait_for("the restart warning for queue.retry", || {
+        relay.logged(&["takes effect at the next restart", "queue.retry"])
+    });
+    let reply = wait_for("the newcomer accepted", || {
+        let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nsecond");
+        reply.starts_with("250").then_some(reply)
+    });
+    assert!(reply.starts_with("250"));
+    wait_for("the newcomer's message in the Maildir", || {
+        relay.maildir().into_iter().find(|m| m.contains("second"))
+    });
+
+    // A broken file: refused with its line, and the gateway goes on as it was.
+    fs::write(&config, format!("{edited}\nbogus = 1\n")).unwrap();
+    relay.signal("HUP");
+    let refused = wait_for("the refusal", || {
+        relay.logged(&["configuration reload refused"])
+    });
+    assert!(refused.contains("bogus"), "{refused}");
+    let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nthird");
+    assert!(reply.starts_with("250"), "{reply}");
 }

@@ -3,7 +3,8 @@
 //! Opens the spool (recovering what a crash left), binds the SMTP listener, starts the delivery
 //! agents and the spool's housekeeping, and prints where everything is. SIGTERM or SIGINT: stop
 //! accepting, let open transactions finish within the grace period, finish deliveries in hand,
-//! close the spool, exit 0. SIGHUP: reload.
+//! close the spool, exit 0. SIGHUP: read the config again (the `[directory]` settings apply
+//! at once, other changes at the next restart) and reload the directory.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -175,18 +176,28 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let reload_every = config
-        .directory
-        .reload_interval
-        .unwrap_or(Duration::from_secs(365 * 86_400));
-    let mut reload_timer =
-        tokio::time::interval_at(tokio::time::Instant::now() + reload_every, reload_every);
+    let mut config = config;
+    let timer = |config: &Config| {
+        let every = config
+            .directory
+            .reload_interval
+            .unwrap_or(Duration::from_secs(365 * 86_400));
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    };
+    let mut reload_timer = timer(&config);
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
-                info!("SIGHUP: reloading the directory");
+                info!("SIGHUP: reloading the configuration and the directory");
+                if let Some(directory) = reread_config(&config) {
+                    let new_interval = directory.reload_interval != config.directory.reload_interval;
+                    config.directory = directory;
+                    if new_interval {
+                        reload_timer = timer(&config);
+                    }
+                }
                 reload(&config, &directory_routing, &spool, &metrics).await;
             }
             _ = reload_timer.tick() => reload(&config, &directory_routing, &spool, &metrics).await,
@@ -228,6 +239,31 @@ async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Direct
             anyhow::bail!("the directory has problems; fix them and start again:\n{invalid}")
         }
     }
+}
+
+/// SIGHUP: reads the config file again (when the gateway runs from one). A file with a problem
+/// is refused whole, with the reason, and the running configuration stays. Otherwise the
+/// `[directory]` settings take effect now (the reload that follows uses them); every other
+/// changed key is named in a warning and takes effect at the next
+/// restart, because the listeners, the spool and the agents are built once at start (as
+/// Postfix needs a restart for `inet_interfaces`).
+fn reread_config(current: &Config) -> Option<crate::config::DirectoryConfig> {
+    let path = current.source.as_deref()?;
+    let new = match Config::load(Some(path)) {
+        Ok(new) => new,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "configuration reload refused; the running configuration stays");
+            return None;
+        }
+    };
+    for key in current.changed_keys(&new) {
+        if key.starts_with("directory.") {
+            info!(key = %key, "configuration changed; in effect now");
+        } else {
+            warn!(key = %key, "configuration changed; takes effect at the next restart");
+        }
+    }
+    Some(new.directory)
 }
 
 /// SIGHUP or the reload interval: a new directory replaces the old one whole; a bad one
