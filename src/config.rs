@@ -69,6 +69,10 @@ struct RawLegacy {
 struct RawModern {
     domain: Option<String>,
     next_hop: Option<String>,
+    concurrency: Option<u32>,
+    connect_timeout: Option<String>,
+    command_timeout: Option<String>,
+    data_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +220,14 @@ pub struct ModernConfig {
     pub domain: String,
     /// `maildir:PATH` or `smtp://host:port`.
     pub next_hop: NextHop,
+    /// Connections to an `smtp://` next hop at once (Postfix's destination concurrency).
+    pub concurrency: usize,
+    /// Time to connect and get the greeting (`smtp_connect_timeout`).
+    pub connect_timeout: Duration,
+    /// Time for the reply to each command (`smtp_helo_timeout`, `smtp_rcpt_timeout`, ...).
+    pub command_timeout: Duration,
+    /// Time to send the message and get the reply to its final dot (`smtp_data_done_timeout`).
+    pub data_timeout: Duration,
 }
 
 /// Where modern-bound and external mail goes.
@@ -476,12 +488,35 @@ impl Config {
                     bail!("modern.next_hop: {other:?} is neither maildir:PATH nor smtp://host:port")
                 }
             };
+            let timeout = |key: &str, value: Option<&str>, default: &str| {
+                let d = duration(key, value, default)?;
+                if d.is_zero() {
+                    bail!("{key}: must be longer than 0s");
+                }
+                Ok(d)
+            };
+            let concurrency = m.concurrency.unwrap_or(8);
+            if !(1..=1000).contains(&concurrency) {
+                bail!("modern.concurrency: {concurrency} is not between 1 and 1000");
+            }
             ModernConfig {
                 domain: m
                     .domain
                     .unwrap_or_else(|| "modern.example.com".to_owned())
                     .to_ascii_lowercase(),
                 next_hop,
+                concurrency: usize::try_from(concurrency).unwrap_or(8),
+                connect_timeout: timeout(
+                    "modern.connect_timeout",
+                    m.connect_timeout.as_deref(),
+                    "30s",
+                )?,
+                command_timeout: timeout(
+                    "modern.command_timeout",
+                    m.command_timeout.as_deref(),
+                    "5m",
+                )?,
+                data_timeout: timeout("modern.data_timeout", m.data_timeout.as_deref(), "10m")?,
             }
         };
 
@@ -650,6 +685,15 @@ impl Config {
             NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
         };
         let _ = writeln!(out, "next_hop = {}", q(&hop));
+        let m = &self.modern;
+        let _ = writeln!(
+            out,
+            "concurrency = {}\nconnect_timeout = {}\ncommand_timeout = {}\ndata_timeout = {}",
+            m.concurrency,
+            d(m.connect_timeout),
+            d(m.command_timeout),
+            d(m.data_timeout)
+        );
         let _ = writeln!(out, "\n[directory]");
         match &self.directory.source {
             DirectorySource::Csv(path) => {
@@ -857,6 +901,12 @@ mod tests {
                 "[legacy]\nunknown_recipients = \"drop\"",
                 "legacy.unknown_recipients",
             ),
+            ("[modern]\nconcurrency = 0", "modern.concurrency"),
+            (
+                "[modern]\nconnect_timeout = \"0s\"",
+                "modern.connect_timeout",
+            ),
+            ("[modern]\ndata_timeout = \"long\"", "modern.data_timeout"),
             ("[queue]\nmax_lifetime = \"soon\"", "queue.max_lifetime"),
             ("[modern]\nnext_hop = \"ftp://x\"", "modern.next_hop"),
             (

@@ -50,6 +50,11 @@ unknown_recipients = "bounce"       # legacy recipients the directory lacks: bou
 [modern]
 domain = "modern.example.com"       # SMTP domain of migrated mailboxes
 next_hop = "maildir:modern"         # or "smtp://host:port"
+# For an smtp:// next hop (Postfix's names in brackets):
+concurrency = 8                     # connections at once (destination concurrency)
+connect_timeout = "30s"             # connect and greeting (smtp_connect_timeout)
+command_timeout = "5m"              # each command's reply (smtp_helo/mail/rcpt_timeout)
+data_timeout = "10m"                # the message and its final reply (smtp_data_done_timeout)
 
 [directory]
 source = "ccgate-data/directory.csv"   # or "ldap://host:port" with ldap_base, ldap_bind_dn,

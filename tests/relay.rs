@@ -24,6 +24,11 @@ struct Relay {
 
 impl Relay {
     fn start(extra_legacy: &str) -> Self {
+        Self::start_with(extra_legacy, "")
+    }
+
+    /// As [`Relay::start`], with more tables (`[modern]`, say) at the end of the config.
+    fn start_with(extra_legacy: &str, extra_tables: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         fs::create_dir_all(&data).unwrap();
@@ -31,7 +36,7 @@ impl Relay {
         let config = format!(
             "data_dir = \"data\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"gw.test\"\n\
              [legacy]\npoll_interval = \"1s\"\n{extra_legacy}\n[directory]\nsource = \"data/directory.csv\"\n\
-             [queue]\nretry = [\"1s\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+             [queue]\nretry = [\"1s\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_tables}"
         );
         fs::write(dir.path().join("ccgate.toml"), config).unwrap();
         let mut child = ccgate()
@@ -604,4 +609,113 @@ fn sighup_rereads_the_config_file() {
     assert!(refused.contains("bogus"), "{refused}");
     let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nthird");
     assert!(reply.starts_with("250"), "{reply}");
+}
+
+/// aiosmtpd (`python3 -m aiosmtpd`) storing what it receives in a Maildir; killed on drop.
+struct NextHop {
+    child: std::process::Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl NextHop {
+    fn start(dir: &Path) -> Option<Self> {
+        let python = crate::util::require_python("aiosmtpd next hop")?;
+        let has = std::process::Command::new(&python)
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has {
+            println!("SKIPPED: python aiosmtpd not installed (pip install aiosmtpd)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let maildir = dir.join("next-hop");
+        let child = std::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let hop = Self {
+            child,
+            port,
+            maildir,
+        };
+        wait_for("aiosmtpd to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(hop)
+    }
+
+    fn received(&self) -> Vec<String> {
+        files(&self.maildir.join("new"))
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for NextHop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// See: issue 6 and the brief ("a real downstream SMTP server"): with `next_hop = "smtp://..."`
+// mail for migrated users from both sides, and mail for the outside world, reaches a real
+// SMTP server; the [modern] connection keys are in use.
+#[test]
+fn mail_reaches_a_real_smtp_next_hop_from_both_sides() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(hop) = NextHop::start(scratch.path()) else {
+        return;
+    };
+    let relay = Relay::start_with(
+        "",
+        &format!(
+            "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconcurrency = 2\n\
+             connect_timeout = \"5s\"\ncommand_timeout = \"20s\"\ndata_timeout = \"20s\"\n",
+            hop.port
+        ),
+    );
+    let reply = relay.send(
+        "alice@example.org",
+        "jane.doe@legacy.example.com",
+        "Subject: by smtp\n\nfrom the internet",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    relay.export(
+        "TOJANE.TXT",
+        "Message:\nFrom: Smith, John at HQ\nTo: Doe, Jane at HQ\nTo: friend@outside.test at SMTPGW\nSubject: old name\nContents:\nText item:\nfrom the legacy side\n",
+    );
+    let from_smtp = wait_for("the SMTP message at the next hop", || {
+        hop.received()
+            .into_iter()
+            .find(|m| m.contains("from the internet"))
+    });
+    assert!(
+        from_smtp.contains("X-RcptTo: jane.doe@modern.example.com"),
+        "{from_smtp}"
+    );
+    wait_for("both legacy copies at the next hop", || {
+        let got: Vec<String> = hop
+            .received()
+            .into_iter()
+            .filter(|m| m.contains("from the legacy side"))
+            .collect();
+        let rcpts = got.join("\n");
+        (rcpts.contains("jane.doe@modern.example.com") && rcpts.contains("friend@outside.test"))
+            .then_some(())
+    });
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
 }

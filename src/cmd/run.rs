@@ -112,7 +112,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             tasks.spawn(agent.run(shutdown.subscribe()));
         }
         NextHop::Smtp { host, port } => {
-            let options = SmtpClientOptions::new(host, *port, &config.smtp.hostname);
+            let mut options = SmtpClientOptions::new(host, *port, &config.smtp.hostname);
+            options.concurrency = config.modern.concurrency;
+            options.connect_timeout = config.modern.connect_timeout;
+            options.reply_timeout = config.modern.command_timeout;
+            options.data_timeout = config.modern.data_timeout;
             let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics));
             tasks.spawn(agent.run(shutdown.subscribe()));
         }
