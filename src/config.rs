@@ -73,6 +73,8 @@ struct RawModern {
     connect_timeout: Option<String>,
     command_timeout: Option<String>,
     data_timeout: Option<String>,
+    tls: Option<String>,
+    tls_ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +230,8 @@ pub struct ModernConfig {
     pub command_timeout: Duration,
     /// Time to send the message and get the reply to its final dot (`smtp_data_done_timeout`).
     pub data_timeout: Duration,
+    /// TLS to an `smtp://` next hop (`smtp_tls_security_level`).
+    pub tls: ccgate_server::TlsPolicy,
 }
 
 /// Where modern-bound and external mail goes.
@@ -495,6 +499,18 @@ impl Config {
                 }
                 Ok(d)
             };
+            let tls = match (m.tls.as_deref().unwrap_or("may"), m.tls_ca_file.as_deref()) {
+                ("verify", ca_file) => ccgate_server::TlsPolicy::Verify {
+                    ca_file: ca_file.map(rel),
+                },
+                (_, Some(_)) => bail!("modern.tls_ca_file: only used with tls = \"verify\""),
+                ("may", None) => ccgate_server::TlsPolicy::May,
+                ("encrypt", None) => ccgate_server::TlsPolicy::Encrypt,
+                ("none", None) => ccgate_server::TlsPolicy::None,
+                (other, None) => {
+                    bail!("modern.tls: {other:?} is not none, may, encrypt or verify")
+                }
+            };
             let concurrency = m.concurrency.unwrap_or(8);
             if !(1..=1000).contains(&concurrency) {
                 bail!("modern.concurrency: {concurrency} is not between 1 and 1000");
@@ -517,6 +533,7 @@ impl Config {
                     "5m",
                 )?,
                 data_timeout: timeout("modern.data_timeout", m.data_timeout.as_deref(), "10m")?,
+                tls,
             }
         };
 
@@ -694,6 +711,19 @@ impl Config {
             d(m.command_timeout),
             d(m.data_timeout)
         );
+        let tls = match &m.tls {
+            ccgate_server::TlsPolicy::None => "none",
+            ccgate_server::TlsPolicy::May => "may",
+            ccgate_server::TlsPolicy::Encrypt => "encrypt",
+            ccgate_server::TlsPolicy::Verify { .. } => "verify",
+        };
+        let _ = writeln!(out, "tls = {}", q(tls));
+        if let ccgate_server::TlsPolicy::Verify {
+            ca_file: Some(file),
+        } = &m.tls
+        {
+            let _ = writeln!(out, "tls_ca_file = {}", p(file));
+        }
         let _ = writeln!(out, "\n[directory]");
         match &self.directory.source {
             DirectorySource::Csv(path) => {
@@ -861,6 +891,33 @@ mod tests {
     }
 
     #[test]
+    fn next_hop_tls_policy() {
+        let path = Path::new("/etc/ccgate/ccgate.toml");
+        let c = Config::parse(
+            "[modern]\nnext_hop = \"smtp://mx.example.test\"\ntls = \"verify\"\ntls_ca_file = \"ca.pem\"\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(
+            c.modern.tls,
+            ccgate_server::TlsPolicy::Verify {
+                ca_file: Some(PathBuf::from("/etc/ccgate/ca.pem"))
+            }
+        );
+        let text = c.effective_toml();
+        assert!(
+            text.contains("tls = \"verify\"\ntls_ca_file = \"/etc/ccgate/ca.pem\""),
+            "{text}"
+        );
+        assert!(
+            c.changed_keys(&Config::parse(&text, path).unwrap())
+                .is_empty()
+        );
+        let default = Config::parse("", path).unwrap();
+        assert_eq!(default.modern.tls, ccgate_server::TlsPolicy::May);
+    }
+
+    #[test]
     fn changed_keys_are_named() {
         let path = Path::new("/etc/ccgate/ccgate.toml");
         let a = Config::parse("[smtp]\nmax_recipients = 10\n", path).unwrap();
@@ -902,6 +959,8 @@ mod tests {
                 "legacy.unknown_recipients",
             ),
             ("[modern]\nconcurrency = 0", "modern.concurrency"),
+            ("[modern]\ntls = \"dane\"", "modern.tls"),
+            ("[modern]\ntls_ca_file = \"ca.pem\"", "modern.tls_ca_file"),
             (
                 "[modern]\nconnect_timeout = \"0s\"",
                 "modern.connect_timeout",

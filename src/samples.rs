@@ -55,6 +55,10 @@ concurrency = 8                     # connections at once (destination concurren
 connect_timeout = "30s"             # connect and greeting (smtp_connect_timeout)
 command_timeout = "5m"              # each command's reply (smtp_helo/mail/rcpt_timeout)
 data_timeout = "10m"                # the message and its final reply (smtp_data_done_timeout)
+tls = "may"                         # none, may (STARTTLS if offered, any certificate), encrypt
+                                    # (STARTTLS required) or verify (required, certificate checked
+                                    # against tls_ca_file or the system's trust store)
+# tls_ca_file = "ca.pem"            # with tls = "verify": the CA certificates to trust (PEM)
 
 [directory]
 source = "ccgate-data/directory.csv"   # or "ldap://host:port" with ldap_base, ldap_bind_dn,

@@ -117,7 +117,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             options.connect_timeout = config.modern.connect_timeout;
             options.reply_timeout = config.modern.command_timeout;
             options.data_timeout = config.modern.data_timeout;
-            let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics));
+            options.tls = config.modern.tls.clone();
+            let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics))
+                .context("modern.tls")?;
             tasks.spawn(agent.run(shutdown.subscribe()));
         }
     }

@@ -30,5 +30,5 @@ pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
 pub use refuse::{RefuseAgent, UNKNOWN_LANE};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
-pub use smtp_client::{SmtpAgent, SmtpClientOptions};
+pub use smtp_client::{SmtpAgent, SmtpClientOptions, TlsPolicy};
 pub use tls::load_tls;

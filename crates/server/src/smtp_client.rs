@@ -12,16 +12,22 @@
 //! or a `421` decides them all as transient with scope `Destination`, so that the spool's
 //! dead-destination logic applies.
 //!
-//! TLS is opportunistic (Postfix's `smtp_tls_security_level = may`): STARTTLS when the server
-//! offers it, **any certificate accepted** (signatures are still checked), plaintext when the
-//! server does not offer it or the handshake fails.
+//! TLS follows [`TlsPolicy`], Postfix's `smtp_tls_security_level`: `may` (the default:
+//! STARTTLS when the server offers it, **any certificate accepted** (signatures are still
+//! checked), plaintext when the server does not offer it or the handshake fails), `encrypt`
+//! (STARTTLS required, any certificate), `verify` (STARTTLS required and the certificate
+//! verified for the next hop's host name against a CA file or the system's trust store) or
+//! `none`. A requirement not met defers the mail (`4.7.4` not offered, `4.7.5` handshake or
+//! certificate), scope `Destination`; it never falls back to plaintext.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool, StatusCode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
@@ -31,6 +37,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
+use crate::error::ServerError;
 use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::shutdown::stopped;
 
@@ -53,6 +60,30 @@ const MAX_LINES: usize = 200;
 /// Time allowed for the reply to `QUIT`.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the agent demands of TLS to its next hop (Postfix's `smtp_tls_security_level`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Never `STARTTLS`.
+    None,
+    /// `STARTTLS` when offered, any certificate; plaintext when not offered or it fails.
+    May,
+    /// `STARTTLS` required (the mail is deferred otherwise), any certificate.
+    Encrypt,
+    /// `STARTTLS` required and the certificate verified for the next hop's host name, against
+    /// the CA certificates of `ca_file` (PEM) or, without one, the system's trust store.
+    Verify {
+        /// PEM file of trusted CA certificates.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl TlsPolicy {
+    /// Without TLS the mail waits (no plaintext fallback).
+    fn required(&self) -> bool {
+        matches!(self, Self::Encrypt | Self::Verify { .. })
+    }
+}
+
 /// How the agent talks to its next hop.
 #[derive(Debug, Clone)]
 pub struct SmtpClientOptions {
@@ -72,8 +103,8 @@ pub struct SmtpClientOptions {
     pub data_timeout: Duration,
     /// How long an unused connection is kept (default 5 s).
     pub idle_timeout: Duration,
-    /// Use STARTTLS when offered.
-    pub starttls: bool,
+    /// What is demanded of TLS (default [`TlsPolicy::May`]).
+    pub tls: TlsPolicy,
     /// Set `TCP_NODELAY` (always, except to measure what Nagle costs).
     pub nodelay: bool,
 }
@@ -90,7 +121,7 @@ impl SmtpClientOptions {
             reply_timeout: REPLY_TIMEOUT,
             data_timeout: DATA_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
-            starttls: true,
+            tls: TlsPolicy::May,
             nodelay: true,
         }
     }
@@ -123,18 +154,28 @@ impl std::fmt::Debug for Inner {
 
 impl SmtpAgent {
     /// An agent for `lane`; nothing is connected until mail is due.
+    ///
+    /// # Errors
+    /// [`ServerError::Tls`] when `verify` has no trusted certificate to verify with (an
+    /// unreadable or empty CA file, or an empty system trust store).
     pub fn new(
         opts: SmtpClientOptions,
         lane: &str,
         spool: Arc<Spool>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        let tls = if opts.starttls {
-            opportunistic_tls()
-        } else {
-            None
+    ) -> Result<Self, ServerError> {
+        let tls = match &opts.tls {
+            TlsPolicy::None => None,
+            TlsPolicy::May | TlsPolicy::Encrypt => opportunistic_tls(),
+            TlsPolicy::Verify { ca_file } => Some(verifying_tls(ca_file.as_deref())?),
         };
-        Self {
+        if opts.tls.required() && tls.is_none() {
+            return Err(ServerError::Tls {
+                path: PathBuf::new(),
+                reason: "no TLS client configuration could be built".to_owned(),
+            });
+        }
+        Ok(Self {
             inner: Arc::new(Inner {
                 relay: format!("{}:{}", opts.host, opts.port),
                 opts,
@@ -143,7 +184,7 @@ impl SmtpAgent {
                 metrics,
                 tls,
             }),
-        }
+        })
     }
 
     /// Delivers until `stop` fires; messages in hand are finished and recorded first, and the
@@ -466,7 +507,7 @@ impl Inner {
     /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when offered.
     async fn connect(&self) -> Result<Connection, SessionError> {
         match self.connect_once(self.tls.as_ref()).await {
-            Err(SessionError::Tls(e)) => {
+            Err(SessionError::Tls(e)) if !self.opts.tls.required() => {
                 warn!(relay = %self.relay, error = %e, "TLS handshake failed; retrying in plaintext (opportunistic TLS)");
                 self.connect_once(None).await
             }
@@ -506,9 +547,17 @@ impl Inner {
                 c = Connection::new(Box::new(stream));
                 c.tls = true;
                 c.ehlo(&self.opts.helo, timeout).await?;
+            } else if self.opts.tls.required() {
+                return Err(SessionError::TlsRequired(format!(
+                    "STARTTLS refused: {reply}"
+                )));
             } else {
                 warn!(relay = %self.relay, reply = %reply, "STARTTLS refused; continuing in plaintext");
             }
+        } else if self.opts.tls.required() {
+            return Err(SessionError::TlsRequired(
+                "TLS is required, but the server does not offer STARTTLS".to_owned(),
+            ));
         }
         debug!(relay = %self.relay, tls = c.tls, pipelining = c.caps.pipelining, "connected");
         Ok(c)
@@ -544,6 +593,8 @@ impl Inner {
             SessionError::Connect(_) | SessionError::Timeout("connect" | "greeting") => {
                 err.with_status(StatusCode::NO_ANSWER)
             }
+            SessionError::TlsRequired(_) => err.with_status(status(4, 7, 4)),
+            SessionError::Tls(_) => err.with_status(status(4, 7, 5)),
             _ => err.with_status(status(4, 4, 2)),
         }
     }
@@ -598,6 +649,8 @@ enum SessionError {
     Protocol(String),
     #[error("TLS failed: {0}")]
     Tls(String),
+    #[error("{0}")]
+    TlsRequired(String),
     #[error("refused to talk: {0}")]
     Refused(Reply),
     #[error("service closing: {0}")]
@@ -837,6 +890,50 @@ fn opportunistic_tls() -> Option<TlsConnector> {
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
         .with_no_client_auth();
     Some(TlsConnector::from(Arc::new(config)))
+}
+
+/// A client configuration that verifies the server's certificate chain and name (ring),
+/// trusting the CA certificates of `ca_file`, or the system's store without one.
+fn verifying_tls(ca_file: Option<&std::path::Path>) -> Result<TlsConnector, ServerError> {
+    let (source, certs) = match ca_file {
+        Some(path) => {
+            let bad = |reason: String| ServerError::Tls {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            (path.to_path_buf(), certs)
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                warn!(error = %e, "reading the system's trusted certificates");
+            }
+            (PathBuf::from("(the system's trust store)"), found.certs)
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(ServerError::Tls {
+            path: source,
+            reason: "no trusted CA certificate found (install ca-certificates or set modern.tls_ca_file)"
+                .to_owned(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls {
+            path: source,
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// Accepts any server certificate (opportunistic TLS: encryption against passive eavesdropping,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 use ccgate_queue::{RcptState, Route, Spool, SpoolOptions};
-use ccgate_server::{Metrics, Shutdown, SmtpAgent, SmtpClientOptions};
+use ccgate_server::{Metrics, Shutdown, SmtpAgent, SmtpClientOptions, TlsPolicy};
 
 const MX: &str = r#"
 import os, signal, sys
@@ -34,10 +34,17 @@ class Sink:
         Sink.n += 1
         with open(os.path.join(out, "%d.eml" % Sink.n), "wb") as f:
             f.write(envelope.original_content)
-        print(session.peer[1], envelope.mail_from, ",".join(envelope.rcpt_tos), flush=True)
+        print(session.peer[1], envelope.mail_from, ",".join(envelope.rcpt_tos),
+              "tls" if session.ssl else "plain", flush=True)
         return "250 2.0.0 OK queued"
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-ctl = Controller(Sink(), hostname=sys.argv[1], port=int(sys.argv[2])); ctl.start()
+tls = {}
+if len(sys.argv) > 5:  # cert and key: offer STARTTLS (not required)
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    tls = dict(tls_context=ctx, require_starttls=False)
+ctl = Controller(Sink(), hostname=sys.argv[1], port=int(sys.argv[2]), **tls); ctl.start()
 signal.sigwait({signal.SIGTERM, signal.SIGINT}); ctl.stop()
 "#;
 
@@ -75,6 +82,11 @@ impl Drop for Downstream {
 
 impl Downstream {
     fn aiosmtpd() -> Option<Self> {
+        Self::aiosmtpd_with(&[])
+    }
+
+    /// aiosmtpd with extra arguments for the script (a certificate and key: STARTTLS).
+    fn aiosmtpd_with(tls: &[&Path]) -> Option<Self> {
         let ok = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .stderr(Stdio::null())
@@ -95,6 +107,7 @@ impl Downstream {
             .arg(&script)
             .args(["127.0.0.1", &port.to_string()])
             .arg(&msgs)
+            .args(tls)
             .stdout(log)
             .spawn()
             .unwrap();
@@ -204,7 +217,7 @@ async fn run_until(
     mut done: impl FnMut() -> bool,
 ) -> Arc<Metrics> {
     let metrics = Arc::new(Metrics::default());
-    let agent = SmtpAgent::new(opts, "modern", Arc::clone(spool), Arc::clone(&metrics));
+    let agent = SmtpAgent::new(opts, "modern", Arc::clone(spool), Arc::clone(&metrics)).unwrap();
     let shutdown = Shutdown::new();
     let task = tokio::spawn(agent.run(shutdown.subscribe()));
     let start = Instant::now();
@@ -284,7 +297,7 @@ async fn per_recipient_4xx_defers_and_5xx_bounces() {
     assert_eq!(bounces[0].sender, ReversePath::Null);
     // Only the accepted recipient got the message.
     assert_eq!(mx.messages().len(), 1);
-    assert!(mx.log().contains(" ok@modern.test\n"), "{}", mx.log());
+    assert!(mx.log().contains(" ok@modern.test plain\n"), "{}", mx.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,5 +410,209 @@ async fn pipelined_rcpt_refusals_from_smtp_sink() {
         run_until(&spool, options(sink.port), settled).await;
         assert!(settled(), "{fault}: {:?}", states(&spool, id));
         assert!(sink.messages().is_empty(), "{fault}");
+    }
+}
+
+/// A CA, a certificate for 127.0.0.1 signed by it, and a second, unrelated CA, made with the
+/// openssl command line; `None` (after a SKIPPED line) without it.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn make() -> Option<Self> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            println!("SKIPPED: openssl is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        for ca in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-subj",
+                &format!("/CN=ccgate test {ca}"),
+            ]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "mx.key",
+            "-out",
+            "mx.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "mx.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "mx.pem",
+        ]);
+        Some(Self { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn with_tls(port: u16, tls: TlsPolicy) -> SmtpClientOptions {
+    let mut o = options(port);
+    o.tls = tls;
+    o
+}
+
+// See: the README's next-hop TLS levels (Postfix's smtp_tls_security_level).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_delivers_over_tls_to_a_trusted_certificate() {
+    let Some(pki) = Pki::make() else { return };
+    let Some(mx) = Downstream::aiosmtpd_with(&[&pki.path("mx.pem"), &pki.path("mx.key")]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open_spool(dir.path());
+    let id = enqueue(
+        &spool,
+        &["bob@modern.test"],
+        b"Subject: tls\r\n\r\nsecret\r\n",
+    );
+    let policy = TlsPolicy::Verify {
+        ca_file: Some(pki.path("ca.pem")),
+    };
+    run_until(&spool, with_tls(mx.port, policy), || {
+        states(&spool, id).is_empty()
+    })
+    .await;
+    assert!(states(&spool, id).is_empty(), "delivered and gone");
+    assert!(mx.log().contains("bob@modern.test tls"), "{}", mx.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_defers_an_untrusted_certificate_and_never_falls_back() {
+    let Some(pki) = Pki::make() else { return };
+    let Some(mx) = Downstream::aiosmtpd_with(&[&pki.path("mx.pem"), &pki.path("mx.key")]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open_spool(dir.path());
+    let id = enqueue(
+        &spool,
+        &["bob@modern.test"],
+        b"Subject: tls\r\n\r\nsecret\r\n",
+    );
+    let policy = TlsPolicy::Verify {
+        ca_file: Some(pki.path("other-ca.pem")),
+    };
+    run_until(&spool, with_tls(mx.port, policy), || {
+        states(&spool, id) == [RcptState::Deferred]
+    })
+    .await;
+    let detail = spool.show(id, SystemTime::now()).unwrap().info;
+    let r = &detail.recipients[0];
+    assert_eq!(r.state, RcptState::Deferred);
+    assert_eq!(r.status.as_deref(), Some("4.7.5"), "{r:?}");
+    assert!(
+        mx.messages().is_empty(),
+        "nothing sent in plaintext: {}",
+        mx.log()
+    );
+    // `may` takes the same certificate (opportunistic TLS: encryption, no authentication).
+    let retry = ccgate_queue::AdminRequest {
+        action: ccgate_queue::AdminAction::Retry,
+        ids: vec![id.to_string()],
+        all: false,
+        filter: ccgate_queue::Filter::default(),
+    };
+    spool.admin(&retry, SystemTime::now()).unwrap();
+    run_until(&spool, with_tls(mx.port, TlsPolicy::May), || {
+        states(&spool, id).is_empty()
+    })
+    .await;
+    assert!(states(&spool, id).is_empty(), "delivered and gone");
+    assert!(mx.log().contains("bob@modern.test tls"), "{}", mx.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypt_defers_when_starttls_is_not_offered() {
+    let Some(mx) = Downstream::aiosmtpd() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open_spool(dir.path());
+    let id = enqueue(
+        &spool,
+        &["bob@modern.test"],
+        b"Subject: tls\r\n\r\nsecret\r\n",
+    );
+    run_until(&spool, with_tls(mx.port, TlsPolicy::Encrypt), || {
+        states(&spool, id) == [RcptState::Deferred]
+    })
+    .await;
+    let r = spool.show(id, SystemTime::now()).unwrap().info.recipients[0].clone();
+    assert_eq!(r.state, RcptState::Deferred);
+    assert_eq!(r.status.as_deref(), Some("4.7.4"), "{r:?}");
+    assert!(mx.messages().is_empty());
+}
+
+#[test]
+fn verify_without_a_usable_ca_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open_spool(dir.path());
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    for ca_file in [dir.path().join("missing.pem"), empty] {
+        let opts = with_tls(
+            25,
+            TlsPolicy::Verify {
+                ca_file: Some(ca_file.clone()),
+            },
+        );
+        let err = SmtpAgent::new(
+            opts,
+            "modern",
+            Arc::clone(&spool),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(&ca_file.display().to_string()), "{err}");
     }
 }
