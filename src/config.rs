@@ -539,10 +539,11 @@ impl Config {
 
         let directory = {
             let d = raw.directory;
+            // Checked whatever the source, so a mistake shows before the switch to LDAP.
+            let attributes = d.ldap_attributes.unwrap_or_default();
+            attributes.validate()?;
             let source = match d.source.as_deref() {
                 Some(url) if url.starts_with("ldap://") || url.starts_with("ldaps://") => {
-                    let attributes = d.ldap_attributes.unwrap_or_default();
-                    attributes.validate()?;
                     DirectorySource::Ldap {
                         url: url.to_owned(),
                         base: d.ldap_base,
@@ -735,18 +736,18 @@ impl Config {
                 bind_dn,
                 password_file,
                 filter,
-                attributes: _,
+                attributes,
             } => {
                 let _ = writeln!(out, "source = {}", q(url));
-                for (key, value) in [
-                    ("ldap_base", base),
-                    ("ldap_bind_dn", bind_dn),
-                    ("ldap_filter", filter),
-                ] {
-                    if let Some(v) = value {
-                        let _ = writeln!(out, "{key} = {}", q(v));
-                    }
+                // The search base and filter in effect, defaults included.
+                let _ = writeln!(out, "ldap_base = {}", q(base.as_deref().unwrap_or("")));
+                if let Some(dn) = bind_dn {
+                    let _ = writeln!(out, "ldap_bind_dn = {}", q(dn));
                 }
+                let filter = filter
+                    .clone()
+                    .unwrap_or_else(|| attributes.default_filter());
+                let _ = writeln!(out, "ldap_filter = {}", q(&filter));
                 if let Some(file) = password_file {
                     let _ = writeln!(out, "ldap_password_file = {}", p(file));
                 }
@@ -869,7 +870,7 @@ mod tests {
         .unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("x.toml:4:1") && msg.contains("phone"), "{msg}");
-        for bad in ["", "display name", "1cn", "1.02.3", "cn;binary"] {
+        for bad in ["", "display name", "1cn", "2.5.4.3", "cn;binary"] {
             let err = Config::parse(
                 &format!("[directory]\nsource = \"ldap://h\"\n[directory.ldap_attributes]\ndisplay_name = {bad:?}\n"),
                 Path::new("x.toml"),
@@ -882,7 +883,7 @@ mod tests {
                 "{bad}: {msg}"
             );
         }
-        for good in ["cn", "extensionAttribute-1", "2.5.4.3"] {
+        for good in ["cn", "extensionAttribute-1"] {
             let toml = format!(
                 "[directory]\nsource = \"ldap://h\"\n[directory.ldap_attributes]\nmail = {good:?}\n"
             );

@@ -35,8 +35,6 @@ use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry};
 const PAGE_SIZE: i32 = 500;
 /// Connect, bind and search time limit.
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// The filter used when `ldap_filter` is not set.
-pub const DEFAULT_FILTER: &str = "(|(proxyAddresses=*)(ccgateMigrationState=*))";
 
 /// Which LDAP attribute holds each field of a directory row: the `[directory.ldap_attributes]`
 /// table, any key left out keeping its default.
@@ -91,8 +89,9 @@ impl AttributeMap {
         self.keys().map(|(_, attribute)| attribute)
     }
 
-    /// Checks every value is an attribute description LDAP accepts (RFC 4512 §2.5: a name
-    /// of letters, digits and hyphens starting with a letter, or a numeric OID).
+    /// Checks every value is an attribute name (RFC 4512 §1.4 `descr`: a letter, then letters,
+    /// digits and hyphens). Numeric OIDs are refused: servers return values under the
+    /// attribute's name, so a value asked for by OID would never be found in the entry.
     ///
     /// # Errors
     /// The first bad value, named by its key.
@@ -105,19 +104,19 @@ impl AttributeMap {
                 && attribute
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-');
-            let oid_ok = !attribute.is_empty()
-                && attribute.split('.').all(|arc| {
-                    !arc.is_empty()
-                        && arc.chars().all(|c| c.is_ascii_digit())
-                        && (arc == "0" || !arc.starts_with('0'))
-                });
-            if !name_ok && !oid_ok {
+            if !name_ok {
                 bail!(
                     "directory.ldap_attributes.{key}: {attribute:?} is not an LDAP attribute name"
                 );
             }
         }
         Ok(())
+    }
+
+    /// The search filter used when `ldap_filter` is not set: entries with proxy addresses or
+    /// a migration state, in this map's attribute names.
+    pub fn default_filter(&self) -> String {
+        format!("(|({}=*)({}=*))", self.proxy_addresses, self.state)
     }
 }
 
@@ -168,7 +167,7 @@ impl LdapSettings {
             url: url.to_owned(),
             base: base.unwrap_or_default().to_owned(),
             bind,
-            filter: filter.unwrap_or(DEFAULT_FILTER).to_owned(),
+            filter: filter.map_or_else(|| attributes.default_filter(), str::to_owned),
             attributes: attributes.clone(),
         })
     }
@@ -293,5 +292,27 @@ pub fn row_from_entry(
         proxy_addresses: proxies.into_iter().map(RawField::new).collect(),
         target_address: RawField::new(first(&map.target_address)),
         state: RawField::new(first(&map.state)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_filter_follows_the_attribute_map() {
+        assert_eq!(
+            AttributeMap::default().default_filter(),
+            "(|(proxyAddresses=*)(ccgateMigrationState=*))"
+        );
+        let map = AttributeMap {
+            state: "extensionAttribute1".to_owned(),
+            proxy_addresses: "otherMailbox".to_owned(),
+            ..AttributeMap::default()
+        };
+        assert_eq!(
+            map.default_filter(),
+            "(|(otherMailbox=*)(extensionAttribute1=*))"
+        );
     }
 }

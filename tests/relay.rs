@@ -609,6 +609,20 @@ fn sighup_rereads_the_config_file() {
     assert!(refused.contains("bogus"), "{refused}");
     let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nthird");
     assert!(reply.starts_with("250"), "{reply}");
+
+    // A directory that comes back empty is not taken: every legacy user would be unknown.
+    fs::write(&config, &edited).unwrap();
+    fs::write(
+        relay.data().join("directory2.csv"),
+        "display_name,legacy_name,post_office,proxy_addresses,target_address,state\n",
+    )
+    .unwrap();
+    relay.signal("HUP");
+    wait_for("the empty directory refused", || {
+        relay.logged(&["directory reload refused: the new directory has no entries"])
+    });
+    let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nfourth");
+    assert!(reply.starts_with("250"), "{reply}");
 }
 
 /// aiosmtpd (`python3 -m aiosmtpd`) storing what it receives in a Maildir; killed on drop.

@@ -239,6 +239,9 @@ async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Direct
     {
         Ok(directory) => {
             info!(entries = directory.len(), source = %directory_source::origin(config), "directory loaded");
+            if directory.is_empty() {
+                warn!(source = %directory_source::origin(config), "the directory has no entries: no legacy user is known");
+            }
             Ok(directory)
         }
         Err(invalid) => {
@@ -282,6 +285,15 @@ async fn reload(
 ) {
     let cfg = config.clone();
     match tokio::task::spawn_blocking(move || directory_source::load(&cfg)).await {
+        Ok(Ok(Ok(directory))) if directory.is_empty() && !routing.handle().current().is_empty() => {
+            // An empty answer (a wrong LDAP filter or base, a truncated file) would make every
+            // legacy recipient unknown and bounced: keep the directory in service.
+            metrics.directory_loaded(Err(()));
+            warn!(
+                previous = routing.handle().current().len(),
+                "directory reload refused: the new directory has no entries; the previous directory stays in service (restart to start from an empty one)"
+            );
+        }
         Ok(Ok(Ok(directory))) => {
             let entries = directory.len();
             routing.handle().swap(directory);
