@@ -356,3 +356,23 @@ fn replay_next_to_a_running_gateway_goes_through_its_pickup_and_listener() {
     assert_eq!(count(), 2);
     assert!(empty(), "nothing handed over again");
 }
+
+// A legacy recipient nobody has (legacy.unknown_recipients = "bounce", the default): the
+// replay report says the sender will get a non-delivery report for it.
+#[test]
+fn replay_says_which_legacy_recipients_will_be_bounced() {
+    let setup = Setup::new("127.0.0.1:0");
+    let export = setup.write(
+        "GHOST.TXT",
+        "Message:\r\nFrom: Smith, John at HQ\r\nTo: Ghost at SMTPGW\r\nTo: Doe, Jane at HQ\r\nSubject: ghost\r\nContents:\r\nText item:\r\nboo\r\n",
+    );
+    let (code, stdout, stderr) = setup.replay(&[export.as_path()]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("queued as")
+            && stdout.contains(
+                "to be bounced to the sender (5.1.1, not in the directory): IMCEACCMAIL-Ghost"
+            ),
+        "{stdout}"
+    );
+}

@@ -106,8 +106,9 @@ pub fn export_legacy(config: &Config, outdir: &Path) -> anyhow::Result<ExitCode>
     if rows >= PROGRESS_FROM {
         progress.show();
     }
-    let mut out = progress.stdout(io::stdout().lock());
-    let mut err = progress.stderr(io::stderr().lock());
+    // Both files are written before anything is reported, so a closed standard output
+    // (`| head`) never leaves a new deletions file beside an old additions file.
+    let mut written = Vec::new();
     for (name, entries, what) in [
         (DELETIONS_FILE, &deletions, "deletions"),
         (ADDITIONS_FILE, &additions, "additions"),
@@ -116,7 +117,13 @@ pub fn export_legacy(config: &Config, outdir: &Path) -> anyhow::Result<ExitCode>
         let path = outdir.join(name);
         progress.set_message(name);
         write_file(&path, &bytes, &progress)?;
-        writeln!(out, "{}: {} {what}", path.display(), entries.len())?;
+        written.push((path, entries.len(), what, replaced));
+    }
+    progress.finish();
+    let mut out = progress.stdout(io::stdout().lock());
+    let mut err = progress.stderr(io::stderr().lock());
+    for (path, count, what, replaced) in written {
+        writeln!(out, "{}: {count} {what}", path.display())?;
         if replaced > 0 {
             writeln!(
                 err,
@@ -125,7 +132,6 @@ pub fn export_legacy(config: &Config, outdir: &Path) -> anyhow::Result<ExitCode>
             )?;
         }
     }
-    progress.finish();
     writeln!(
         out,
         "import {DELETIONS_FILE} first, then {ADDITIONS_FILE} (KB Q295753)"

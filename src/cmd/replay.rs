@@ -48,7 +48,7 @@ use ccgate_ccmail::{ReadError, ReadOptions, Reader};
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 use ccgate_queue::{QueueError, Route, Spool};
 use ccgate_router::{Destination, DirectoryHandle, Origin, Router};
-use ccgate_server::{Accepted, DirectoryRouting, Ledger, PickupCodec, Routing};
+use ccgate_server::{Accepted, DirectoryRouting, Ledger, PickupCodec, Routing, UNKNOWN_LANE};
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 use crate::config::Config;
@@ -747,6 +747,7 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                     "{at}: handed to the running gateway's pickup ({} recipient(s))",
                     accepted.routes.len()
                 );
+                line.push_str(&bounced_note(&routed));
                 let refused: Vec<Routed> = routed.into_iter().filter(|(_, r)| r.is_err()).collect();
                 if !refused.is_empty() {
                     self.tally.refused += 1;
@@ -1044,7 +1045,30 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
             self.tally.refused += 1;
             line.push_str(&format!("; refused {}", refusals(&refused)));
         }
+        line.push_str(&bounced_note(routed));
         Ok(self.say(&line)?)
+    }
+}
+
+/// `; bounced (5.1.1, not in the directory): a, b` for recipients routed to the `unknown`
+/// lane (the legacy sender will get a non-delivery report), or nothing.
+fn bounced_note(routed: &[Routed]) -> String {
+    let unknown: Vec<String> = routed
+        .iter()
+        .filter(|(_, route)| {
+            route
+                .as_ref()
+                .is_ok_and(|route| route.destination == UNKNOWN_LANE)
+        })
+        .map(|(rcpt, _)| rcpt.to_string())
+        .collect();
+    if unknown.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; to be bounced to the sender (5.1.1, not in the directory): {}",
+            unknown.join(", ")
+        )
     }
 }
 
