@@ -511,8 +511,8 @@ fn metrics_parse_with_the_prometheus_client_library() {
         "ccgate_directory_entries [] 3.0",
         "ccgate_queue_messages [('state', 'held')] 1.0",
         "ccgate_queue_messages [('state', 'active')] 0.0",
-        "ccgate_queue_recipients [('destination', 'unroutable'), ('state', 'held')] 1.0",
-        "ccgate_queue_recipients [('destination', 'modern'), ('state', 'active')] 0.0",
+        "ccgate_queue_recipients_by_state [('destination', 'unroutable'), ('state', 'held')] 1.0",
+        "ccgate_queue_recipients_by_state [('destination', 'modern'), ('state', 'active')] 0.0",
     ] {
         assert!(parsed.contains(want), "{want} not in\n{parsed}");
     }

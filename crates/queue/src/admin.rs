@@ -154,7 +154,8 @@ pub struct Depth {
     pub messages: [(QueueState, u64); 4],
     /// Unfinished recipients, by destination (sorted) and state; every known destination is
     /// listed with all four states, so a gauge drops to zero instead of vanishing.
-    /// Recipients of messages still waiting for routing count under `(unrouted)`.
+    /// Recipients of messages waiting for routing (bounces, requeued mail) count under
+    /// `(unrouted)`, a row listed only while there are some.
     pub recipients: Vec<DepthRow>,
 }
 

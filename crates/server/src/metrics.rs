@@ -208,12 +208,12 @@ impl Metrics {
             }
             let _ = writeln!(
                 out,
-                "# HELP ccgate_queue_recipients Unfinished recipients in the queue, by destination and state.\n# TYPE ccgate_queue_recipients gauge"
+                "# HELP ccgate_queue_recipients_by_state Unfinished recipients in the queue, by destination and state.\n# TYPE ccgate_queue_recipients_by_state gauge"
             );
             for row in &depth.recipients {
                 let _ = writeln!(
                     out,
-                    "ccgate_queue_recipients{{destination=\"{}\",state=\"{}\"}} {}",
+                    "ccgate_queue_recipients_by_state{{destination=\"{}\",state=\"{}\"}} {}",
                     escape(&row.destination),
                     row.state,
                     row.recipients
