@@ -16,7 +16,6 @@ CCGATE=$(realpath "${CCGATE:-$ROOT/target/release/ccgate}")
 SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 SMTP_SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 POSTFIX=$(command -v postfix || echo /usr/sbin/postfix)
-DAEMONS=$(postconf -h daemon_directory 2>/dev/null || echo /usr/lib/postfix/sbin)
 
 die() { echo "${0##*/}: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "run as root (a private Postfix instance needs it)"
@@ -32,6 +31,8 @@ PF=""
 cleanup() {
     set +e
     [ -n "$PF" ] && "$POSTFIX" -c "$PF/etc" stop >/dev/null 2>&1
+    # A ccgate still running (a failed round) is stopped before its folder goes.
+    [ -n "${CC_PID:-}" ] && kill "$CC_PID" 2>/dev/null && wait "$CC_PID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     rm -rf "$W"
 }
@@ -162,7 +163,9 @@ cc_drain() {   # like Postfix: the next run starts only when this one's deliveri
     echo "  (ccgate queue not drained: $(cc_queued) left)"
 }
 cc_stop() {
-    kill -TERM "$CC_PID"; wait "$CC_PID" || die "ccgate exited $? on SIGTERM"
+    local pid=$CC_PID
+    CC_PID=""
+    kill -TERM "$pid"; wait "$pid" || die "ccgate exited $? on SIGTERM"
     local q; q=$(grep -c ' queued queue_id=' "$CC_DIR/ccgate.log" || true)
     [ "$q" -ge "$N" ] || die "ccgate logged $q queued messages, expected $N"
     rm -rf "$CC_DIR"

@@ -18,6 +18,10 @@ What a `docker build` and `docker run` would show, done by hand, as root, on Deb
    command must pass, every EXPOSEd port must answer, an SMTP message sent with smtplib must be
    accepted and delivered into the volume, and STOPSIGNAL must end the process with status 0.
 
+Not Docker: the build stage's commands run on this machine (its Rust must be at least the
+image's, which must equal the workspace's rust-version; its Debian release the image's);
+.dockerignore patterns are matched with fnmatch, whose `*` also crosses `/`.
+
 Usage: deploy/imagecheck.py [--context DIR] [--dockerfile FILE] [--work DIR] [--keep]
 Exit 0 when every check passes; otherwise 1 with the reason.
 """
@@ -32,6 +36,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,6 +127,9 @@ def copy_context(context, dest):
     for root, dirs, files in os.walk(context):
         dirs[:] = [d for d in dirs
                    if not ignored(os.path.relpath(os.path.join(root, d), context), rules)]
+        # A symlinked folder is copied as the link (os.walk does not descend into it).
+        files = files + [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
         for f in files:
             rel = os.path.relpath(os.path.join(root, f), context)
             if ignored(rel, rules):
@@ -140,6 +148,13 @@ def shell_form(c):
 # ----------------------------------------------------------------- stages
 
 
+def mounted_under(path):
+    """Mount points at or below `path`."""
+    path = str(Path(path).resolve())
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    return [m for m in mounts if m == path or m.startswith(path + "/")]
+
+
 def host_release():
     for line in Path("/etc/os-release").read_text().splitlines():
         if line.startswith("VERSION_CODENAME="):
@@ -152,8 +167,16 @@ def build_stage(stage, context, root):
     rust, _, suite = tag.partition("-")
     if image != "rust" or not suite:
         raise Failed(f"{stage.line}: the build stage must be FROM rust:VERSION-SUITE, not {stage.base}")
+    # The image's Rust is the workspace's rust-version (kept in step); this machine builds the
+    # stage with its own toolchain, which must be at least that.
+    import tomllib
+    manifest = tomllib.loads((context / "Cargo.toml").read_text())
+    msrv = manifest.get("workspace", {}).get("package", {}).get("rust-version")
+    if msrv is not None and rust != msrv:
+        raise Failed(f"{stage.line}: the image builds with Rust {rust}, the workspace says rust-version = {msrv}")
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.split()
-    if len(rustc) < 2 or not rustc[1].startswith(rust + "."):
+    have = tuple(int(x) for x in rustc[1].split(".")[:2]) if len(rustc) > 1 else (0, 0)
+    if have < tuple(int(x) for x in rust.split(".")[:2]):
         raise Failed(f"{stage.line}: the image builds with Rust {rust}, this machine has {rustc}")
     if suite != host_release():
         raise Failed(f"{stage.line}: the image builds on Debian {suite}, this machine is {host_release()}")
@@ -167,7 +190,10 @@ def build_stage(stage, context, root):
                 raise Failed(f"{where}: the build stage may only COPY . .")
             copy_context(context, root / workdir.relative_to("/"))
         elif c.cmd == "RUN":
-            run(shell_form(c), cwd=root / workdir.relative_to("/"))
+            # As in the image: no target-dir override, so COPY --from finds target/release.
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR")}
+            run(shell_form(c), cwd=root / workdir.relative_to("/"), env=env)
         else:
             raise Failed(f"{where}: {c.cmd} is not expected in the build stage")
 
@@ -177,10 +203,6 @@ def runtime_stage(stage, stages, context, build_root, rootfs):
     if image != "debian" or not tag.endswith("-slim"):
         raise Failed(f"{stage.line}: the runtime stage must be FROM debian:SUITE-slim")
     suite = tag.removesuffix("-slim")
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    if any(m == str(rootfs) or m.startswith(f"{rootfs}/") for m in mounts):
-        raise Failed(f"{rootfs}: something is still mounted there; unmount it first")
-    shutil.rmtree(rootfs, ignore_errors=True)
     run(["debootstrap", "--variant=minbase", suite, str(rootfs), "http://deb.debian.org/debian"],
         stdout=subprocess.DEVNULL)
     shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
@@ -214,7 +236,8 @@ def runtime_stage(stage, stages, context, build_root, rootfs):
                 run(["chroot", str(rootfs), *shell_form(c)],
                     env={"PATH": DOCKER_PATH, "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"})
             finally:
-                subprocess.run(["umount", str(mounted)])
+                if subprocess.run(["umount", str(mounted)]).returncode != 0:
+                    raise Failed(f"{mounted}: cannot unmount /proc after RUN")
         elif c.cmd == "USER":
             meta["user"] = c.value[0]
         elif c.cmd == "VOLUME":
@@ -350,7 +373,8 @@ def main():
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--context", default=".")
     args.add_argument("--dockerfile", default="deploy/Dockerfile")
-    args.add_argument("--work", default=None, help="folder for the stages (default: a new one in /tmp)")
+    args.add_argument("--work", default=None,
+                      help="where to make the (new) work folder (default: the system's temp folder)")
     args.add_argument("--keep", action="store_true", help="keep the work folder")
     args.add_argument("--inside", default=None, help=argparse.SUPPRESS)
     opts = args.parse_args()
@@ -367,9 +391,8 @@ def main():
         run(["hadolint", str(dockerfile)])
         say("hadolint: clean")
         build, runtime = parse(dockerfile)
-        work = Path(opts.work) if opts.work else Path(subprocess.check_output(
-            ["mktemp", "-d", "/tmp/imagecheck.XXXXXX"], text=True).strip())
-        work.mkdir(parents=True, exist_ok=True)
+        # A new folder of our own (inside --work when given): only it is ever removed.
+        work = Path(tempfile.mkdtemp(prefix="imagecheck.", dir=opts.work))
         try:
             build_stage(build, context, work / "build")
             meta = runtime_stage(runtime, [build, runtime], context, work / "build", work / "rootfs")
@@ -377,7 +400,11 @@ def main():
             run(["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc",
                  sys.executable, __file__, "--inside", str(work)])
         finally:
-            if not opts.keep:
+            if opts.keep:
+                say("kept", work)
+            elif mounted_under(work):
+                say(f"{work}: not removed, something is still mounted in it: {mounted_under(work)}")
+            else:
                 shutil.rmtree(work, ignore_errors=True)
         say("ok: the image builds, runs as", meta["user"], "and serves on", meta["ports"])
         return 0
