@@ -500,20 +500,50 @@ fn with_tls(port: u16, tls: TlsPolicy) -> SmtpClientOptions {
     o
 }
 
+/// A CA and aiosmtpd offering STARTTLS with a certificate it signed, and a spool holding one
+/// message for bob.
+struct TlsSetup {
+    pki: Pki,
+    mx: Downstream,
+    _dir: tempfile::TempDir,
+    spool: Arc<Spool>,
+    id: QueueId,
+}
+
+impl TlsSetup {
+    fn new() -> Option<Self> {
+        let pki = Pki::make()?;
+        let mx = Downstream::aiosmtpd_with(&[&pki.path("mx.pem"), &pki.path("mx.key")])?;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = open_spool(dir.path());
+        let id = enqueue(
+            &spool,
+            &["bob@modern.test"],
+            b"Subject: tls\r\n\r\nsecret\r\n",
+        );
+        Some(Self {
+            pki,
+            mx,
+            _dir: dir,
+            spool,
+            id,
+        })
+    }
+}
+
 // See: the README's next-hop TLS levels (Postfix's smtp_tls_security_level).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_delivers_over_tls_to_a_trusted_certificate() {
-    let Some(pki) = Pki::make() else { return };
-    let Some(mx) = Downstream::aiosmtpd_with(&[&pki.path("mx.pem"), &pki.path("mx.key")]) else {
+    let Some(TlsSetup {
+        pki,
+        mx,
+        _dir,
+        spool,
+        id,
+    }) = TlsSetup::new()
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let spool = open_spool(dir.path());
-    let id = enqueue(
-        &spool,
-        &["bob@modern.test"],
-        b"Subject: tls\r\n\r\nsecret\r\n",
-    );
     let policy = TlsPolicy::Verify {
         ca_file: Some(pki.path("ca.pem")),
     };
@@ -527,17 +557,16 @@ async fn verify_delivers_over_tls_to_a_trusted_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_defers_an_untrusted_certificate_and_never_falls_back() {
-    let Some(pki) = Pki::make() else { return };
-    let Some(mx) = Downstream::aiosmtpd_with(&[&pki.path("mx.pem"), &pki.path("mx.key")]) else {
+    let Some(TlsSetup {
+        pki,
+        mx,
+        _dir,
+        spool,
+        id,
+    }) = TlsSetup::new()
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let spool = open_spool(dir.path());
-    let id = enqueue(
-        &spool,
-        &["bob@modern.test"],
-        b"Subject: tls\r\n\r\nsecret\r\n",
-    );
     let policy = TlsPolicy::Verify {
         ca_file: Some(pki.path("other-ca.pem")),
     };
