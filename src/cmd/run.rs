@@ -253,9 +253,9 @@ async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Direct
 /// SIGHUP: reads the config file again (when the gateway runs from one). A file with a problem
 /// is refused whole, with the reason, and the running configuration stays. Otherwise the
 /// `[directory]` settings take effect now (the reload that follows uses them); every other
-/// changed key is named in a warning and takes effect at the next
-/// restart, because the listeners, the spool and the agents are built once at start (as
-/// Postfix needs a restart for `inet_interfaces`).
+/// changed key is named in a warning and takes effect at the next restart, because the
+/// listeners, the spool and the agents are built once at start (as Postfix needs a restart
+/// for `inet_interfaces`). Until then each SIGHUP names them again.
 fn reread_config(current: &Config) -> Option<crate::config::DirectoryConfig> {
     let path = current.source.as_deref()?;
     let new = match Config::load(Some(path)) {
