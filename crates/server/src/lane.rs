@@ -15,18 +15,26 @@ use crate::shutdown::stopped;
 /// Pause when the lane has nothing due.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// One agent: where it takes work from and how it delivers one attempt to all its recipients.
-pub(crate) trait LaneAgent: Send + Sync + 'static {
-    /// The lane it serves.
-    fn lane(&self) -> &str;
+/// What every agent has around its deliveries: the lane it serves, its name in log lines,
+/// how many messages a pass leases, the spool and the metrics.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    /// The lane served.
+    pub(crate) name: String,
     /// The `relay=` name in log lines.
-    fn relay(&self) -> &'static str;
+    pub(crate) relay: &'static str,
     /// How many messages one pass leases.
-    fn batch(&self) -> usize;
+    pub(crate) batch: usize,
     /// The spool.
-    fn spool(&self) -> &Spool;
+    pub(crate) spool: Arc<Spool>,
     /// The metrics.
-    fn metrics(&self) -> &Metrics;
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// One agent: its [`Lane`] and how it delivers one attempt to all its recipients.
+pub(crate) trait LaneAgent: Send + Sync + 'static {
+    /// Where it takes work from and reports to.
+    fn lane(&self) -> &Lane;
     /// One attempt for every recipient of the lease; on success, where it went (for the log).
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError>;
 }
@@ -52,9 +60,15 @@ pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<b
 
 /// Leases what is due and delivers it; answers how many messages were handled.
 pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
-    let (lane, relay, spool, metrics) =
-        (agent.lane(), agent.relay(), agent.spool(), agent.metrics());
-    let leases = match spool.lease(lane, agent.batch(), SystemTime::now()) {
+    let Lane {
+        name: lane,
+        relay,
+        batch,
+        spool,
+        metrics,
+    } = agent.lane();
+    let (lane, relay) = (lane.as_str(), *relay);
+    let leases = match spool.lease(lane, *batch, SystemTime::now()) {
         Ok(leases) => leases,
         Err(e) => {
             warn!(lane = %lane, error = %e, "cannot lease");

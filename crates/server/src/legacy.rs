@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ServerError;
-use crate::lane::{self, LaneAgent};
+use crate::lane::{self, Lane, LaneAgent};
 use crate::metrics::Metrics;
 
 /// How many messages one pass leases.
@@ -60,9 +60,7 @@ pub struct LegacyAgent {
     drop_dir: PathBuf,
     imported_dir: PathBuf,
     failed_dir: PathBuf,
-    lane: String,
-    spool: Arc<Spool>,
-    metrics: Arc<Metrics>,
+    lane: Lane,
     codec: Arc<dyn LegacyCodec>,
     write: WriteOptions,
     import: Option<ImportCommand>,
@@ -103,9 +101,13 @@ impl LegacyAgent {
             drop_dir: drop_dir.to_path_buf(),
             imported_dir,
             failed_dir,
-            lane: "legacy".to_owned(),
-            spool,
-            metrics,
+            lane: Lane {
+                name: "legacy".to_owned(),
+                relay: "legacy",
+                batch: BATCH,
+                spool,
+                metrics,
+            },
             codec,
             write,
             import,
@@ -125,7 +127,7 @@ impl LegacyAgent {
     /// One attempt: convert, write the import file, run the import command. Answers the file.
     fn attempt(&self, lease: &Lease) -> Result<PathBuf, DeliveryError> {
         let permanent = |text: String| DeliveryError::permanent(FailureScope::Message, text);
-        let body = self.spool.lease_body(lease).map_err(|e| {
+        let body = self.lane.spool.lease_body(lease).map_err(|e| {
             DeliveryError::transient(
                 FailureScope::Message,
                 format!("cannot read the queued message: {e}"),
@@ -275,20 +277,8 @@ fn base36(mut n: u128, width: usize) -> String {
 }
 
 impl LaneAgent for LegacyAgent {
-    fn lane(&self) -> &str {
+    fn lane(&self) -> &Lane {
         &self.lane
-    }
-    fn relay(&self) -> &'static str {
-        "legacy"
-    }
-    fn batch(&self) -> usize {
-        BATCH
-    }
-    fn spool(&self) -> &Spool {
-        &self.spool
-    }
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.attempt(lease).map(|file| file.display().to_string())

@@ -15,7 +15,7 @@ use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool};
 use tokio::sync::watch;
 
 use crate::ServerError;
-use crate::lane::{self, LaneAgent};
+use crate::lane::{self, Lane, LaneAgent};
 use crate::metrics::Metrics;
 
 /// How many messages one pass leases.
@@ -25,9 +25,7 @@ const BATCH: usize = 32;
 #[derive(Debug)]
 pub struct MaildirAgent {
     root: PathBuf,
-    lane: String,
-    spool: Arc<Spool>,
-    metrics: Arc<Metrics>,
+    lane: Lane,
     hostname: String,
     seq: AtomicU64,
 }
@@ -50,9 +48,13 @@ impl MaildirAgent {
         }
         Ok(Self {
             root: root.to_path_buf(),
-            lane: lane.to_owned(),
-            spool,
-            metrics,
+            lane: Lane {
+                name: lane.to_owned(),
+                relay: "maildir",
+                batch: BATCH,
+                spool,
+                metrics,
+            },
             hostname: hostname.to_owned(),
             seq: AtomicU64::new(0),
         })
@@ -70,7 +72,7 @@ impl MaildirAgent {
                 format!("maildir {}: {what}: {e}", self.root.display()),
             )
         };
-        let body = self.spool.lease_body(lease).map_err(|e| {
+        let body = self.lane.spool.lease_body(lease).map_err(|e| {
             DeliveryError::transient(
                 FailureScope::Message,
                 format!("cannot read the queued message: {e}"),
@@ -108,20 +110,8 @@ impl MaildirAgent {
 }
 
 impl LaneAgent for MaildirAgent {
-    fn lane(&self) -> &str {
+    fn lane(&self) -> &Lane {
         &self.lane
-    }
-    fn relay(&self) -> &'static str {
-        "maildir"
-    }
-    fn batch(&self) -> usize {
-        BATCH
-    }
-    fn spool(&self) -> &Spool {
-        &self.spool
-    }
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.write(lease)

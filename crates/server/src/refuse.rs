@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ccgate_queue::{DeliveryError, FailureScope, Lease, Spool, StatusCode};
 use tokio::sync::watch;
 
-use crate::lane::{self, LaneAgent};
+use crate::lane::{self, Lane, LaneAgent};
 use crate::metrics::Metrics;
 
 /// The lane of legacy recipients nobody has, when they are bounced.
@@ -20,14 +20,21 @@ const BATCH: usize = 64;
 /// Fails every recipient of the `unknown` lane permanently.
 #[derive(Debug)]
 pub struct RefuseAgent {
-    spool: Arc<Spool>,
-    metrics: Arc<Metrics>,
+    lane: Lane,
 }
 
 impl RefuseAgent {
     /// An agent for the `unknown` lane of `spool`.
     pub fn new(spool: Arc<Spool>, metrics: Arc<Metrics>) -> Self {
-        Self { spool, metrics }
+        Self {
+            lane: Lane {
+                name: UNKNOWN_LANE.to_owned(),
+                relay: "directory",
+                batch: BATCH,
+                spool,
+                metrics,
+            },
+        }
     }
 
     /// Works until `stop` fires.
@@ -37,20 +44,8 @@ impl RefuseAgent {
 }
 
 impl LaneAgent for RefuseAgent {
-    fn lane(&self) -> &str {
-        UNKNOWN_LANE
-    }
-    fn relay(&self) -> &'static str {
-        "directory"
-    }
-    fn batch(&self) -> usize {
-        BATCH
-    }
-    fn spool(&self) -> &Spool {
-        &self.spool
-    }
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
+    fn lane(&self) -> &Lane {
+        &self.lane
     }
     fn deliver(&self, _lease: &Lease) -> Result<String, DeliveryError> {
         let error = DeliveryError::permanent(
