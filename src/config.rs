@@ -431,7 +431,9 @@ impl Config {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 {
-                    bail!("{key}: {po:?} must be plain letters and digits (legacy-format.md §7)");
+                    bail!(
+                        "{key}: {po:?} must be plain letters, digits, _ and - (other characters break the legacy tools)"
+                    );
                 }
             }
             LegacyConfig {

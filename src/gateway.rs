@@ -17,7 +17,7 @@ use ccgate_server::{
 use crate::config::UnknownRecipients;
 use tracing::{info, warn};
 
-/// The router's rewriting (interface.md §5: replies reach the sender's current mailbox) seen
+/// The router's rewriting (docs/directory.md: replies reach the sender's current mailbox) seen
 /// as the converter's address map.
 struct RouterMap<'a>(Router<'a>);
 

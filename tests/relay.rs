@@ -460,8 +460,8 @@ fn metrics_parse_with_the_prometheus_client_library() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_client {
-        println!(
-            "SKIPPED: metrics_parse_with_the_prometheus_client_library: python prometheus_client not installed"
+        crate::util::skip(
+            "metrics_parse_with_the_prometheus_client_library: python prometheus_client not installed",
         );
         return;
     }
@@ -561,7 +561,7 @@ fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
     });
 }
 
-// See: interface.md §1 ("SIGHUP: reload directory and config"). The `[directory]` settings
+// See: docs/cli.md ("SIGHUP: read the config file again and reload the directory"). The `[directory]` settings
 // apply at once; other changed keys are named and wait for a restart; a broken file is
 // refused whole and the gateway keeps running as it was.
 #[test]
@@ -640,7 +640,7 @@ impl NextHop {
             .status()
             .is_ok_and(|s| s.success());
         if !has {
-            println!("SKIPPED: python aiosmtpd not installed (pip install aiosmtpd)");
+            crate::util::skip("python aiosmtpd not installed (pip install aiosmtpd)");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,4 +1,4 @@
-//! `ccgate queue list|show|summary|hold|release|retry|delete|requeue` (interface.md §1).
+//! `ccgate queue list|show|summary|hold|release|retry|delete|requeue` (docs/cli.md).
 //!
 //! Reading commands (`list`, `show`, `summary`) take a read-only view of the spool's journal:
 //! they need no lock and change nothing, so they work the same whether or not `ccgate run`
