@@ -324,15 +324,15 @@ fn mail_for_a_user_being_migrated_is_held_then_released() {
         "Subject: during the move\n\nhold me",
     );
     assert!(reply.starts_with("250"), "{reply}");
-    std::thread::sleep(Duration::from_secs(2));
+    // Routed and parked: once the queue says held, no attempt is due, so nothing can be in
+    // flight to the Maildir or the drop folder.
+    let listed = wait_for("the message held in the cutover lane", || {
+        let listed = relay.queue_list();
+        (listed.contains("cutover") && listed.contains("held")).then_some(listed)
+    });
     assert!(
         relay.maildir().is_empty() && relay.imports().is_empty(),
-        "held, not delivered and not bounced"
-    );
-    let listed = relay.queue_list();
-    assert!(
-        listed.contains("cutover") && listed.contains("held"),
-        "{listed}"
+        "held, not delivered and not bounced: {listed}"
     );
     // The administrator switches Pat to migrated and reloads.
     let csv = relay.data().join("directory.csv");
@@ -426,7 +426,11 @@ fn the_same_export_picked_up_twice_is_delivered_once() {
     wait_for("the second file archived", || {
         (files(&relay.data().join("legacy/archive")).len() == 2).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // A file is archived only after its messages are queued, so a second copy, had it been
+    // queued, is in the queue now or already delivered: wait for the queue to drain.
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
     let copies = relay
         .maildir()
         .into_iter()
