@@ -190,7 +190,7 @@ fn write_text(out: &mut impl Write, m: &MessageInfo) -> io::Result<()> {
         if let Some(next) = r.next_attempt {
             line.push_str(&format!(
                 " next={}",
-                ccgate_queue::rfc5322_date(next.saturating_mul(1000))
+                ccgate_core::rfc5322_date_ms(next.saturating_mul(1000))
             ));
         }
         writeln!(out, "{line}")?;
@@ -244,7 +244,7 @@ fn show(view: &QueueView, id: QueueId, now: SystemTime) -> anyhow::Result<ExitCo
             writeln!(
                 out,
                 "    {}  {}",
-                ccgate_queue::rfc5322_date(h.at_ms),
+                ccgate_core::rfc5322_date_ms(h.at_ms),
                 h.event
             )?;
         }

@@ -1106,12 +1106,9 @@ fn refusals(refused: &[Routed]) -> String {
 
 /// The trace header of a message replay queues itself.
 fn received_header(hostname: &str, id: &QueueId, now: SystemTime) -> Vec<u8> {
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     format!(
         "Received: by {hostname} (ccgate replay) id {id};\r\n\t{}\r\n",
-        ccgate_smtp::rfc5322_date(secs)
+        ccgate_core::rfc5322_date_at(now)
     )
     .into_bytes()
 }

@@ -20,9 +20,7 @@ pub use admin::{
     AdminReport, AdminRequest, Depth, DepthRow, Filter, HistoryEntry, MessageDetail, MessageInfo,
     QueueState, RecipientInfo, Summary, SummaryRow,
 };
-pub use bounce::{
-    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, build_dsn, header_section, rfc5322_date,
-};
+pub use bounce::{DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, build_dsn, header_section};
 pub use clock::now;
 pub use control::{Via, admin_request};
 pub use error::{QueueError, Result};

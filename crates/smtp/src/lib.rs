@@ -27,5 +27,5 @@ pub use framing::{
 pub use reply::{EnhancedStatus, Reply, for_error};
 pub use session::{
     Event, Limits, MAX_ERRORS, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, Output, Protocol, RcptVerdict,
-    RecipientPolicy, Session, SessionConfig, Trace, rfc5322_date,
+    RecipientPolicy, Session, SessionConfig, Trace,
 };
