@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::util::ccgate;
+use crate::util::{RawSmtp, ccgate};
 
 /// A running gateway on a temporary folder; killed on drop.
 struct Relay {
@@ -91,44 +91,25 @@ impl Relay {
     /// Sends one message by SMTP; answers the reply to the end of data, or the command refused
     /// and its reply.
     fn send(&self, from: &str, to: &str, message: &str) -> String {
-        let mut stream = TcpStream::connect(&self.smtp).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut reply = || {
-            let mut all = String::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                all.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                    return all;
-                }
-            }
-        };
-        reply();
+        let mut smtp = RawSmtp::open(&self.smtp);
         for command in [
-            "EHLO client.test\r\n".to_owned(),
-            format!("MAIL FROM:<{from}>\r\n"),
-            format!("RCPT TO:<{to}>\r\n"),
-            "DATA\r\n".to_owned(),
+            "EHLO client.test".to_owned(),
+            format!("MAIL FROM:<{from}>"),
+            format!("RCPT TO:<{to}>"),
+            "DATA".to_owned(),
         ] {
-            stream.write_all(command.as_bytes()).unwrap();
-            let r = reply();
-            if !(r.starts_with('2') || r.starts_with("354")) {
+            let r = smtp.cmd(&command);
+            if !(r.code / 100 == 2 || r.code == 354) {
                 // Refused before the data: that reply, with the command it answered.
-                let _ = stream.write_all(b"QUIT\r\n");
-                return format!("{} -> {r}", command.trim_end());
+                let _ = smtp.send(b"QUIT\r\n");
+                return format!("{command} -> {}", r.first());
             }
         }
-        stream
-            .write_all(message.replace('\n', "\r\n").as_bytes())
-            .unwrap();
-        stream.write_all(b"\r\n.\r\n").unwrap();
-        let end = reply();
-        stream.write_all(b"QUIT\r\n").unwrap();
-        end
+        smtp.send(message.replace('\n', "\r\n").as_bytes()).unwrap();
+        smtp.send(b"\r\n.\r\n").unwrap();
+        let end = smtp.reply().expect("a reply to the end of data");
+        let _ = smtp.send(b"QUIT\r\n");
+        end.first()
     }
 
     /// Puts an export file into the pickup folder (written under a hidden name, then renamed).

@@ -49,6 +49,7 @@ use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 use ccgate_queue::{QueueError, Route, Spool};
 use ccgate_router::{Destination, DirectoryHandle, Origin, Router};
 use ccgate_server::{Accepted, DirectoryRouting, Ledger, PickupCodec, Routing, UNKNOWN_LANE};
+use ccgate_smtp::{Capabilities, MAX_REPLY_LINE, ReplyReader, ServerReply};
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 use crate::config::Config;
@@ -1265,39 +1266,44 @@ impl SmtpClient {
         if code != 220 {
             return Err(io::Error::other(format!("greeting: {code} {text}")));
         }
-        let (code, text) = client.command(&format!("EHLO {hostname}"))?;
-        if code != 250 {
-            return Err(io::Error::other(format!("EHLO: {code} {text}")));
+        let ehlo = client.command_reply(&format!("EHLO {hostname}"))?;
+        if ehlo.code != 250 {
+            return Err(io::Error::other(format!("EHLO: {ehlo}")));
         }
-        let upper = text.to_ascii_uppercase();
-        client.eightbit = upper.lines().any(|l| l.trim() == "8BITMIME");
-        client.smtputf8 = upper.lines().any(|l| l.trim() == "SMTPUTF8");
+        let caps = Capabilities::from_ehlo(&ehlo);
+        client.eightbit = caps.eightbitmime;
+        client.smtputf8 = caps.smtputf8;
         Ok(client)
     }
 
-    /// One reply: the code and its lines joined by `\n`.
-    fn reply(&mut self) -> io::Result<(u16, String)> {
-        let mut text = Vec::new();
+    /// One reply, read through the shared [`ReplyReader`].
+    fn server_reply(&mut self) -> io::Result<ServerReply> {
+        let mut reader = ReplyReader::new();
         loop {
             let mut raw = Vec::new();
-            (&mut self.reader).take(4096).read_until(b'\n', &mut raw)?;
+            let limit = u64::try_from(MAX_REPLY_LINE).unwrap_or(u64::MAX);
+            (&mut self.reader).take(limit).read_until(b'\n', &mut raw)?;
             if raw.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the listener closed the connection",
                 ));
             }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| io::Error::other(format!("not an SMTP reply: {line:?}")))?;
-            text.push(line.get(4..).unwrap_or_default().to_owned());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, text.join("\n")));
+            if let Some(reply) = reader.push_line(&raw).map_err(io::Error::other)? {
+                return Ok(reply);
             }
         }
+    }
+
+    /// One reply: the code and its lines joined by `\n`.
+    fn reply(&mut self) -> io::Result<(u16, String)> {
+        let reply = self.server_reply()?;
+        Ok((reply.code, reply.text()))
+    }
+
+    fn command_reply(&mut self, line: &str) -> io::Result<ServerReply> {
+        self.writer.write_all(format!("{line}\r\n").as_bytes())?;
+        self.server_reply()
     }
 
     fn command(&mut self, line: &str) -> io::Result<(u16, String)> {
