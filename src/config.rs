@@ -448,11 +448,21 @@ impl Config {
                 (None, None) => None,
                 _ => bail!("smtp.tls_cert and smtp.tls_key must be set together"),
             };
+            let hostname = s
+                .hostname
+                .unwrap_or_else(|| "ccgate.localdomain".to_owned());
+            // It goes into the greeting and every Received: header: a host name, nothing else.
+            if hostname.is_empty()
+                || hostname.len() > 255
+                || !hostname
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                bail!("smtp.hostname: {hostname:?} is not a host name (letters, digits, - and .)");
+            }
             SmtpConfig {
                 listen,
-                hostname: s
-                    .hostname
-                    .unwrap_or_else(|| "ccgate.localdomain".to_owned()),
+                hostname,
                 max_message_size,
                 max_recipients: s.max_recipients.unwrap_or(1000),
                 max_connections: s.max_connections.unwrap_or(1000),
@@ -873,9 +883,9 @@ mod tests {
         );
         assert!(c.changed_keys(&again).is_empty());
         // A control character: Rust's `{:?}` would write `\u{1b}`, which TOML does not read.
-        let c = Config::parse("[smtp]\nhostname = \"mx\\u001b\"\n", path).unwrap();
+        let c = Config::parse("[legacy]\nimport_command = \"x\\u001b\"\n", path).unwrap();
         let again = Config::parse(&c.effective_toml(), path).unwrap();
-        assert_eq!(again.smtp.hostname, "mx\u{1b}");
+        assert_eq!(again.legacy.import_command.as_deref(), Some("x\u{1b}"));
     }
 
     #[test]
@@ -996,6 +1006,7 @@ mod tests {
                 "legacy.unknown_recipients",
             ),
             ("[modern]\nconcurrency = 0", "modern.concurrency"),
+            ("[smtp]\nhostname = \"mx\\r\\n250 ok\"", "smtp.hostname"),
             ("[modern]\ntls = \"dane\"", "modern.tls"),
             ("[modern]\ntls_ca_file = \"ca.pem\"", "modern.tls_ca_file"),
             (
