@@ -62,6 +62,9 @@ pub struct SpoolOptions {
     /// this many bytes free, so that deliveries still have room to record their outcomes
     /// (Postfix's `queue_minfree`). 0 turns the check off.
     pub min_free: u64,
+    /// If not 0, `min_free` is lowered to this percentage of the file system's size, so that
+    /// a default meant for a real disk does not refuse everything on a small volume.
+    pub min_free_cap_percent: u64,
 }
 
 impl Default for SpoolOptions {
@@ -86,6 +89,7 @@ impl Default for SpoolOptions {
             journal_segment_bytes: 64 << 20,
             data_segment_bytes: 128 << 20,
             min_free: DEFAULT_MIN_FREE,
+            min_free_cap_percent: 10,
         }
     }
 }
@@ -592,17 +596,26 @@ impl Spool {
         if self.options.min_free == 0 {
             return Ok(());
         }
-        let free = store::free_space(&self.shared.dirs.root)?;
-        if free < self.options.min_free.saturating_add(size) {
+        let (free, min_free) = self.free_and_floor()?;
+        if free < min_free.saturating_add(size) {
             return Err(QueueError::NotAccepting {
                 reason: format!(
-                    "{free} bytes free on the spool's file system; min_free is {}",
-                    self.options.min_free
+                    "{free} bytes free on the spool's file system; min_free is {min_free}"
                 ),
                 disk_full: true,
             });
         }
         Ok(())
+    }
+
+    /// Free bytes now, and the `min_free` in force (capped to a share of the file system).
+    fn free_and_floor(&self) -> Result<(u64, u64)> {
+        let (free, size) = store::space(&self.shared.dirs.root)?;
+        let mut floor = self.options.min_free;
+        if self.options.min_free_cap_percent > 0 {
+            floor = floor.min(size / 100 * self.options.min_free_cap_percent.min(100));
+        }
+        Ok((free, floor))
     }
 
     /// Whether the spool takes new mail now, and if not, why (for `/readyz` and metrics).
@@ -613,15 +626,12 @@ impl Spool {
                 reason: stall.reason,
                 disk_full: stall.disk_full,
             },
-            (None, None) => {
-                let min_free = self.options.min_free;
-                match store::free_space(&self.shared.dirs.root) {
-                    Ok(free) if min_free > 0 && free < min_free => {
-                        SpoolStatus::LowSpace { free, min_free }
-                    }
-                    _ => SpoolStatus::Accepting,
+            (None, None) => match self.free_and_floor() {
+                Ok((free, min_free)) if self.options.min_free > 0 && free < min_free => {
+                    SpoolStatus::LowSpace { free, min_free }
                 }
-            }
+                _ => SpoolStatus::Accepting,
+            },
         }
     }
 
@@ -1136,6 +1146,22 @@ impl Spool {
             }
         }
         Ok(completion)
+    }
+
+    /// Renews a lease before its delivery starts: its deadline becomes `now` plus the attempt
+    /// timeout. Returns false if the lease has already timed out (its recipients were given
+    /// back to the queue and may be in another attempt): then the caller must not deliver.
+    /// An agent that takes several leases at once calls this before each delivery, so a lease
+    /// never times out while it waits its turn.
+    pub fn renew(&self, lease: &mut Lease, now: SystemTime) -> bool {
+        let mut state = lock(&self.shared.state);
+        let Some(slot) = state.leases.get_mut(&lease.id.0) else {
+            return false;
+        };
+        let deadline_ms = to_ms(now).saturating_add(duration_ms(self.options.attempt_timeout));
+        slot.deadline_ms = slot.deadline_ms.max(deadline_ms);
+        lease.deadline = from_ms(slot.deadline_ms);
+        true
     }
 
     /// Gives a lease back unfinished (clean shutdown): no attempt is counted and the

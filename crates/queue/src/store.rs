@@ -182,10 +182,21 @@ pub(crate) fn create_private(path: &Path) -> Result<File> {
 /// # Errors
 /// [`QueueError::Io`] when the file system cannot be asked.
 pub(crate) fn free_space(path: &Path) -> Result<u64> {
+    space(path).map(|(free, _)| free)
+}
+
+/// Bytes free for an unprivileged writer, and the size of the file system holding `path`.
+///
+/// # Errors
+/// [`QueueError::Io`] when the file system cannot be asked.
+pub(crate) fn space(path: &Path) -> Result<(u64, u64)> {
     let st = rustix::fs::statvfs(path)
         .map_err(std::io::Error::from)
         .at(path)?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    Ok((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }
 
 /// An open segment being appended to.

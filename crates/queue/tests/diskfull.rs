@@ -176,6 +176,7 @@ fn min_free_refuses_new_mail_before_the_disk_is_full() {
     };
     let options = SpoolOptions {
         min_free: 6 << 20,
+        min_free_cap_percent: 0,
         ..SpoolOptions::default()
     };
     let spool = Spool::open(&mount.0.join("queue"), options).unwrap();

@@ -875,3 +875,35 @@ fn depth_counts_recipients_by_destination_and_state() {
     assert_eq!(depth[&("legacy".into(), QueueState::Active)], 1);
     assert_eq!(depth.values().sum::<u64>(), 3);
 }
+
+#[test]
+fn a_renewed_lease_does_not_time_out_and_an_expired_one_cannot_be_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let a = enqueue(
+        &spool,
+        "s@example.com",
+        &[("x@example.com", "modern")],
+        t(0),
+    );
+    let b = enqueue(
+        &spool,
+        "s@example.com",
+        &[("y@example.com", "modern")],
+        t(0),
+    );
+    let mut leases = spool.lease("modern", 2, t(0)).unwrap();
+    assert_eq!(leases.len(), 2);
+    let mut second = leases.pop().unwrap();
+    let mut first = leases.pop().unwrap();
+    // The first is renewed 20 s in (of 30): still its own at 40 s.
+    assert!(spool.renew(&mut first, t(20)));
+    assert_eq!(first.deadline, t(50));
+    let report = spool.tick(t(40)).unwrap();
+    assert_eq!(report.timed_out, vec![second.queue_id]);
+    // The second timed out: it may be in another attempt now, so it cannot be renewed.
+    assert!(!spool.renew(&mut second, t(41)));
+    assert!(spool.complete(first, &[Ok(())], t(45)).unwrap().finished);
+    assert!([a, b].contains(&second.queue_id));
+    spool.close().unwrap();
+}
