@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -314,12 +315,17 @@ impl Spool {
     pub fn open(dir: &Path, options: SpoolOptions) -> Result<Self> {
         check_options(&options)?;
         let started = Instant::now();
-        std::fs::create_dir_all(dir).at(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .at(dir)?;
         let dirs = Dirs::new(dir);
         let lock_file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&dirs.lock)
             .at(&dirs.lock)?;
         match lock_file.try_lock() {
