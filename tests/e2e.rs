@@ -12,6 +12,7 @@
 mod check;
 mod convert;
 mod directory;
+mod diskfull;
 mod ldap;
 mod progress;
 mod relay;
