@@ -101,6 +101,7 @@ struct RawQueue {
     retry: Option<Vec<String>>,
     max_lifetime: Option<String>,
     quarantine_after: Option<u32>,
+    min_free: Option<SizeValue>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -346,6 +347,9 @@ pub struct QueueConfig {
     pub max_lifetime: Duration,
     /// Crashes or timeouts of one message before it is quarantined.
     pub quarantine_after: u32,
+    /// Refuse new mail below this much free space; `None`: 1.5 x `smtp.max_message_size`,
+    /// at most a tenth of the spool's file system ("auto").
+    pub min_free: Option<u64>,
 }
 
 impl Config {
@@ -658,6 +662,14 @@ impl Config {
                 retry,
                 max_lifetime: duration("queue.max_lifetime", q.max_lifetime.as_deref(), "5d")?,
                 quarantine_after: q.quarantine_after.unwrap_or(5).max(1),
+                min_free: match q.min_free {
+                    None => None,
+                    Some(SizeValue::Text(t)) if t == "auto" => None,
+                    Some(SizeValue::Bytes(n)) => Some(n),
+                    Some(SizeValue::Text(t)) => {
+                        Some(parse_size(&t).context("queue.min_free (a size or \"auto\")")?)
+                    }
+                },
             }
         };
 
@@ -799,6 +811,10 @@ impl Config {
                 ),
                 max_lifetime: duration(self.queue.max_lifetime),
                 quarantine_after: Some(self.queue.quarantine_after),
+                min_free: Some(match self.queue.min_free {
+                    Some(n) => SizeValue::Bytes(n),
+                    None => SizeValue::Text("auto".to_owned()),
+                }),
             },
             admin: RawAdmin {
                 listen: Some(self.admin_listen.to_string()),

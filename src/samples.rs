@@ -80,6 +80,8 @@ cutover = "hold"                    # mail for users in state migrating: hold or
 retry = ["1m", "5m", "15m", "1h", "4h"]   # then the last value repeats, with jitter
 max_lifetime = "5d"                 # then bounce
 quarantine_after = 5                # crashes/timeouts of one message before it is set aside
+min_free = "auto"                   # refuse new mail (452 4.3.1) below this much free space;
+                                    # auto: 1.5 x max_message_size, at most 10% of the disk
 
 [admin]
 listen = "127.0.0.1:8025"           # HTTP: /metrics, /healthz, /readyz, /queue/summary

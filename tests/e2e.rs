@@ -12,6 +12,7 @@
 mod check;
 mod convert;
 mod directory;
+mod diskfull;
 mod docs;
 mod ldap;
 mod progress;

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -34,6 +35,7 @@ impl Ledger {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(crate::private::FILE_MODE)
             .open(path)
             .map_err(io)?;
         // After a torn append, start the next key on a line of its own.

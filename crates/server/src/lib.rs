@@ -11,6 +11,7 @@ mod listener;
 mod maildir;
 mod metrics;
 mod pickup;
+mod private;
 mod refuse;
 mod routing;
 mod shutdown;
