@@ -72,9 +72,11 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
             return Ok(ExitCode::from(2));
         }
     };
+    let mut router_config = crate::directory_source::router_config(config);
+    router_config.reply_tags = Some(crate::reply_keys::KeyFile::of(config).open_or_create(config)?);
     let routing = Arc::new(DirectoryRouting::new(
         Arc::new(DirectoryHandle::new(directory)),
-        crate::directory_source::router_config(config),
+        router_config,
     ));
     let codec = Codec::new(
         Arc::clone(&routing),
