@@ -884,3 +884,61 @@ fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
         assert!(text.contains(expected), "{address}: {text}");
     }
 }
+
+// See: issue 13 ("no backscatter, no loops"). The legacy post office refuses (import exit 5)
+// every message: the ordinary sender gets one bounce; MAILER-DAEMON, postmaster, the null
+// sender and auto-submitted mail get none, and the log says why, with the queue id.
+#[test]
+fn bounces_are_not_sent_to_robots_or_for_auto_submitted_mail() {
+    let script_dir = tempfile::tempdir().unwrap();
+    let script = script_dir.path().join("import.sh");
+    fs::write(&script, "#!/bin/sh\nexit 5\n").unwrap();
+    let _ = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    let relay = Relay::start(&format!(
+        "import_command = \"{}\"\nimport_timeout = \"10s\"",
+        script.display()
+    ));
+    for (from, subject, extra) in [
+        ("MAILER-DAEMON@far.test", "robot", ""),
+        ("postmaster@far.test", "pm", ""),
+        ("", "null", ""),
+        ("list@far.test", "auto", "Auto-Submitted: auto-generated\n"),
+        ("alice@example.org", "ordinary", ""),
+    ] {
+        let reply = relay.send(
+            from,
+            "john.smith@legacy.example.com",
+            &format!("From: <{from}>\n{extra}Subject: {subject}\n\nbody {subject}"),
+        );
+        assert!(reply.starts_with("250"), "{from}: {reply}");
+    }
+    let dsn = wait_for("the ordinary sender's bounce", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("multipart/report"))
+    });
+    assert_eq!(header(&dsn, "Delivered-To"), ["alice@example.org"]);
+    for reason in [
+        "the sender is MAILER-DAEMON, a mail system's address",
+        "the sender is postmaster, a mail system's address",
+        "the message is Auto-Submitted: auto-generated",
+    ] {
+        let line = wait_for(reason, || {
+            relay.logged(&["not delivered", "bounce suppressed", reason])
+        });
+        assert!(line.contains("queue_id="), "{line}");
+    }
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
+    let bounces: Vec<String> = relay
+        .maildir()
+        .into_iter()
+        .filter(|m| m.contains("multipart/report"))
+        .collect();
+    assert_eq!(bounces.len(), 1, "one bounce, to alice only");
+}

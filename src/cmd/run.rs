@@ -133,6 +133,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     ));
     let refuse = RefuseAgent::new(Arc::clone(&spool), Arc::clone(&metrics));
     tasks.spawn(refuse.run(shutdown.subscribe()));
+    let suppress = ccgate_server::SuppressAgent::new(Arc::clone(&spool), Arc::clone(&metrics));
+    tasks.spawn(suppress.run(shutdown.subscribe()));
     let write = ccgate_ccmail::WriteOptions {
         dialect: match config.legacy.dialect {
             crate::config::DialectChoice::Ie5 => ccgate_ccmail::Dialect::Ie5,

@@ -21,7 +21,8 @@ pub use admin::{
     QueueState, RecipientInfo, Summary, SummaryRow,
 };
 pub use bounce::{
-    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, build_dsn, header_section, rfc5322_date,
+    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, SUPPRESSED_HEADER, SUPPRESSED_LANE, build_dsn,
+    header_section, rfc5322_date, suppressed_reason, suppression,
 };
 pub use clock::now;
 pub use control::{Via, admin_request};

@@ -5,7 +5,8 @@
 //!   SMTP address (`SMTP:`, else the first `smtp:`, else the target address); an address that
 //!   carries an SMTP address (`user@domain at GW`, phrases, SMTP one-offs) keeps it; anything
 //!   else gets a **generated** address in the legacy domain ([`encode_generated`]) that the
-//!   router maps back to the legacy address.
+//!   router maps back to the legacy address. For a name not in the directory the generated
+//!   address carries a reply tag ([`encode_tagged`], `tag.rs`) when tags are configured.
 //! - **SMTP → legacy** ([`Router::legacy_form`]): a directory user whose mail goes to the
 //!   legacy post office becomes `legacy_name at post_office` (a reply stays inside the legacy
 //!   system); any other directory user becomes `primary@domain at GATEWAYPO`, so the reply
