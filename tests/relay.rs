@@ -942,3 +942,42 @@ fn bounces_are_not_sent_to_robots_or_for_auto_submitted_mail() {
         .collect();
     assert_eq!(bounces.len(), 1, "one bounce, to alice only");
 }
+
+// See: issue 13 ("legacy non-delivery reports of such mail are not relayed back out").
+#[test]
+fn a_legacy_non_delivery_report_to_a_robot_is_not_relayed_back_out() {
+    let relay = Relay::start("");
+    relay.export("NDR.TXT", "Message:\nFrom: Postmaster at HQ\nTo: MAILER-DAEMON@far.test at SMTPGW\nTo: alice@example.org at SMTPGW\nSubject: Message not deliverable\nContents:\nText item:\nNot deliverable to Ghost at HQ.\n");
+    let to_alice = wait_for("the report for alice", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("Not deliverable to Ghost"))
+    });
+    assert_eq!(header(&to_alice, "Delivered-To"), ["alice@example.org"]);
+    assert_eq!(
+        header(&to_alice, "Return-Path"),
+        ["<>"],
+        "a report leaves with the null sender"
+    );
+    let line = wait_for("the log line", || {
+        relay.logged(&[
+            "not delivered",
+            "MAILER-DAEMON@far.test",
+            "bounce suppressed",
+        ])
+    });
+    assert!(line.contains("queue_id="), "{line}");
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
+    let copies = relay
+        .maildir()
+        .into_iter()
+        .filter(|m| m.contains("Not deliverable to Ghost"))
+        .count();
+    assert_eq!(
+        copies, 1,
+        "nothing for MAILER-DAEMON@far.test, and no bounce of it"
+    );
+}

@@ -106,6 +106,11 @@ pub fn encode_tagged(
         LegacyAddress::BulletinBoard { name, po: Some(po) } => ("#", name, po),
         _ => return Err(unencodable()),
     };
+    // `%` separates the post office (and the tag): a form that would not read back the same
+    // is not issued.
+    if po.contains('%') || (tag.is_none() && name.contains('%') && looks_like_tag(po)) {
+        return Err(unencodable());
+    }
     let mut quoted = String::from("\"");
     for c in prefix.chars().chain(name.chars()) {
         if c == '"' || c == '\\' {
@@ -114,7 +119,12 @@ pub fn encode_tagged(
         quoted.push(c);
     }
     quoted.push('%');
-    quoted.push_str(po);
+    for c in po.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
     if let Some(tag) = tag {
         quoted.push('%');
         quoted.push_str(tag);
@@ -597,6 +607,32 @@ mod tests {
             let address: EmailAddress = smtp.parse().unwrap();
             assert_eq!(decode_generated(&address), None, "{smtp}");
         }
+    }
+
+    #[test]
+    fn pmdf_forms_that_would_not_read_back_are_not_issued() {
+        // Found by the router_reply_tag fuzz target: a `%` in the post office.
+        let address = LegacyAddress::Name {
+            name: "Stranle aSm".to_owned(),
+            po: Some("BRANbsmithHQC%a%aH".to_owned()),
+            literal: false,
+        };
+        assert!(matches!(
+            encode_tagged(&address, "legacy.example.com", Some("ra4rbz7lxn")),
+            Err(Error::Unencodable { .. })
+        ));
+        // And a `\` or `"` in the post office is escaped like one in the name.
+        let address = LegacyAddress::Name {
+            name: "St%x\\\\pth with a longer name here".to_owned(),
+            po: Some("Haa\\\\\\".to_owned()),
+            literal: false,
+        };
+        let encoded = encode_tagged(&address, "legacy.example.com", Some("rabg5z5t4s")).unwrap();
+        assert!(encoded.local().starts_with('"'), "{encoded}");
+        assert_eq!(
+            decode_tagged(&encoded),
+            Some((Generated::Legacy(address), Some("rabg5z5t4s".to_owned())))
+        );
     }
 
     #[test]
