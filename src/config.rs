@@ -62,6 +62,9 @@ struct RawLegacy {
     import_timeout: Option<String>,
     poll_interval: Option<String>,
     unknown_recipients: Option<String>,
+    post_offices: Option<Vec<String>>,
+    smtp_bulletin_boards: Option<Vec<String>>,
+    reply_tag_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -261,6 +264,14 @@ pub struct LegacyConfig {
     pub poll_interval: Duration,
     /// What happens to legacy recipients the directory does not know.
     pub unknown_recipients: UnknownRecipients,
+    /// Legacy post offices reachable from SMTP for names outside the directory (default: the
+    /// connected one).
+    pub post_offices: Vec<String>,
+    /// Bulletin boards reachable from SMTP (default: none).
+    pub smtp_bulletin_boards: Vec<String>,
+    /// How long the reply address issued for a legacy sender outside the directory stays
+    /// valid, in whole days (also how often the tag key is rotated).
+    pub reply_tag_lifetime_days: u16,
 }
 
 /// `legacy.unknown_recipients`: what happens to a recipient of a legacy message that the
@@ -505,7 +516,48 @@ impl Config {
                     );
                 }
             }
+            let post_offices = l.post_offices.unwrap_or_else(|| vec![post_office.clone()]);
+            if post_offices.is_empty() {
+                bail!(
+                    "legacy.post_offices: list at least one post office (the connected one is {post_office:?})"
+                );
+            }
+            for po in &post_offices {
+                if po.is_empty()
+                    || !po
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ')
+                {
+                    bail!("legacy.post_offices: {po:?} is not a post office name");
+                }
+            }
+            let smtp_bulletin_boards = l.smtp_bulletin_boards.unwrap_or_default();
+            if let Some(bad) = smtp_bulletin_boards
+                .iter()
+                .find(|b| b.trim_start_matches('#').trim().is_empty())
+            {
+                bail!("legacy.smtp_bulletin_boards: {bad:?} is not a bulletin board name");
+            }
+            let lifetime = duration(
+                "legacy.reply_tag_lifetime",
+                l.reply_tag_lifetime.as_deref(),
+                "30d",
+            )?;
+            let lifetime_days = lifetime.as_secs() / 86_400;
+            if lifetime.as_secs() % 86_400 != 0
+                || lifetime_days == 0
+                || lifetime_days > u64::from(ccgate_router::MAX_LIFETIME_DAYS)
+            {
+                bail!(
+                    "legacy.reply_tag_lifetime: {} is not a whole number of days from 1d to {}d",
+                    ccgate_core::format_duration(lifetime),
+                    ccgate_router::MAX_LIFETIME_DAYS
+                );
+            }
             LegacyConfig {
+                post_offices,
+                smtp_bulletin_boards,
+                reply_tag_lifetime_days: u16::try_from(lifetime_days).unwrap_or(30),
                 post_office,
                 gateway_po,
                 domain: l
@@ -781,6 +833,9 @@ impl Config {
                 import_timeout: duration(l.import_timeout),
                 poll_interval: duration(l.poll_interval),
                 unknown_recipients: Some(name_of(&l.unknown_recipients, UNKNOWN_RECIPIENTS)),
+                post_offices: Some(l.post_offices.clone()),
+                smtp_bulletin_boards: Some(l.smtp_bulletin_boards.clone()),
+                reply_tag_lifetime: Some(format!("{}d", l.reply_tag_lifetime_days)),
             },
             modern: RawModern {
                 domain: text(&m.domain),

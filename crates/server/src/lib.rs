@@ -28,7 +28,7 @@ pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use metrics::{Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
-pub use refuse::{RefuseAgent, UNKNOWN_LANE};
+pub use refuse::{RefuseAgent, SuppressAgent, UNKNOWN_LANE};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
 pub use smtp_client::{SmtpAgent, SmtpClientOptions, TlsPolicy};
