@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
-mod directory;
+mod directory_routing;
 mod error;
 mod lane;
 mod ledger;
@@ -20,7 +20,7 @@ mod stream;
 mod tls;
 
 pub use admin::AdminServer;
-pub use directory::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
+pub use directory_routing::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
 pub use error::ServerError;
 pub use ledger::Ledger;
 pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
