@@ -883,6 +883,27 @@ fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
         let text = route(address);
         assert!(text.contains(expected), "{address}: {text}");
     }
+    let json = ccgate()
+        .arg("--config")
+        .arg(relay.dir.path().join("ccgate.toml"))
+        .args([
+            "route",
+            "--json",
+            &issued,
+            &expired,
+            &refused[1],
+            &refused[2],
+        ])
+        .output()
+        .unwrap();
+    let states: Vec<String> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["reply_tag"].as_str().unwrap_or("null").to_owned()
+        })
+        .collect();
+    assert_eq!(states, ["valid", "expired", "missing", "forged"]);
 }
 
 // See: issue 13 ("no backscatter, no loops"). The legacy post office refuses (import exit 5)
