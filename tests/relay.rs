@@ -953,6 +953,10 @@ fn bounces_are_not_sent_to_robots_or_for_auto_submitted_mail() {
         });
         assert!(line.contains("queue_id="), "{line}");
     }
+    let line = wait_for("the null sender's line", || {
+        relay.logged(&["bounce suppressed", "the sender is the null sender <>"])
+    });
+    assert!(line.contains("queue_id="), "{line}");
     wait_for("an empty queue", || {
         relay.queue_list().trim().is_empty().then_some(())
     });
