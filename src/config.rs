@@ -922,6 +922,16 @@ mod tests {
             NextHop::Maildir(PathBuf::from("./ccgate-data/modern"))
         );
         assert_eq!(c.queue.retry.len(), 5);
+        assert_eq!(c.legacy.post_offices, ["HQ"], "the connected post office");
+        assert!(c.legacy.smtp_bulletin_boards.is_empty());
+        assert_eq!(c.legacy.reply_tag_lifetime_days, 30);
+        let c = Config::parse(
+            "[legacy]\npost_office = \"MAIN\"\nreply_tag_lifetime = \"90d\"",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.legacy.post_offices, ["MAIN"]);
+        assert_eq!(c.legacy.reply_tag_lifetime_days, 90);
     }
 
     #[test]
@@ -1078,6 +1088,20 @@ mod tests {
             ),
             ("[modern]\nconcurrency = 0", "modern.concurrency"),
             ("[smtp]\nhostname = \"mx\\r\\n250 ok\"", "smtp.hostname"),
+            ("[legacy]\npost_offices = []", "legacy.post_offices"),
+            ("[legacy]\npost_offices = [\"A@B\"]", "legacy.post_offices"),
+            (
+                "[legacy]\nsmtp_bulletin_boards = [\"#\"]",
+                "legacy.smtp_bulletin_boards",
+            ),
+            (
+                "[legacy]\nreply_tag_lifetime = \"36h\"",
+                "legacy.reply_tag_lifetime",
+            ),
+            (
+                "[legacy]\nreply_tag_lifetime = \"1000d\"",
+                "legacy.reply_tag_lifetime",
+            ),
             ("[modern]\ntls = \"dane\"", "modern.tls"),
             ("[modern]\ntls_ca_file = \"ca.pem\"", "modern.tls_ca_file"),
             (

@@ -868,6 +868,27 @@ fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
         let text = route(address);
         assert!(text.contains(expected), "{address}: {text}");
     }
+    let json = ccgate()
+        .arg("--config")
+        .arg(relay.dir.path().join("ccgate.toml"))
+        .args([
+            "route",
+            "--json",
+            &issued,
+            &expired,
+            &refused[1],
+            &refused[2],
+        ])
+        .output()
+        .unwrap();
+    let states: Vec<String> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["reply_tag"].as_str().unwrap_or("null").to_owned()
+        })
+        .collect();
+    assert_eq!(states, ["valid", "expired", "missing", "forged"]);
 }
 
 // See: issue 13 ("no backscatter, no loops"). The legacy post office refuses (import exit 5)
@@ -917,6 +938,10 @@ fn bounces_are_not_sent_to_robots_or_for_auto_submitted_mail() {
         });
         assert!(line.contains("queue_id="), "{line}");
     }
+    let line = wait_for("the null sender's line", || {
+        relay.logged(&["bounce suppressed", "the sender is the null sender <>"])
+    });
+    assert!(line.contains("queue_id="), "{line}");
     wait_for("an empty queue", || {
         relay.queue_list().trim().is_empty().then_some(())
     });
@@ -965,4 +990,73 @@ fn a_legacy_non_delivery_report_to_a_robot_is_not_relayed_back_out() {
         copies, 1,
         "nothing for MAILER-DAEMON@far.test, and no bounce of it"
     );
+}
+
+// See: issue 13 (the key is rotated with an overlap). A key as old as the lifetime is replaced
+// the next time the gateway opens it; tags made with it stay valid (previous key), tags from
+// an unknown key do not.
+#[test]
+fn the_reply_tag_key_rotates_and_tags_of_the_previous_key_stay_valid() {
+    let Some(python) = crate::util::require_python("reply tag rotation") else {
+        return;
+    };
+    let (dir, config) = crate::route::setup(None, "");
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let keys = data.join("reply-tag.keys");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old_hex = "11".repeat(32);
+    fs::write(&keys, format!("current {} {old_hex}\n", now - 31 * 86_400)).unwrap();
+    let legacy = "Nobody, Known at HQ";
+    let address =
+        |tag: &str| format!("IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ.{tag}@legacy.example.com");
+    let old_tag = python_tag(&python, &data, legacy, 0);
+
+    // `ccgate replay` opens the keys as `ccgate run` does (an empty mbox: nothing to queue).
+    let empty = dir.path().join("empty.mbox");
+    fs::write(&empty, "").unwrap();
+    let out = crate::route::run_with(&config, &["replay", empty.to_str().unwrap()]);
+    assert!(out.status.code().is_some(), "{out:?}");
+    let text = fs::read_to_string(&keys).unwrap();
+    assert!(
+        text.contains(&format!("previous {} {old_hex}", now - 31 * 86_400)),
+        "{text}"
+    );
+    let current = text
+        .lines()
+        .find_map(|l| l.strip_prefix("current "))
+        .unwrap()
+        .to_owned();
+    assert!(!current.ends_with(&old_hex), "{text}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let route = |address: &str| {
+        let out = crate::route::run_with(&config, &["route", address]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let explained = route(&address(&old_tag));
+    assert!(
+        explained.contains("legacy \"Nobody, Known at HQ\"")
+            && explained.contains("made with the previous key"),
+        "{explained}"
+    );
+    let new_tag = python_tag(&python, &data, legacy, 0);
+    assert_ne!(new_tag, old_tag);
+    assert!(route(&address(&new_tag)).contains("reply tag valid (issued today"));
+    // A key nobody has.
+    fs::write(
+        data.join("other.keys"),
+        format!("current {now} {}\n", "22".repeat(32)),
+    )
+    .unwrap();
+    let script_keys = data.join("reply-tag.keys");
+    fs::rename(&script_keys, data.join("kept.keys")).unwrap();
+    fs::rename(data.join("other.keys"), &script_keys).unwrap();
+    let stranger_tag = python_tag(&python, &data, legacy, 0);
+    fs::rename(data.join("kept.keys"), &script_keys).unwrap();
+    assert!(route(&address(&stranger_tag)).contains("forged reply tag"));
 }
