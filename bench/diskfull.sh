@@ -27,6 +27,10 @@ cleanup() {
     set +e
     [ -n "$SEND_PID" ] && kill "$SEND_PID" 2>/dev/null && wait "$SEND_PID" 2>/dev/null
     [ -n "$CC_PID" ] && kill "$CC_PID" 2>/dev/null && wait "$CC_PID" 2>/dev/null
+    if [ -n "${KEEP:-}" ]; then
+        cp "$W/ccgate.log" "$KEEP.ccgate.log" 2>/dev/null
+        "$CCGATE" --config "$W/ccgate.toml" queue list 2>/dev/null | head -20 > "$KEEP.queue" 
+    fi
     mountpoint -q "$W/data" && umount -l "$W/data"
     rm -rf "$W"
 }
@@ -105,15 +109,20 @@ rm -f "$W/data/filler"
 FREED_AT=$(date +%s.%N)
 wait "$SEND_PID"; SEND_PID=""
 
-# Drain: every acknowledged message must reach the Maildir.
-for _ in $(seq 240); do
+# Drain: every acknowledged message must reach the Maildir. Mail that met the full disk in
+# the Maildir is deferred (and the lane may cool off, 5 min), so this waits up to 7 minutes.
+DRAIN_START=$(date +%s.%N)
+for _ in $(seq 840); do
     "$CCGATE" --config "$W/ccgate.toml" queue list --json 2>/dev/null | grep -q . || break
     sleep 0.5
 done
-python3 - "$W/replies.log" "$W/data/modern/new" "$FULL_AT" "$FREED_AT" "$FULL" "$READY_FULL" "$HEALTH_FULL" <<'PY'
-import os, re, sys
+DRAINED=$(echo "$(date +%s.%N) - $DRAIN_START" | bc)
+"$CCGATE" --config "$W/ccgate.toml" queue list --json > "$W/queued.json" 2>/dev/null || true
+python3 - "$W/replies.log" "$W/data/modern/new" "$FULL_AT" "$FREED_AT" "$FULL" "$READY_FULL" "$HEALTH_FULL" "$W/queued.json" "$DRAINED" <<'PY'
+import json, os, re, sys
 replies, maildir, full_at, freed_at = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-full, ready, health = sys.argv[5], sys.argv[6], sys.argv[7]
+full, ready, health, queued_file, drained = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8], float(sys.argv[9])
+queued = {json.loads(l)["queue_id"] for l in open(queued_file) if l.strip()}
 acked, during, codes = set(), 0, {}
 first_after = None
 for line in open(replies):
@@ -132,10 +141,10 @@ for name in os.listdir(maildir):
         head = f.read(4096).decode(errors="replace")
     m = re.search(r"\sid (\S+?);", head)
     if m: delivered.add(m.group(1))
-lost = acked - delivered
+lost = acked - delivered - queued
 again = f"{first_after - freed_at:.2f} s" if first_after else "never"
 print(f"disk full for {full} s: {during} attempts while full, replies {dict(sorted(codes.items()))}; /readyz {ready}, /healthz {health}")
 print(f"accepted again after the space was freed: {again}")
-print(f"acknowledged: {len(acked)}, delivered: {len(acked & delivered)}, lost: {len(lost)}")
+print(f"acknowledged: {len(acked)}, delivered: {len(acked & delivered)}, still queued: {len(acked & queued)}, lost: {len(lost)} (queue drained {drained:.1f} s after the senders stopped)")
 sys.exit(1 if lost or not first_after else 0)
 PY
