@@ -1745,7 +1745,8 @@ impl Spool {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
-        self.shared.check()
+        // Still failing at the end: what was not written is reported, not hidden.
+        self.shared.check_writing()
     }
 
     /// The folder layout (for the control protocol).

@@ -237,3 +237,80 @@ async fn respond(
     }
     stream.shutdown().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_capped_and_probes_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool =
+            Arc::new(Spool::open(dir.path(), ccgate_queue::SpoolOptions::default()).unwrap());
+        let ready = Arc::new(AtomicBool::new(false));
+        let server = AdminServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Metrics::default()),
+            Arc::clone(&spool),
+            Arc::clone(&ready),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let served = tokio::spawn(server.serve(stop_rx));
+
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        let not_ready = get(addr, "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        assert!(not_ready.contains("SMTP listener"), "{not_ready}");
+        ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.contains("ccgate_spool_accepting 1"), "{metrics}");
+        assert!(metrics.contains("ccgate_spool_status{reason=\"accepting\"} 1"));
+
+        // Fill every slot with a client that says nothing; the next one is closed unanswered.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Wait (generously) until the server has accepted them all and refuses the next.
+        let mut refused = false;
+        for _ in 0..100 {
+            let mut extra = TcpStream::connect(addr).await.unwrap();
+            let _ = extra.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await;
+            let mut out = Vec::new();
+            let _ = extra.read_to_end(&mut out).await;
+            if out.is_empty() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "a connection beyond {MAX_CONNECTIONS} was served");
+        drop(idle);
+        // Slots come back: answered again (eventually, as the idle ones are reaped).
+        let mut answered = false;
+        for _ in 0..200 {
+            if get(addr, "/healthz").await.starts_with("HTTP/1.1 200") {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(answered);
+        stop_tx.send(true).unwrap();
+        served.await.unwrap();
+    }
+}
