@@ -51,8 +51,8 @@ post_offices = ["HQ"]               # legacy post offices reachable from SMTP fo
                                     # whose users mail out through the gateway
 smtp_bulletin_boards = []           # bulletin boards reachable from SMTP (default: none)
 reply_tag_lifetime = "30d"          # how long the reply address of a legacy sender outside the
-                                    # directory stays valid (whole days, 1d-730d); the tag key in
-                                    # data_dir/reply-tag.keys is rotated this often
+                                    # directory stays valid (whole days, 1d-500d); the tag key in
+                                    # data_dir/reply-tag.keys is rotated this often (+2 days)
 
 [modern]
 domain = "modern.example.com"       # SMTP domain of migrated mailboxes

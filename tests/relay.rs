@@ -992,15 +992,19 @@ fn a_legacy_non_delivery_report_to_a_robot_is_not_relayed_back_out() {
     );
 }
 
-// See: issue 13 (the key is rotated with an overlap). A key as old as the lifetime is replaced
-// the next time the gateway opens it; tags made with it stay valid (previous key), tags from
-// an unknown key do not.
+// See: issue 13 (the key is rotated with an overlap). A key two days older than the lifetime is
+// replaced when `ccgate run` starts (never by `replay` or `route`, so two processes sharing the
+// file cannot both rotate it); tags made with it stay valid (previous key), tags from an
+// unknown key do not.
 #[test]
 fn the_reply_tag_key_rotates_and_tags_of_the_previous_key_stay_valid() {
     let Some(python) = crate::util::require_python("reply tag rotation") else {
         return;
     };
-    let (dir, config) = crate::route::setup(None, "");
+    let (dir, config) = crate::route::setup(
+        None,
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
     let data = dir.path().join("data");
     fs::create_dir_all(&data).unwrap();
     let keys = data.join("reply-tag.keys");
@@ -1009,20 +1013,41 @@ fn the_reply_tag_key_rotates_and_tags_of_the_previous_key_stay_valid() {
         .unwrap()
         .as_secs();
     let old_hex = "11".repeat(32);
-    fs::write(&keys, format!("current {} {old_hex}\n", now - 31 * 86_400)).unwrap();
+    let made = now - 33 * 86_400;
+    fs::write(&keys, format!("current {made} {old_hex}\n")).unwrap();
     let legacy = "Nobody, Known at HQ";
     let address =
         |tag: &str| format!("IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ.{tag}@legacy.example.com");
     let old_tag = python_tag(&python, &data, legacy, 0);
 
-    // `ccgate replay` opens the keys as `ccgate run` does (an empty mbox: nothing to queue).
+    // `ccgate replay` uses the keys as they are (an empty mbox: nothing to queue).
     let empty = dir.path().join("empty.mbox");
     fs::write(&empty, "").unwrap();
     let out = crate::route::run_with(&config, &["replay", empty.to_str().unwrap()]);
     assert!(out.status.code().is_some(), "{out:?}");
-    let text = fs::read_to_string(&keys).unwrap();
+    assert_eq!(
+        fs::read_to_string(&keys).unwrap(),
+        format!("current {made} {old_hex}\n"),
+        "replay never rotates"
+    );
+    // `ccgate run` rotates at start.
+    let mut gateway = ccgate()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rotated = wait_for("the key rotated by ccgate run", || {
+        let text = fs::read_to_string(&keys).unwrap_or_default();
+        text.contains("previous ").then_some(text)
+    });
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let text = rotated;
     assert!(
-        text.contains(&format!("previous {} {old_hex}", now - 31 * 86_400)),
+        text.contains(&format!("previous {made} {old_hex}")),
         "{text}"
     );
     let current = text

@@ -64,6 +64,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // Reply tags: the key is made on first run and rotated when due (reply_keys.rs).
     let key_file = crate::reply_keys::KeyFile::of(&config);
     let reply_tags = key_file.open_or_create(&config)?;
+    key_file.rotate_if_due(&reply_tags, SystemTime::now())?;
     info!(file = %key_file.path().display(), lifetime_days = reply_tags.lifetime_days(), "reply-tag keys");
     let mut router_config = directory_source::router_config(&config);
     router_config.reply_tags = Some(reply_tags.clone());
