@@ -1194,11 +1194,12 @@ impl Spool {
             if msg.sender.is_empty() {
                 return Ok(None);
             }
-            // One bounce per message: recipients already reported mean one was sent.
+            // One bounce per message: recipients already reported, or being reported by
+            // another thread building its bounce right now, mean one was sent.
             let earlier_bounce = msg
                 .rcpts
                 .iter()
-                .any(|r| r.flags & (crate::state::BOUNCED | BOUNCE_QUEUED) != 0);
+                .any(|r| r.flags & (crate::state::BOUNCED | BOUNCE_QUEUED | BOUNCE_BUILDING) != 0);
             let mut idxs = Vec::new();
             let mut recipients = Vec::new();
             for (i, r) in msg.rcpts.iter_mut().enumerate() {
