@@ -86,7 +86,12 @@ impl PickupCodec for Codec {
         }
         let mut recipients = Vec::new();
         let mut routes = Vec::new();
-        let ndr = is_legacy_ndr(message);
+        let ndr = is_legacy_ndr(message, |name| {
+            ccgate_ccmail::parse_address(name)
+                .ok()
+                .and_then(|address| address.name_key())
+                .is_some_and(|key| directory.lookup_name_key(&key).is_some())
+        });
         for rcpt in &mime.recipients {
             match self.routing.route_from_legacy(rcpt) {
                 // A legacy non-delivery report for mail from another system's robot (a bounce,
@@ -146,8 +151,10 @@ impl PickupCodec for Codec {
 }
 
 /// True for a legacy non-delivery report: from the post office's postmaster or a mailer
-/// daemon, or with the subject routers and Import give their reports.
-fn is_legacy_ndr(message: &Message) -> bool {
+/// daemon, or with the subject routers and Import give their reports, from a sender who is not
+/// a person in the directory (`is_person` answers for the `From:` text): a user's own message
+/// titled "Undeliverable items" keeps its sender and its bounces.
+fn is_legacy_ndr(message: &Message, is_person: impl Fn(&str) -> bool) -> bool {
     const SUBJECTS: [&str; 6] = [
         "message not deliverable",
         "not deliverable",
@@ -156,17 +163,22 @@ fn is_legacy_ndr(message: &Message) -> bool {
         "nondeliverable",
         "delivery failure",
     ];
-    message.headers.iter().any(|header| match header {
-        Header::From(from) => {
-            let from = from.trim().to_ascii_lowercase();
-            from.starts_with("postmaster") || from.starts_with("mailer-daemon")
-        }
+    let from = message.headers.iter().find_map(|header| match header {
+        Header::From(from) => Some(from.trim()),
+        _ => None,
+    });
+    let robot = from.is_some_and(|from| {
+        let from = from.to_ascii_lowercase();
+        from.starts_with("postmaster") || from.starts_with("mailer-daemon")
+    });
+    let report_subject = message.headers.iter().any(|header| match header {
         Header::Subject(subject) => {
             let subject = subject.trim().to_ascii_lowercase();
             SUBJECTS.iter().any(|s| subject.starts_with(s))
         }
         _ => false,
-    })
+    });
+    robot || (report_subject && !from.is_some_and(is_person))
 }
 
 /// `postmaster@...` or `MAILER-DAEMON@...`: another mail system, never sent a report.
@@ -192,12 +204,21 @@ mod tests {
 
     #[test]
     fn legacy_reports_are_recognised() {
-        assert!(is_legacy_ndr(&message("Postmaster at HQ", "x")));
-        assert!(is_legacy_ndr(&message(
-            "Router at HQ",
-            "Message not deliverable"
-        )));
-        assert!(!is_legacy_ndr(&message("Smith, John at HQ", "lunch")));
+        let nobody = |_: &str| false;
+        let john = |from: &str| from == "Smith, John at HQ";
+        assert!(is_legacy_ndr(&message("Postmaster at HQ", "x"), nobody));
+        assert!(is_legacy_ndr(
+            &message("Router at HQ", "Message not deliverable"),
+            nobody
+        ));
+        assert!(!is_legacy_ndr(&message("Smith, John at HQ", "lunch"), john));
+        assert!(
+            !is_legacy_ndr(
+                &message("Smith, John at HQ", "Undeliverable items at the dock"),
+                john
+            ),
+            "a person's own message keeps its sender"
+        );
         assert!(is_mail_system_address(
             &"MAILER-DAEMON@far.test".parse().unwrap()
         ));
