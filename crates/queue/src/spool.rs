@@ -733,11 +733,17 @@ impl Spool {
     /// While the lane is dead its due mail is deferred to the end of the cool-off without
     /// attempts; mail past `max_lifetime` fails (and is bounced at the next [`Spool::tick`]).
     ///
+    /// While writes fail (a full disk) it hands out nothing until the writer resumes.
+    ///
     /// # Errors
-    /// [`QueueError::Poisoned`] after a failed write.
+    /// [`QueueError::Poisoned`] after a write that could not be rolled back.
     pub fn lease(&self, lane: &str, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
-        // No new attempt while writes fail: its outcome could not be recorded.
-        self.shared.check_writing()?;
+        // No new attempt while writes fail (its outcome could not be recorded): no work now,
+        // not an error, so agents simply poll again.
+        self.shared.check()?;
+        if self.shared.check_writing().is_err() {
+            return Ok(Vec::new());
+        }
         let now_ms = to_ms(now);
         let mut state = lock(&self.shared.state);
         let Some(lane_id) = state.find_lane(lane) else {
