@@ -29,6 +29,8 @@ use crate::ServerError;
 use crate::metrics::Metrics;
 use crate::shutdown::stopped;
 
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 /// Admin connections served at once; more are closed unanswered.
@@ -42,7 +44,7 @@ pub struct AdminServer {
     spool: Arc<Spool>,
     ready: Arc<AtomicBool>,
     /// One spool scan at a time.
-    scan: Mutex<()>,
+    scan: Arc<Mutex<()>>,
     connections: Arc<Semaphore>,
 }
 
@@ -65,7 +67,7 @@ impl AdminServer {
             metrics,
             spool,
             ready,
-            scan: Mutex::new(()),
+            scan: Arc::new(Mutex::new(())),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         })
     }
@@ -108,10 +110,17 @@ impl AdminServer {
     async fn answer(&self, mut stream: TcpStream) {
         let mut head = Vec::with_capacity(1024);
         let mut buf = [0u8; 1024];
+        // A client gets a short while to send its request: idle connections must not hold the
+        // few admin slots the health probes need.
+        let head_deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
         while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            match tokio::time::timeout_at(head_deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(n)) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(_) => {
+                    debug!("admin request head not sent in time");
+                    return;
+                }
             }
             if head.len() > MAX_HEAD {
                 let _ = respond(
@@ -208,8 +217,15 @@ impl AdminServer {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        let _one = self.scan.lock().await;
-        tokio::task::spawn_blocking(work).await.ok()
+        // The guard moves into the blocking task: if the request times out and this future is
+        // dropped, the scan still runs to its end, and the next one still waits for it.
+        let one = Arc::clone(&self.scan).lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _one = one;
+            work()
+        })
+        .await
+        .ok()
     }
 }
 
