@@ -202,7 +202,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(found) = probe() {
             return found;
