@@ -41,6 +41,8 @@ pub struct Codec {
     routing: Arc<DirectoryRouting>,
     options: ConvertOptions,
     unknown: UnknownRecipients,
+    /// Post offices already warned about (replies to their senders are refused).
+    unlisted_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Codec {
@@ -55,6 +57,7 @@ impl Codec {
             routing,
             options,
             unknown,
+            unlisted_warned: std::sync::Mutex::default(),
         }
     }
 }
@@ -86,12 +89,14 @@ impl PickupCodec for Codec {
         }
         let mut recipients = Vec::new();
         let mut routes = Vec::new();
-        let ndr = is_legacy_ndr(message, |name| {
+        let is_person = |name: &str| {
             ccgate_ccmail::parse_address(name)
                 .ok()
                 .and_then(|address| address.name_key())
                 .is_some_and(|key| directory.lookup_name_key(&key).is_some())
-        });
+        };
+        let ndr = is_legacy_ndr(message, is_person);
+        self.warn_if_replies_refused(message, is_person);
         for rcpt in &mime.recipients {
             match self.routing.route_from_legacy(rcpt) {
                 // A legacy non-delivery report for mail from another system's robot (a bounce,
@@ -147,6 +152,40 @@ impl PickupCodec for Codec {
             body: mime.bytes,
             message_id: mime.message_id,
         })
+    }
+}
+
+impl Codec {
+    /// A sender outside the directory at a post office not in `[legacy] post_offices` gets a
+    /// tagged reply address that RCPT will refuse: say so, once per post office and process,
+    /// so the administrator can list it.
+    fn warn_if_replies_refused(&self, message: &Message, is_person: impl Fn(&str) -> bool) {
+        let Some(from) = message.headers.iter().find_map(|header| match header {
+            Header::From(from) => Some(from.as_str()),
+            _ => None,
+        }) else {
+            return;
+        };
+        let Some(po) = ccgate_ccmail::parse_address(from)
+            .ok()
+            .and_then(|address| address.po().map(str::to_owned))
+        else {
+            return;
+        };
+        let config = self.routing.config();
+        if is_person(from)
+            || config.serves_post_office(&po)
+            || po.eq_ignore_ascii_case(&config.gateway_po)
+        {
+            return;
+        }
+        let mut warned = self
+            .unlisted_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.insert(po.to_ascii_lowercase()) {
+            warn!(post_office = %po, from = %from, "a sender outside the directory at a post office not in [legacy] post_offices: replies to them will be refused (550 5.1.1); add the post office to the list");
+        }
     }
 }
 

@@ -746,6 +746,40 @@ print(alphabet[stamp >> 5] + alphabet[stamp & 31] + base64.b32encode(mac).decode
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+// A sender outside the directory at a post office the config does not list: the mail goes out,
+// and the log says once that replies to that post office will be refused.
+#[test]
+fn a_sender_at_an_unlisted_post_office_is_warned_about_once() {
+    let relay = Relay::start("");
+    for n in 1..=2 {
+        relay.export(
+            &format!("FAR{n}.TXT"),
+            &format!("Message:\nFrom: Far, Fay at FARPO\nTo: alice@example.org at SMTPGW\nSubject: far {n}\nContents:\nText item:\nfrom afar {n}\n"),
+        );
+        wait_for("the message in the Maildir", || {
+            relay
+                .maildir()
+                .into_iter()
+                .find(|m| m.contains(&format!("from afar {n}")))
+        });
+    }
+    let warned = relay
+        .logged(&["not in [legacy] post_offices", "FARPO"])
+        .expect("a warning naming the post office");
+    assert!(
+        warned.contains("replies to them will be refused"),
+        "{warned}"
+    );
+    let count = relay
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("not in [legacy] post_offices"))
+        .count();
+    assert_eq!(count, 1, "warned once per post office");
+}
+
 // See: issue 13 (only reply addresses the gateway issued cross; interface.md §5, last rule).
 #[test]
 fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
