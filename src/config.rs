@@ -45,6 +45,11 @@ struct RawSmtp {
     max_connections: Option<u32>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    max_line_length: Option<u32>,
+    max_connections_per_client: Option<u32>,
+    max_connection_rate: Option<u32>,
+    client_limit_exceptions: Option<Vec<String>>,
+    memory_budget: Option<SizeValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +178,16 @@ pub struct SmtpConfig {
     pub max_connections: u32,
     /// Certificate and key for STARTTLS, when both are set.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Longest message text line, CR LF included; 0 = no limit (the default, as Postfix).
+    pub max_line_length: u32,
+    /// Most sessions at once from one client address; 0 = no limit.
+    pub max_connections_per_client: u32,
+    /// Most new sessions per minute from one client address; 0 = no limit.
+    pub max_connection_rate: u32,
+    /// Client networks the per-client limits do not apply to.
+    pub client_limit_exceptions: Vec<ccgate_server::Network>,
+    /// Message text all sessions may hold in memory at once, in bytes; 0 = no limit.
+    pub memory_budget: u64,
 }
 
 /// `[legacy]`.
@@ -390,6 +405,19 @@ impl Config {
                 (None, None) => None,
                 _ => bail!("smtp.tls_cert and smtp.tls_key must be set together"),
             };
+            let memory_budget = match s.memory_budget {
+                None => ccgate_server::MEMORY_BUDGET,
+                Some(SizeValue::Bytes(n)) => n,
+                Some(SizeValue::Text(t)) => parse_size(&t).context("smtp.memory_budget")?,
+            };
+            let client_limit_exceptions = match s.client_limit_exceptions {
+                None => ccgate_server::Network::loopback(),
+                Some(list) => list
+                    .iter()
+                    .map(|n| ccgate_server::Network::parse(n))
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(|e| anyhow::anyhow!("smtp.client_limit_exceptions: {e}"))?,
+            };
             SmtpConfig {
                 listen,
                 hostname: s
@@ -399,6 +427,13 @@ impl Config {
                 max_recipients: s.max_recipients.unwrap_or(1000),
                 max_connections: s.max_connections.unwrap_or(1000),
                 tls,
+                max_line_length: s.max_line_length.unwrap_or(0),
+                max_connections_per_client: s.max_connections_per_client.unwrap_or(
+                    u32::try_from(ccgate_server::MAX_CONNECTIONS_PER_CLIENT).unwrap_or(50),
+                ),
+                max_connection_rate: s.max_connection_rate.unwrap_or(0),
+                client_limit_exceptions,
+                memory_budget,
             }
         };
 
@@ -650,6 +685,20 @@ impl Config {
         if let Some((cert, key)) = &s.tls {
             let _ = writeln!(out, "tls_cert = {}\ntls_key = {}", p(cert), p(key));
         }
+        let _ = writeln!(out, "max_line_length = {}", s.max_line_length);
+        let _ = writeln!(
+            out,
+            "max_connections_per_client = {}",
+            s.max_connections_per_client
+        );
+        let _ = writeln!(out, "max_connection_rate = {}", s.max_connection_rate);
+        let exceptions: Vec<String> = s
+            .client_limit_exceptions
+            .iter()
+            .map(|n| q(&n.to_string()))
+            .collect();
+        let _ = writeln!(out, "client_limit_exceptions = [{}]", exceptions.join(", "));
+        let _ = writeln!(out, "memory_budget = {}", s.memory_budget);
         let l = &self.legacy;
         let _ = writeln!(out, "\n[legacy]");
         let _ = writeln!(

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 
 use crate::admin::{
@@ -421,6 +422,7 @@ impl Spool {
         body: &[u8],
         now: SystemTime,
     ) -> Result<QueueId> {
+        let body = vec![Bytes::copy_from_slice(body)];
         self.enqueue_inner(None, envelope, routes, body, now)
     }
 
@@ -437,7 +439,26 @@ impl Spool {
         body: &[u8],
         now: SystemTime,
     ) -> Result<QueueId> {
+        let body = vec![Bytes::copy_from_slice(body)];
         self.enqueue_inner(Some(id), envelope, routes, body, now)
+    }
+
+    /// [`Spool::enqueue_with_id`] for a body in parts (e.g. a `Received:` header, then the
+    /// message as received), stored one after the other. The parts are shared, not copied:
+    /// the writer writes them to the data segment from these buffers, so a large message is
+    /// held once in memory until it is on disk, and not at all after.
+    ///
+    /// # Errors
+    /// As [`Spool::enqueue_with_id`].
+    pub fn enqueue_parts(
+        &self,
+        id: QueueId,
+        envelope: &Envelope,
+        routes: &[Route],
+        parts: Vec<Bytes>,
+        now: SystemTime,
+    ) -> Result<QueueId> {
+        self.enqueue_inner(Some(id), envelope, routes, parts, now)
     }
 
     fn enqueue_inner(
@@ -445,7 +466,7 @@ impl Spool {
         id: Option<QueueId>,
         envelope: &Envelope,
         routes: &[Route],
-        body: &[u8],
+        body: Vec<Bytes>,
         now: SystemTime,
     ) -> Result<QueueId> {
         if envelope.recipients.is_empty() {
@@ -457,7 +478,8 @@ impl Spool {
                 recipients: envelope.recipients.len(),
             });
         }
-        check_size("message", body.len() as u64, MAX_BODY_LEN)?;
+        let body_len: u64 = body.iter().map(|part| part.len() as u64).sum();
+        check_size("message", body_len, MAX_BODY_LEN)?;
         check_size("recipient list", routes.len() as u64, u64::from(u16::MAX))?;
         for route in routes {
             check_size(
@@ -492,7 +514,13 @@ impl Spool {
             id: QueueId::from_u128(0),
             arrival_ms: now_ms,
             body: BodyRef {
-                crc: crc32fast::hash(body),
+                crc: {
+                    let mut crc = crc32fast::Hasher::new();
+                    for part in &body {
+                        crc.update(part);
+                    }
+                    crc.finalize()
+                },
                 ..BodyRef::default()
             },
             sender: envelope.sender.to_string(),
@@ -502,7 +530,7 @@ impl Spool {
             bounce_for: None,
             rcpts,
         };
-        let (id, ticket) = self.push_message(id, rec, body.to_vec(), None)?;
+        let (id, ticket) = self.push_message(id, rec, body, None)?;
         self.shared.wait(ticket)?;
         Ok(id)
     }
@@ -513,7 +541,7 @@ impl Spool {
         &self,
         wanted: Option<QueueId>,
         mut rec: MessageRec,
-        body: Vec<u8>,
+        body: Vec<Bytes>,
         bounce: Option<(QueueId, &[u16])>,
     ) -> Result<(QueueId, u64)> {
         let mut state = lock(&self.shared.state);
@@ -1101,7 +1129,8 @@ impl Spool {
                 error: None,
             }],
         };
-        let (bounce_id, ticket) = self.push_message(None, rec, dsn, Some((id, &idxs)))?;
+        let (bounce_id, ticket) =
+            self.push_message(None, rec, vec![Bytes::from(dsn)], Some((id, &idxs)))?;
         self.shared.wait(ticket)?;
         Ok(Some(bounce_id))
     }

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use ccgate_core::QueueId;
 
 use crate::error::{IoContext, QueueError, Result};
@@ -29,6 +30,9 @@ use crate::state::State;
 
 /// Prefix and suffix of journal segment names: `J00000001.log`.
 const JOURNAL_PREFIX: &str = "J";
+/// Bodies larger than this are written to the data segment from the caller's buffers
+/// instead of being gathered with the rest of the batch first.
+const DIRECT_WRITE: u64 = 256 * 1024;
 const JOURNAL_SUFFIX: &str = ".log";
 /// Prefix and suffix of data segment names: `D00000001.dat`.
 const DATA_PREFIX: &str = "D";
@@ -189,7 +193,12 @@ impl Segment {
 pub(crate) enum Request {
     /// A new message: its body goes to the data segment, its record to the journal, and it
     /// is inserted into the state once both are durable.
-    Enqueue { rec: Box<MessageRec>, body: Vec<u8> },
+    /// The body is a list of parts written one after the other (a `Received:` header and
+    /// the message as received, say), shared with the caller rather than copied.
+    Enqueue {
+        rec: Box<MessageRec>,
+        body: Vec<Bytes>,
+    },
     /// Encoded journal frames; `snapshots` lists (id, frame length) of snapshot records among
     /// them, so the state learns which segment now holds those messages.
     Records {
@@ -354,8 +363,9 @@ impl Writer {
         for (_, request) in batch {
             match request {
                 Request::Enqueue { mut rec, body } => {
-                    let frame_len = (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64
-                        + body.len() as u64;
+                    let body_len: u64 = body.iter().map(|part| part.len() as u64).sum();
+                    let frame_len =
+                        (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64 + body_len;
                     let used = self.data.len + data_buf.len() as u64;
                     if used > 0 && used + frame_len > self.limits.data_bytes {
                         self.data.append(&data_buf)?;
@@ -364,11 +374,26 @@ impl Writer {
                         self.rotate_data(shared)?;
                     }
                     let offset = self.data.len + data_buf.len() as u64;
-                    record::encode_body_frame(rec.id, &body, rec.body.crc, &mut data_buf);
+                    record::encode_body_header(rec.id, body_len, &mut data_buf);
+                    if body_len > DIRECT_WRITE {
+                        // A large body goes to the file from the caller's buffers, not
+                        // through a copy in `data_buf`.
+                        self.data.append(&data_buf)?;
+                        data_buf.clear();
+                        for part in &body {
+                            self.data.append(part)?;
+                        }
+                    } else {
+                        for part in &body {
+                            data_buf.extend_from_slice(part);
+                        }
+                    }
+                    drop(body);
+                    record::encode_body_trailer(rec.body.crc, &mut data_buf);
                     rec.body = BodyRef {
                         seg: self.data.seq,
                         offset,
-                        len: body.len() as u64,
+                        len: body_len,
                         crc: rec.body.crc,
                     };
                     data_dirty = true;

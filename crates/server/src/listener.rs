@@ -1,16 +1,23 @@
 //! The SMTP listener: accept, bound the number of sessions, drive each session, queue durably.
+//!
+//! Memory per session is bounded: the input buffer holds what one read brings (a
+//! [`BytesMut`], advanced without copying as the session consumes it), and message text is
+//! counted against the server's [`MemoryBudget`]; a message that would go past it is read to
+//! its end and refused with `452 4.3.1`. A complete message is handed to the spool as shared
+//! [`Bytes`] (the `Received:` header and the text as received), never copied on the way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::{Buf, Bytes, BytesMut};
 use ccgate_core::{EmailAddress, Envelope, QueueId};
 use ccgate_queue::{Route, Spool};
 use ccgate_smtp::{
     Error as SmtpError, Event, QueueError, RcptVerdict, RecipientPolicy, Session, SessionConfig,
     for_error, rfc5322_date,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -18,13 +25,16 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::ServerError;
+use crate::limits::{ClientLimits, MemoryBudget, Network, Reservation};
 use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::routing::Routing;
 use crate::shutdown::stopped;
 use crate::stream::Conn;
 
-/// Read buffer size per connection.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room made in a session's input buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Time allowed to send a last reply and close, when the session ends for a reason of ours.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the listener behaves (`[smtp]` of the config).
 #[derive(Clone)]
@@ -47,6 +57,21 @@ pub struct SmtpSettings {
     pub session_timeout: Duration,
     /// On shutdown, how long a session in a transaction may take to finish it.
     pub shutdown_grace: Duration,
+    /// Longest message text line accepted, CR LF included (`usize::MAX`: no limit, the
+    /// default, as in Postfix).
+    pub max_line_length: usize,
+    /// Most sessions at once from one client address (0: no limit); one more gets
+    /// `421 4.7.0`.
+    pub max_connections_per_client: usize,
+    /// Most new sessions per minute from one client address (0: no limit, the default, as
+    /// Postfix's `smtpd_client_connection_rate_limit`).
+    pub max_connection_rate: u32,
+    /// Clients the two per-client limits do not apply to (default: loopback, like
+    /// Postfix's `$mynetworks` with `mynetworks_style = host`).
+    pub client_limit_exceptions: Vec<Network>,
+    /// Message text all sessions together may hold in memory (0: no limit); a message that
+    /// would go past it gets `452 4.3.1` at its end.
+    pub memory_budget: u64,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -60,6 +85,14 @@ impl std::fmt::Debug for SmtpSettings {
             .field("tls", &self.tls.is_some())
             .field("idle_timeout", &self.idle_timeout)
             .field("session_timeout", &self.session_timeout)
+            .field("max_line_length", &self.max_line_length)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
+            .field("max_connection_rate", &self.max_connection_rate)
+            .field("client_limit_exceptions", &self.client_limit_exceptions)
+            .field("memory_budget", &self.memory_budget)
             .finish()
     }
 }
@@ -78,6 +111,11 @@ impl SmtpSettings {
             idle_timeout: Duration::from_secs(300),
             session_timeout: Duration::from_secs(1800),
             shutdown_grace: Duration::from_secs(30),
+            max_line_length: ccgate_smtp::NO_LINE_LIMIT,
+            max_connections_per_client: crate::limits::MAX_CONNECTIONS_PER_CLIENT,
+            max_connection_rate: 0,
+            client_limit_exceptions: Network::loopback(),
+            memory_budget: crate::limits::MEMORY_BUDGET,
         }
     }
 }
@@ -90,6 +128,8 @@ struct Shared {
     routing: Arc<dyn Routing>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
+    clients: Arc<ClientLimits>,
+    memory: Arc<MemoryBudget>,
 }
 
 /// The session's view of the router; refusals are counted.
@@ -131,6 +171,7 @@ impl SmtpServer {
             .map_err(|e| ServerError::Settings(e.to_string()))?;
         session.limits.max_message_size = settings.max_message_size;
         session.limits.max_recipients = settings.max_recipients;
+        session.limits.max_text_line = settings.max_line_length;
         session.tls_available = settings.tls.is_some();
         let mut listeners = Vec::with_capacity(settings.listen.len());
         for addr in &settings.listen {
@@ -143,6 +184,12 @@ impl SmtpServer {
             listeners.push(listener);
         }
         let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let clients = Arc::new(ClientLimits::new(
+            settings.max_connections_per_client,
+            settings.max_connection_rate,
+            settings.client_limit_exceptions.clone(),
+        ));
+        let memory = MemoryBudget::new(settings.memory_budget);
         Ok(Self {
             listeners,
             shared: Arc::new(Shared {
@@ -152,6 +199,8 @@ impl SmtpServer {
                 routing,
                 tls,
                 metrics,
+                clients,
+                memory,
             }),
         })
     }
@@ -200,18 +249,26 @@ impl SmtpServer {
                 while let Some((stream, peer)) = rx.recv().await {
                     let shared = Arc::clone(&shared);
                     let stop = stop_sessions.clone();
+                    let client = match shared.clients.admit(peer.ip(), Instant::now().into_std()) {
+                        Ok(client) => client,
+                        Err(reason) => {
+                            set.spawn(refuse(stream, peer, reason));
+                            continue;
+                        }
+                    };
                     match Arc::clone(&permits).try_acquire_owned() {
                         Ok(permit) => {
                             set.spawn(
                                 async move {
                                     handle(stream, peer, shared, stop).await;
                                     drop(permit);
+                                    drop(client);
                                 }
                                 .instrument(info_span!("smtp", %peer)),
                             );
                         }
                         Err(_) => {
-                            set.spawn(refuse_busy(stream, peer));
+                            set.spawn(refuse(stream, peer, SmtpError::TooManyConnections));
                         }
                     }
                     while set.try_join_next().is_some() {}
@@ -225,13 +282,16 @@ impl SmtpServer {
     }
 }
 
-/// Over `max_connections`: one reply, then close.
-async fn refuse_busy(mut stream: TcpStream, peer: SocketAddr) {
-    info!(%peer, "refused: too many connections");
+/// Over a connection limit: one reply, then close.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, reason: SmtpError) {
+    info!(%peer, %reason, "refused");
     let mut wire = Vec::new();
-    for_error(&SmtpError::TooManyConnections).encode(&mut wire);
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&wire)).await;
-    let _ = stream.shutdown().await;
+    for_error(&reason).encode(&mut wire);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = stream.write_all(&wire).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// One SMTP session, from greeting to close.
@@ -253,12 +313,23 @@ async fn handle(
     let mut grace_deadline: Option<Instant> = None;
     let mut wire = Vec::with_capacity(512);
     session.greeting().encode(&mut wire);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut input = BytesMut::new();
+    let mut reservation = Reservation::new(&shared.memory);
+    // Replies and reads may each take as long as the client may stay silent.
+    let io_timeout = shared.settings.idle_timeout;
     info!("connect");
     loop {
         let out = session.feed(&input);
-        input.drain(..out.consumed.min(input.len()));
+        input.advance(out.consumed.min(input.len()));
+        let held = u64::try_from(session.message_len()).unwrap_or(u64::MAX);
+        if !reservation.cover(held) {
+            warn!(
+                size = held,
+                "message refused: the memory budget for messages in transit is used up"
+            );
+            session.refuse_message(SmtpError::Queue(QueueError::MemoryBudget));
+            reservation.reset();
+        }
         out.encode_replies(&mut wire);
         let mut fed_event = false;
         match out.event {
@@ -271,13 +342,14 @@ async fn handle(
                 let id = QueueId::generate();
                 let header = trace.received_header(&id, &rfc5322_date(unix_now()));
                 let result = queue(&shared, id, envelope, header, data).await;
+                reservation.reset();
                 if let Some(reply) = session.message_queued(result) {
                     reply.encode(&mut wire);
                 }
                 fed_event = true;
             }
             Some(Event::StartTls) => {
-                if write_all(&mut conn, &mut wire).await.is_err() {
+                if write_all(&mut conn, &mut wire, io_timeout).await.is_err() {
                     return;
                 }
                 let (Conn::Plain(tcp), Some(acceptor)) = (conn, shared.tls.as_ref()) else {
@@ -305,8 +377,8 @@ async fn handle(
             None => {}
         }
         if out.close || session.is_closed() {
-            let _ = write_all(&mut conn, &mut wire).await;
-            let _ = conn.shutdown().await;
+            let _ = write_all(&mut conn, &mut wire, CLOSE_TIMEOUT).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.shutdown()).await;
             info!(seconds = started.elapsed().as_secs_f64(), "disconnect");
             return;
         }
@@ -314,7 +386,8 @@ async fn handle(
             // Pipelined input after the message may already be buffered.
             continue;
         }
-        if write_all(&mut conn, &mut wire).await.is_err() {
+        if let Err(e) = write_all(&mut conn, &mut wire, io_timeout).await {
+            info!(error = %e, "disconnect: write failed");
             return;
         }
         // Shutdown: an idle session is closed now; one in a transaction gets the grace period
@@ -337,8 +410,9 @@ async fn handle(
         .flatten()
         .min()
         .unwrap_or(session_deadline);
+        input.reserve(READ_CHUNK);
         let read = tokio::select! {
-            r = tokio::time::timeout_at(deadline, conn.read(&mut chunk)) => r,
+            r = tokio::time::timeout_at(deadline, conn.read_buf(&mut input)) => r,
             () = stopped(&mut stop), if grace_deadline.is_none() => continue,
         };
         match read {
@@ -349,7 +423,7 @@ async fn handle(
                 );
                 return;
             }
-            Ok(Ok(n)) => input.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 info!(error = %e, "disconnect: read error");
                 return;
@@ -371,15 +445,26 @@ async fn handle(
 async fn abort<P: RecipientPolicy>(conn: &mut Conn, session: &mut Session<P>, reason: &SmtpError) {
     let mut wire = Vec::new();
     session.abort(reason).encode(&mut wire);
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn.write_all(&wire)).await;
-    let _ = conn.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = conn.write_all(&wire).await;
+        let _ = conn.shutdown().await;
+    })
+    .await;
 }
 
-async fn write_all(conn: &mut Conn, wire: &mut Vec<u8>) -> std::io::Result<()> {
+/// Sends the replies in `wire`; a client that does not read them within `timeout` is an
+/// error (`TimedOut`), so no session waits on a full socket buffer for ever.
+async fn write_all(conn: &mut Conn, wire: &mut Vec<u8>, timeout: Duration) -> std::io::Result<()> {
     if wire.is_empty() {
         return Ok(());
     }
-    let result = conn.write_all(wire).await;
+    let result = match tokio::time::timeout(timeout, conn.write_all(wire)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not read its replies",
+        )),
+    };
     wire.clear();
     result
 }
@@ -397,15 +482,14 @@ async fn queue(
         .iter()
         .map(|r| shared.routing.route(&envelope.sender, r))
         .collect();
-    let mut body = Vec::with_capacity(header.len() + data.len());
-    body.extend_from_slice(header.as_bytes());
-    body.extend_from_slice(&data);
-    let size = body.len();
+    // Shared, not copied: the spool writes both parts from these buffers.
+    let size = header.len() + data.len();
+    let body = vec![Bytes::from(header.into_bytes()), Bytes::from(data)];
     let spool = Arc::clone(&shared.spool);
     let sender = envelope.sender.to_string();
     let n_rcpts = envelope.recipients.len();
     let joined = tokio::task::spawn_blocking(move || {
-        spool.enqueue_with_id(id, &envelope, &routes, &body, SystemTime::now())
+        spool.enqueue_parts(id, &envelope, &routes, body, SystemTime::now())
     })
     .await;
     match joined {

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ccgate_convert::{SMTP_MAX_LINE, fit_line_length};
 use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool, StatusCode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -316,7 +317,15 @@ impl Inner {
         body: &[u8],
     ) -> Vec<DeliveryResult> {
         let n = lease.recipients.len();
-        let data = encode_data(body);
+        // Lines over 998 octets (accepted from SMTP clients, as Postfix accepts them) are
+        // re-encoded so that a next hop holding to RFC 5321's limit takes the message; the
+        // content a MIME reader decodes is the same.
+        let fitted = fit_line_length(body, SMTP_MAX_LINE);
+        if matches!(fitted, std::borrow::Cow::Owned(_)) {
+            debug!(queue_id = %lease.queue_id, "long lines re-encoded for the next hop");
+        }
+        let data = encode_data(&fitted);
+        drop(fitted);
         for fresh_retry in [false, true] {
             let reused = cached.is_some();
             let mut conn = match cached.take() {

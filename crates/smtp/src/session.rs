@@ -23,7 +23,7 @@ use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 use crate::command::{Command, ForwardPath, MailParams, parse_command};
 use crate::error::{Error, QueueError, Verb};
 use crate::framing::{
-    DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, MAX_TEXT_LINE,
+    DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, NO_LINE_LIMIT,
 };
 use crate::reply::{Reply, for_error};
 
@@ -49,7 +49,9 @@ pub struct Limits {
     pub max_errors: u32,
     /// Longest command line, CR LF included.
     pub max_command_line: usize,
-    /// Longest message text line, CR LF included.
+    /// Longest message text line, CR LF included (`550 5.5.2` past it). The default is
+    /// [`NO_LINE_LIMIT`]: like Postfix, any line up to the message size is accepted, and the
+    /// delivery side makes shorter lines where a next hop needs them.
     pub max_text_line: usize,
 }
 
@@ -60,7 +62,7 @@ impl Default for Limits {
             max_recipients: MAX_RECIPIENTS,
             max_errors: MAX_ERRORS,
             max_command_line: MAX_COMMAND_LINE,
-            max_text_line: MAX_TEXT_LINE,
+            max_text_line: NO_LINE_LIMIT,
         }
     }
 }
@@ -493,6 +495,26 @@ impl<P: RecipientPolicy> Session<P> {
         self.transaction = None;
         self.message = Vec::new();
         for_error(reason)
+    }
+
+    /// Octets of message text held for the message being received (0 outside DATA, and once
+    /// the message is refused).
+    pub fn message_len(&self) -> usize {
+        match self.phase {
+            Phase::Data(_) => self.message.len(),
+            _ => 0,
+        }
+    }
+
+    /// Refuses the message being received for a reason of the I/O layer, e.g.
+    /// [`QueueError::MemoryBudget`]: the text held so far is freed, the rest of the data is
+    /// read and dropped, and the end of data is answered with `error`'s reply, so the session
+    /// stays in step with the client. Outside DATA it does nothing.
+    pub fn refuse_message(&mut self, error: Error) {
+        if let Phase::Data(decoder) = &mut self.phase {
+            decoder.refuse(error);
+            self.message = Vec::new();
+        }
     }
 
     /// True once the session has asked to close.
