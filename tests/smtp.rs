@@ -1167,7 +1167,9 @@ fn a_client_over_its_connection_rate_gets_421() {
 // its end and refused with 452 4.3.1; nothing of it is queued and the session goes on.
 #[test]
 fn a_message_past_the_memory_budget_gets_452_and_the_session_goes_on() {
-    let gw = Gateway::start("memory_budget = \"1MB\"");
+    // Past 256 KiB a message's text goes to its spill file: a budget under that is used up
+    // by one message in memory.
+    let gw = Gateway::start("memory_budget = 131072");
     let mut c = RawSmtp::open(&gw.addr());
     assert_eq!(c.cmd("EHLO client.test").code, 250);
     assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
@@ -1187,7 +1189,7 @@ fn a_message_past_the_memory_budget_gets_452_and_the_session_goes_on() {
     assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
     assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
     assert_eq!(c.cmd("DATA").code, 354);
-    for _ in 0..500 {
+    for _ in 0..50 {
         c.send(chunk.as_bytes()).unwrap();
     }
     let r = c.cmd(".");
@@ -1198,4 +1200,46 @@ fn a_message_past_the_memory_budget_gets_452_and_the_session_goes_on() {
         "{}",
         gw.log()
     );
+}
+
+// See: issue 12 ("DATA is streamed to the spool"): a message larger than what a session keeps
+// in memory is spilled to the spool's folder as it arrives and delivered byte for byte; a
+// spilled message refused for its size leaves nothing behind for the next one.
+#[test]
+fn large_messages_are_streamed_to_the_spool_and_delivered_intact() {
+    // A memory budget of 512 KiB: without streaming, the 3 MB message would get 452.
+    let gw = Gateway::start("max_message_size = \"4MB\"\nmemory_budget = 524288");
+    let mut c = RawSmtp::open(&gw.addr());
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let send = |c: &mut RawSmtp, tag: &str, lines: usize| -> (Reply, String) {
+        assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        let mut text = format!("Subject: {tag}\r\n\r\n");
+        for i in 0..lines {
+            text.push_str(&format!(
+                "{tag} line {i:07} {}\r\n",
+                "abcdefghij".repeat(i % 90)
+            ));
+        }
+        c.send(text.as_bytes()).unwrap();
+        (c.cmd("."), text)
+    };
+    // About 6 MB: over the limit, refused after the data.
+    let tok = token("toolarge");
+    let (r, _) = send(&mut c, &tok, 13_000);
+    assert_eq!(r.code, 552, "{}", r.first());
+    // About 3 MB: spilled, queued, delivered intact.
+    let tok = token("spilled");
+    let (r, text) = send(&mut c, &tok, 6_500);
+    let id = r.queued_id().unwrap_or_else(|| panic!("{}", r.first()));
+    assert!(text.len() > 2_500_000, "{}", text.len());
+    let msg = gw.wait_delivered_id(&id, DELIVERY);
+    let got = msg.text();
+    let body_at = got
+        .find(&format!("Subject: {tok}"))
+        .expect("the message text");
+    assert_eq!(got.get(body_at..).unwrap(), text, "delivered text differs");
+    assert_eq!(c.cmd("QUIT").code, 221);
+    assert_eq!(gw.delivered().len(), 1);
 }

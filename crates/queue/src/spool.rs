@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::body::{BodyPart, SpillFile};
 use bytes::Bytes;
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 
@@ -422,7 +423,7 @@ impl Spool {
         body: &[u8],
         now: SystemTime,
     ) -> Result<QueueId> {
-        let body = vec![Bytes::copy_from_slice(body)];
+        let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
         self.enqueue_inner(None, envelope, routes, body, now)
     }
 
@@ -439,14 +440,14 @@ impl Spool {
         body: &[u8],
         now: SystemTime,
     ) -> Result<QueueId> {
-        let body = vec![Bytes::copy_from_slice(body)];
+        let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
         self.enqueue_inner(Some(id), envelope, routes, body, now)
     }
 
-    /// [`Spool::enqueue_with_id`] for a body in parts (e.g. a `Received:` header, then the
-    /// message as received), stored one after the other. The parts are shared, not copied:
-    /// the writer writes them to the data segment from these buffers, so a large message is
-    /// held once in memory until it is on disk, and not at all after.
+    /// [`Spool::enqueue_with_id`] for a body in parts (e.g. a `Received:` header, the message
+    /// text spilled to a [`SpillFile`] as it arrived, the rest of it in memory), stored one
+    /// after the other. The parts are not copied: the writer writes them to the data segment
+    /// from these buffers and files, so a large message is never held whole in memory.
     ///
     /// # Errors
     /// As [`Spool::enqueue_with_id`].
@@ -455,10 +456,30 @@ impl Spool {
         id: QueueId,
         envelope: &Envelope,
         routes: &[Route],
-        parts: Vec<Bytes>,
+        parts: Vec<BodyPart>,
         now: SystemTime,
     ) -> Result<QueueId> {
         self.enqueue_inner(Some(id), envelope, routes, parts, now)
+    }
+
+    /// A new, empty [`SpillFile`] in the spool's `tmp/` folder (on the spool's file system,
+    /// so it counts against the same free space), unlinked at once: a crash leaves nothing.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] when the file cannot be created.
+    pub fn spill_file(&self) -> Result<SpillFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = &self.shared.dirs.tmp;
+        let path = dir.join(format!("spill-{}", QueueId::generate()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .at(&path)?;
+        std::fs::remove_file(&path).at(&path)?;
+        Ok(SpillFile::new(file, path))
     }
 
     fn enqueue_inner(
@@ -466,7 +487,7 @@ impl Spool {
         id: Option<QueueId>,
         envelope: &Envelope,
         routes: &[Route],
-        body: Vec<Bytes>,
+        body: Vec<BodyPart>,
         now: SystemTime,
     ) -> Result<QueueId> {
         if envelope.recipients.is_empty() {
@@ -478,7 +499,7 @@ impl Spool {
                 recipients: envelope.recipients.len(),
             });
         }
-        let body_len: u64 = body.iter().map(|part| part.len() as u64).sum();
+        let body_len: u64 = body.iter().map(BodyPart::len).sum();
         check_size("message", body_len, MAX_BODY_LEN)?;
         check_size("recipient list", routes.len() as u64, u64::from(u16::MAX))?;
         for route in routes {
@@ -516,8 +537,15 @@ impl Spool {
             body: BodyRef {
                 crc: {
                     let mut crc = crc32fast::Hasher::new();
+                    let mut buf = Vec::new();
                     for part in &body {
-                        crc.update(part);
+                        match part {
+                            BodyPart::Bytes(bytes) => crc.update(bytes),
+                            BodyPart::File(spill) => spill.for_each_chunk(&mut buf, |chunk| {
+                                crc.update(chunk);
+                                Ok(())
+                            })?,
+                        }
                     }
                     crc.finalize()
                 },
@@ -541,7 +569,7 @@ impl Spool {
         &self,
         wanted: Option<QueueId>,
         mut rec: MessageRec,
-        body: Vec<Bytes>,
+        body: Vec<BodyPart>,
         bounce: Option<(QueueId, &[u16])>,
     ) -> Result<(QueueId, u64)> {
         let mut state = lock(&self.shared.state);
@@ -1129,8 +1157,12 @@ impl Spool {
                 error: None,
             }],
         };
-        let (bounce_id, ticket) =
-            self.push_message(None, rec, vec![Bytes::from(dsn)], Some((id, &idxs)))?;
+        let (bounce_id, ticket) = self.push_message(
+            None,
+            rec,
+            vec![BodyPart::Bytes(Bytes::from(dsn))],
+            Some((id, &idxs)),
+        )?;
         self.shared.wait(ticket)?;
         Ok(Some(bounce_id))
     }

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use ccgate_core::QueueId;
 
+use crate::body::BodyPart;
 use crate::error::{IoContext, QueueError, Result};
 use crate::record::{self, BodyRef, MessageRec, Record};
 use crate::state::State;
@@ -194,10 +194,11 @@ pub(crate) enum Request {
     /// A new message: its body goes to the data segment, its record to the journal, and it
     /// is inserted into the state once both are durable.
     /// The body is a list of parts written one after the other (a `Received:` header and
-    /// the message as received, say), shared with the caller rather than copied.
+    /// the message as received, say), shared with the caller or in a spill file rather than
+    /// copied.
     Enqueue {
         rec: Box<MessageRec>,
-        body: Vec<Bytes>,
+        body: Vec<BodyPart>,
     },
     /// Encoded journal frames; `snapshots` lists (id, frame length) of snapshot records among
     /// them, so the state learns which segment now holds those messages.
@@ -358,12 +359,13 @@ impl Writer {
     fn commit(&mut self, batch: Vec<(u64, Request)>, shared: &Shared) -> Result<()> {
         // 1. Bodies.
         let mut data_buf = Vec::new();
+        let mut spill_buf = Vec::new();
         let mut data_dirty = false;
         let mut pending = Vec::with_capacity(batch.len());
         for (_, request) in batch {
             match request {
                 Request::Enqueue { mut rec, body } => {
-                    let body_len: u64 = body.iter().map(|part| part.len() as u64).sum();
+                    let body_len: u64 = body.iter().map(BodyPart::len).sum();
                     let frame_len =
                         (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64 + body_len;
                     let used = self.data.len + data_buf.len() as u64;
@@ -381,11 +383,25 @@ impl Writer {
                         self.data.append(&data_buf)?;
                         data_buf.clear();
                         for part in &body {
-                            self.data.append(part)?;
+                            match part {
+                                BodyPart::Bytes(bytes) => self.data.append(bytes)?,
+                                BodyPart::File(spill) => spill
+                                    .for_each_chunk(&mut spill_buf, |chunk| {
+                                        self.data.append(chunk)
+                                    })?,
+                            }
                         }
                     } else {
                         for part in &body {
-                            data_buf.extend_from_slice(part);
+                            match part {
+                                BodyPart::Bytes(bytes) => data_buf.extend_from_slice(bytes),
+                                BodyPart::File(spill) => {
+                                    spill.for_each_chunk(&mut spill_buf, |chunk| {
+                                        data_buf.extend_from_slice(chunk);
+                                        Ok(())
+                                    })?;
+                                }
+                            }
                         }
                     }
                     drop(body);

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ccgate_core::{EmailAddress, Envelope, QueueId};
-use ccgate_queue::{Route, Spool};
+use ccgate_queue::{BodyPart, Route, SpillFile, Spool};
 use ccgate_smtp::{
     Error as SmtpError, Event, QueueError, RcptVerdict, RecipientPolicy, Session, SessionConfig,
     for_error, rfc5322_date,
@@ -33,6 +33,10 @@ use crate::stream::Conn;
 
 /// Room made in a session's input buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Message text held in memory before it is moved to the message's spill file: a large
+/// message is streamed to the spool's folder as it arrives, so memory per session stays
+/// about this much whatever the message size.
+const SPILL_AT: usize = 256 * 1024;
 /// Time allowed to send a last reply and close, when the session ends for a reason of ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -315,12 +319,36 @@ async fn handle(
     session.greeting().encode(&mut wire);
     let mut input = BytesMut::new();
     let mut reservation = Reservation::new(&shared.memory);
+    // The spill file of the message being received, with the session's `data_count` it
+    // belongs to (a refused message's file is dropped when the next one starts).
+    let mut spill: Option<(u64, SpillFile)> = None;
     // Replies and reads may each take as long as the client may stay silent.
     let io_timeout = shared.settings.idle_timeout;
     info!("connect");
     loop {
         let out = session.feed(&input);
         input.advance(out.consumed.min(input.len()));
+        if spill
+            .as_ref()
+            .is_some_and(|(n, _)| *n != session.data_count())
+        {
+            spill = None;
+        }
+        if session.message_len() >= SPILL_AT {
+            let text = session.take_message_text();
+            let file = spill.take().map(|(_, f)| f);
+            match spill_text(&shared.spool, file, text).await {
+                Ok(file) => spill = Some((session.data_count(), file)),
+                Err(e) => {
+                    warn!(error = %e, "message refused: its text could not be written to the spool's folder");
+                    session.refuse_message(SmtpError::Queue(if e.is_disk_full() {
+                        QueueError::DiskFull
+                    } else {
+                        QueueError::Temporary
+                    }));
+                }
+            }
+        }
         let held = u64::try_from(session.message_len()).unwrap_or(u64::MAX);
         if !reservation.cover(held) {
             warn!(
@@ -341,7 +369,8 @@ async fn handle(
             }) => {
                 let id = QueueId::generate();
                 let header = trace.received_header(&id, &rfc5322_date(unix_now()));
-                let result = queue(&shared, id, envelope, header, data).await;
+                let spilled = spill.take().map(|(_, f)| f);
+                let result = queue(&shared, id, envelope, header, spilled, data).await;
                 reservation.reset();
                 if let Some(reply) = session.message_queued(result) {
                     reply.encode(&mut wire);
@@ -475,6 +504,7 @@ async fn queue(
     id: QueueId,
     envelope: Envelope,
     header: String,
+    spilled: Option<SpillFile>,
     data: Vec<u8>,
 ) -> Result<QueueId, QueueError> {
     let routes: Vec<Route> = envelope
@@ -482,9 +512,11 @@ async fn queue(
         .iter()
         .map(|r| shared.routing.route(&envelope.sender, r))
         .collect();
-    // Shared, not copied: the spool writes both parts from these buffers.
-    let size = header.len() + data.len();
-    let body = vec![Bytes::from(header.into_bytes()), Bytes::from(data)];
+    // Not copied: the spool writes the parts from these buffers and the spill file.
+    let size = header.len() as u64 + spilled.as_ref().map_or(0, SpillFile::len) + data.len() as u64;
+    let mut body = vec![BodyPart::Bytes(Bytes::from(header.into_bytes()))];
+    body.extend(spilled.map(BodyPart::File));
+    body.push(BodyPart::Bytes(Bytes::from(data)));
     let spool = Arc::clone(&shared.spool);
     let sender = envelope.sender.to_string();
     let n_rcpts = envelope.recipients.len();
@@ -511,6 +543,30 @@ async fn queue(
             Err(QueueError::Temporary)
         }
     }
+}
+
+/// Appends `text` to the message's spill file (created on first use), off the async workers.
+async fn spill_text(
+    spool: &Arc<Spool>,
+    file: Option<SpillFile>,
+    text: Vec<u8>,
+) -> Result<SpillFile, ccgate_queue::QueueError> {
+    let spool = Arc::clone(spool);
+    tokio::task::spawn_blocking(move || {
+        let mut file = match file {
+            Some(file) => file,
+            None => spool.spill_file()?,
+        };
+        file.append(&text)?;
+        Ok(file)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ccgate_queue::QueueError::Poisoned {
+            reason: format!("the spill task failed: {e}"),
+            disk_full: false,
+        })
+    })
 }
 
 fn unix_now() -> u64 {

@@ -380,6 +380,7 @@ pub struct Session<P> {
     transaction: Option<Transaction>,
     message: Vec<u8>,
     errors: u32,
+    data_count: u64,
 }
 
 impl<P: RecipientPolicy> Session<P> {
@@ -397,6 +398,7 @@ impl<P: RecipientPolicy> Session<P> {
             transaction: None,
             message: Vec::new(),
             errors: 0,
+            data_count: 0,
         }
     }
 
@@ -503,6 +505,23 @@ impl<P: RecipientPolicy> Session<P> {
         match self.phase {
             Phase::Data(_) => self.message.len(),
             _ => 0,
+        }
+    }
+
+    /// How many times `DATA` was answered with `354` in this session: it tells the text taken
+    /// by [`Session::take_message_text`] for one message from the next message's.
+    pub fn data_count(&self) -> u64 {
+        self.data_count
+    }
+
+    /// Takes the message text held so far, so that the I/O layer can stream a large message
+    /// to disk as it arrives instead of holding it: the text of [`Event::MessageComplete`] is
+    /// then only what came after the last call. Empty outside DATA and once the message is
+    /// sure to be refused.
+    pub fn take_message_text(&mut self) -> Vec<u8> {
+        match &self.phase {
+            Phase::Data(decoder) if !decoder.has_failed() => std::mem::take(&mut self.message),
+            _ => Vec::new(),
         }
     }
 
@@ -696,6 +715,7 @@ impl<P: RecipientPolicy> Session<P> {
             .min(limits.max_message_size)
             .min(MAX_PREALLOCATION);
         self.message = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+        self.data_count = self.data_count.saturating_add(1);
         self.phase = Phase::Data(DataDecoder::new(
             limits.max_message_size,
             limits.max_text_line,
@@ -1096,5 +1116,39 @@ mod tests {
             SessionConfig::new("MX.Example").unwrap().hostname(),
             "mx.example"
         );
+    }
+
+    #[test]
+    fn message_text_can_be_taken_as_it_arrives_or_refused() {
+        let mut s = session();
+        s.feed(b"EHLO c.example\r\n");
+        s.feed(b"MAIL FROM:<a@c.example>\r\n");
+        s.feed(b"RCPT TO:<x@legacy.example.com>\r\n");
+        assert_eq!(s.feed(b"DATA\r\n").replies[0].code(), 354);
+        s.feed(b"one\r\ntw");
+        assert_eq!(s.message_len(), 7);
+        assert_eq!(s.take_message_text(), b"one\r\ntw");
+        assert_eq!(s.message_len(), 0);
+        let out = s.feed(b"o\r\n.\r\n");
+        let Some(Event::MessageComplete { data, .. }) = out.event else {
+            panic!("{out:?}")
+        };
+        assert_eq!(data, b"o\r\n");
+        assert_eq!(
+            s.message_queued(Ok(QueueId::generate())).unwrap().code(),
+            250
+        );
+        // Refused by the I/O layer: the rest is read and the end of data gets its reply.
+        s.feed(b"MAIL FROM:<a@c.example>\r\n");
+        s.feed(b"RCPT TO:<x@legacy.example.com>\r\n");
+        s.feed(b"DATA\r\n");
+        s.feed(b"big\r\n");
+        s.refuse_message(Error::Queue(QueueError::MemoryBudget));
+        assert_eq!(s.message_len(), 0);
+        assert!(s.take_message_text().is_empty());
+        let out = s.feed(b"more\r\n.\r\nNOOP\r\n");
+        let codes: Vec<u16> = out.replies.iter().map(Reply::code).collect();
+        assert_eq!(codes, [452, 250]);
+        assert!(out.event.is_none());
     }
 }
