@@ -30,7 +30,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every command of the public interface (shared/docs/interface.md §1).
+/// Every command (docs/cli.md).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway in the foreground.

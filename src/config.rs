@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ccgate_core::{parse_duration, parse_size};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The config file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "ccgate.toml";
@@ -15,7 +15,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "ccgate.toml";
 /// Where the embedded defaults keep everything.
 pub const DEFAULT_DATA_DIR: &str = "ccgate-data";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     data_dir: Option<String>,
@@ -35,7 +35,7 @@ struct RawConfig {
     admin: RawAdmin,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
     listen: Option<Vec<String>>,
@@ -52,7 +52,7 @@ struct RawSmtp {
     memory_budget: Option<SizeValue>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawLegacy {
     post_office: Option<String>,
@@ -69,7 +69,7 @@ struct RawLegacy {
     unknown_recipients: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawModern {
     domain: Option<String>,
@@ -82,7 +82,7 @@ struct RawModern {
     tls_ca_file: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawDirectory {
     source: Option<String>,
@@ -94,32 +94,91 @@ struct RawDirectory {
     reload_interval: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawMigration {
     cutover: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawQueue {
     retry: Option<Vec<String>>,
     max_lifetime: Option<String>,
     quarantine_after: Option<u32>,
+    min_free: Option<SizeValue>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
 }
 
 /// Sizes may be written as a number of bytes or a string like `"25MB"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+/// The names a choice-valued key takes, each with its value: the one list both reading the
+/// file and `ccgate config` use.
+type Choices<T> = [(&'static str, T)];
+
+const DIALECTS: &Choices<DialectChoice> =
+    &[("ie5", DialectChoice::Ie5), ("ie8", DialectChoice::Ie8)];
+const DATE_FORMATS: &Choices<ccgate_ccmail::DateOrder> = &[
+    ("us", ccgate_ccmail::DateOrder::Us),
+    ("eu", ccgate_ccmail::DateOrder::Eu),
+    ("jp", ccgate_ccmail::DateOrder::Jp),
+];
+const CODEPAGES: &Choices<ccgate_ccmail::Codepage> = &[
+    ("ibm437", ccgate_ccmail::Codepage::Ibm437),
+    ("ibm850", ccgate_ccmail::Codepage::Ibm850),
+];
+const UNKNOWN_RECIPIENTS: &Choices<UnknownRecipients> = &[
+    ("bounce", UnknownRecipients::Bounce),
+    ("hold", UnknownRecipients::Hold),
+];
+const CUTOVERS: &Choices<Cutover> = &[("hold", Cutover::Hold), ("legacy", Cutover::Legacy)];
+/// `modern.tls`; `verify` takes `tls_ca_file` besides.
+const TLS_LEVELS: &[&str] = &["none", "may", "encrypt", "verify"];
+
+/// The value named `value` (else `default`) in `choices`, or an error naming the key and the
+/// names it takes.
+fn choice<T: Copy>(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+    choices: &Choices<T>,
+) -> anyhow::Result<T> {
+    let value = value.unwrap_or(default);
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some((_, v)) => Ok(*v),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            bail!("{key}: {value:?} is not {}", one_of(&names))
+        }
+    }
+}
+
+/// The name of `value` in `choices`.
+fn name_of<T: PartialEq>(value: &T, choices: &Choices<T>) -> String {
+    choices
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or_else(String::new, |(name, _)| (*name).to_owned())
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 /// What the post office's Import accepts.
@@ -303,6 +362,9 @@ pub struct QueueConfig {
     pub max_lifetime: Duration,
     /// Crashes or timeouts of one message before it is quarantined.
     pub quarantine_after: u32,
+    /// Refuse new mail below this much free space; `None`: 1.5 x `smtp.max_message_size`,
+    /// at most a tenth of the spool's file system ("auto").
+    pub min_free: Option<u64>,
 }
 
 impl Config {
@@ -418,11 +480,21 @@ impl Config {
                     .collect::<Result<Vec<_>, String>>()
                     .map_err(|e| anyhow::anyhow!("smtp.client_limit_exceptions: {e}"))?,
             };
+            let hostname = s
+                .hostname
+                .unwrap_or_else(|| "ccgate.localdomain".to_owned());
+            // It goes into the greeting and every Received: header: a host name, nothing else.
+            if hostname.is_empty()
+                || hostname.len() > 255
+                || !hostname
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                bail!("smtp.hostname: {hostname:?} is not a host name (letters, digits, - and .)");
+            }
             SmtpConfig {
                 listen,
-                hostname: s
-                    .hostname
-                    .unwrap_or_else(|| "ccgate.localdomain".to_owned()),
+                hostname,
                 max_message_size,
                 max_recipients: s.max_recipients.unwrap_or(1000),
                 max_connections: s.max_connections.unwrap_or(1000),
@@ -439,22 +511,19 @@ impl Config {
 
         let legacy = {
             let l = raw.legacy;
-            let dialect = match l.dialect.as_deref().unwrap_or("ie8") {
-                "ie5" => DialectChoice::Ie5,
-                "ie8" => DialectChoice::Ie8,
-                other => bail!("legacy.dialect: {other:?} is not ie5 or ie8"),
-            };
-            let date_format = match l.date_format.as_deref().unwrap_or("us") {
-                "us" => ccgate_ccmail::DateOrder::Us,
-                "eu" => ccgate_ccmail::DateOrder::Eu,
-                "jp" => ccgate_ccmail::DateOrder::Jp,
-                other => bail!("legacy.date_format: {other:?} is not us, eu or jp"),
-            };
-            let codepage = match l.codepage.as_deref().unwrap_or("ibm437") {
-                "ibm437" => ccgate_ccmail::Codepage::Ibm437,
-                "ibm850" => ccgate_ccmail::Codepage::Ibm850,
-                other => bail!("legacy.codepage: {other:?} is not ibm437 or ibm850"),
-            };
+            let dialect = choice("legacy.dialect", l.dialect.as_deref(), "ie8", DIALECTS)?;
+            let date_format = choice(
+                "legacy.date_format",
+                l.date_format.as_deref(),
+                "us",
+                DATE_FORMATS,
+            )?;
+            let codepage = choice(
+                "legacy.codepage",
+                l.codepage.as_deref(),
+                "ibm437",
+                CODEPAGES,
+            )?;
             let post_office = l.post_office.unwrap_or_else(|| "HQ".to_owned());
             let gateway_po = l.gateway_po.unwrap_or_else(|| "SMTPGW".to_owned());
             for (key, po) in [
@@ -466,7 +535,9 @@ impl Config {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 {
-                    bail!("{key}: {po:?} must be plain letters and digits (legacy-format.md §7)");
+                    bail!(
+                        "{key}: {po:?} must be plain letters, digits, _ and - (other characters break the legacy tools)"
+                    );
                 }
             }
             LegacyConfig {
@@ -488,11 +559,12 @@ impl Config {
                     "60s",
                 )?,
                 poll_interval: duration("legacy.poll_interval", l.poll_interval.as_deref(), "15s")?,
-                unknown_recipients: match l.unknown_recipients.as_deref().unwrap_or("bounce") {
-                    "bounce" => UnknownRecipients::Bounce,
-                    "hold" => UnknownRecipients::Hold,
-                    other => bail!("legacy.unknown_recipients: {other:?} is not bounce or hold"),
-                },
+                unknown_recipients: choice(
+                    "legacy.unknown_recipients",
+                    l.unknown_recipients.as_deref(),
+                    "bounce",
+                    UNKNOWN_RECIPIENTS,
+                )?,
             }
         };
 
@@ -543,7 +615,7 @@ impl Config {
                 ("encrypt", None) => ccgate_server::TlsPolicy::Encrypt,
                 ("none", None) => ccgate_server::TlsPolicy::None,
                 (other, None) => {
-                    bail!("modern.tls: {other:?} is not none, may, encrypt or verify")
+                    bail!("modern.tls: {other:?} is not {}", one_of(TLS_LEVELS))
                 }
             };
             let concurrency = m.concurrency.unwrap_or(8);
@@ -603,11 +675,12 @@ impl Config {
             }
         };
 
-        let cutover = match raw.migration.cutover.as_deref().unwrap_or("hold") {
-            "hold" => Cutover::Hold,
-            "legacy" => Cutover::Legacy,
-            other => bail!("migration.cutover: {other:?} is not hold or legacy"),
-        };
+        let cutover = choice(
+            "migration.cutover",
+            raw.migration.cutover.as_deref(),
+            "hold",
+            CUTOVERS,
+        )?;
 
         let queue = {
             let q = raw.queue;
@@ -624,6 +697,14 @@ impl Config {
                 retry,
                 max_lifetime: duration("queue.max_lifetime", q.max_lifetime.as_deref(), "5d")?,
                 quarantine_after: q.quarantine_after.unwrap_or(5).max(1),
+                min_free: match q.min_free {
+                    None => None,
+                    Some(SizeValue::Text(t)) if t == "auto" => None,
+                    Some(SizeValue::Bytes(n)) => Some(n),
+                    Some(SizeValue::Text(t)) => {
+                        Some(parse_size(&t).context("queue.min_free (a size or \"auto\")")?)
+                    }
+                },
             }
         };
 
@@ -651,185 +732,139 @@ impl Config {
 
 impl Config {
     /// The effective configuration as TOML, every key with its value (like `postconf`): what
-    /// `ccgate config` prints and what `ccgate run` logs on start.
+    /// `ccgate config` prints and what `ccgate run` logs on start. It is the file's own schema
+    /// (the raw structs) filled with the values in effect and written by serde, so what it
+    /// prints reads back as the same configuration.
     pub fn effective_toml(&self) -> String {
-        use std::fmt::Write as _;
-        let q = |s: &str| format!("{s:?}");
-        let p = |p: &Path| format!("{:?}", p.display().to_string());
-        let d = |d: Duration| q(&ccgate_core::format_duration(d));
+        let source = self.source.as_deref().map_or_else(
+            || "embedded defaults".to_owned(),
+            |s| s.display().to_string(),
+        );
+        let body = toml::to_string(&self.to_raw())
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"));
+        format!("# source: {source}\n{body}")
+    }
+
+    /// The configuration in effect as the file's schema, every key with its value.
+    fn to_raw(&self) -> RawConfig {
+        let text = |s: &str| Some(s.to_owned());
+        let path = |p: &Path| Some(p.display().to_string());
+        let duration = |d: Duration| Some(ccgate_core::format_duration(d));
         // Folders of the data area are written relative to data_dir, as they are read.
-        let in_data = |path: &Path| {
-            path.strip_prefix(&self.data_dir)
-                .unwrap_or(path)
-                .display()
-                .to_string()
-        };
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# source: {}",
-            self.source.as_deref().map_or_else(
-                || "embedded defaults".to_owned(),
-                |s| s.display().to_string()
-            )
-        );
-        let _ = writeln!(out, "data_dir = {}", p(&self.data_dir));
+        let in_data = |p: &Path| path(p.strip_prefix(&self.data_dir).unwrap_or(p));
         let s = &self.smtp;
-        let _ = writeln!(out, "\n[smtp]");
-        let listen: Vec<String> = s.listen.iter().map(|a| q(&a.to_string())).collect();
-        let _ = writeln!(out, "listen = [{}]", listen.join(", "));
-        let _ = writeln!(out, "hostname = {}", q(&s.hostname));
-        let _ = writeln!(out, "max_message_size = {}", s.max_message_size);
-        let _ = writeln!(out, "max_recipients = {}", s.max_recipients);
-        let _ = writeln!(out, "max_connections = {}", s.max_connections);
-        if let Some((cert, key)) = &s.tls {
-            let _ = writeln!(out, "tls_cert = {}\ntls_key = {}", p(cert), p(key));
-        }
-        let _ = writeln!(out, "max_line_length = {}", s.max_line_length);
-        let _ = writeln!(
-            out,
-            "max_connections_per_client = {}",
-            s.max_connections_per_client
-        );
-        let _ = writeln!(out, "max_connection_rate = {}", s.max_connection_rate);
-        let exceptions: Vec<String> = s
-            .client_limit_exceptions
-            .iter()
-            .map(|n| q(&n.to_string()))
-            .collect();
-        let _ = writeln!(out, "client_limit_exceptions = [{}]", exceptions.join(", "));
-        let _ = writeln!(out, "memory_budget = {}", s.memory_budget);
         let l = &self.legacy;
-        let _ = writeln!(out, "\n[legacy]");
-        let _ = writeln!(
-            out,
-            "post_office = {}\ngateway_po = {}\ndomain = {}",
-            q(&l.post_office),
-            q(&l.gateway_po),
-            q(&l.domain)
-        );
-        let _ = writeln!(
-            out,
-            "pickup_dir = {}\ndrop_dir = {}",
-            q(&in_data(&l.pickup_dir)),
-            q(&in_data(&l.drop_dir))
-        );
-        let dialect = match l.dialect {
-            DialectChoice::Ie5 => "ie5",
-            DialectChoice::Ie8 => "ie8",
-        };
-        let date_format = match l.date_format {
-            ccgate_ccmail::DateOrder::Us => "us",
-            ccgate_ccmail::DateOrder::Eu => "eu",
-            ccgate_ccmail::DateOrder::Jp => "jp",
-        };
-        let _ = writeln!(
-            out,
-            "dialect = {}\ndate_format = {}\ncodepage = {}",
-            q(dialect),
-            q(date_format),
-            q(l.codepage.name())
-        );
-        let _ = writeln!(
-            out,
-            "import_command = {}",
-            q(l.import_command.as_deref().unwrap_or(""))
-        );
-        let _ = writeln!(
-            out,
-            "import_timeout = {}\npoll_interval = {}",
-            d(l.import_timeout),
-            d(l.poll_interval)
-        );
-        let unknown = match l.unknown_recipients {
-            UnknownRecipients::Bounce => "bounce",
-            UnknownRecipients::Hold => "hold",
-        };
-        let _ = writeln!(out, "unknown_recipients = {}", q(unknown));
-        let _ = writeln!(out, "\n[modern]\ndomain = {}", q(&self.modern.domain));
-        let hop = match &self.modern.next_hop {
-            NextHop::Maildir(path) => format!("maildir:{}", in_data(path)),
-            NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
-        };
-        let _ = writeln!(out, "next_hop = {}", q(&hop));
         let m = &self.modern;
-        let _ = writeln!(
-            out,
-            "concurrency = {}\nconnect_timeout = {}\ncommand_timeout = {}\ndata_timeout = {}",
-            m.concurrency,
-            d(m.connect_timeout),
-            d(m.command_timeout),
-            d(m.data_timeout)
-        );
-        let tls = match &m.tls {
-            ccgate_server::TlsPolicy::None => "none",
-            ccgate_server::TlsPolicy::May => "may",
-            ccgate_server::TlsPolicy::Encrypt => "encrypt",
-            ccgate_server::TlsPolicy::Verify { .. } => "verify",
+        let (ldap, source) = match &self.directory.source {
+            DirectorySource::Csv(csv) => (None, path(csv)),
+            DirectorySource::Ldap { url, .. } => (Some(&self.directory.source), text(url)),
         };
-        let _ = writeln!(out, "tls = {}", q(tls));
-        if let ccgate_server::TlsPolicy::Verify {
-            ca_file: Some(file),
-        } = &m.tls
+        let mut directory = RawDirectory {
+            source,
+            reload_interval: self.directory.reload_interval.and_then(duration),
+            ..RawDirectory::default()
+        };
+        if let Some(DirectorySource::Ldap {
+            base,
+            bind_dn,
+            password_file,
+            filter,
+            attributes,
+            ..
+        }) = ldap
         {
-            let _ = writeln!(out, "tls_ca_file = {}", p(file));
-        }
-        let _ = writeln!(out, "\n[directory]");
-        match &self.directory.source {
-            DirectorySource::Csv(path) => {
-                let _ = writeln!(out, "source = {}", p(path));
-            }
-            DirectorySource::Ldap {
-                url,
-                base,
-                bind_dn,
-                password_file,
-                filter,
-                attributes,
-            } => {
-                let _ = writeln!(out, "source = {}", q(url));
-                // The search base and filter in effect, defaults included.
-                let _ = writeln!(out, "ldap_base = {}", q(base.as_deref().unwrap_or("")));
-                if let Some(dn) = bind_dn {
-                    let _ = writeln!(out, "ldap_bind_dn = {}", q(dn));
-                }
-                let filter = filter
+            // The search base and filter in effect, defaults included.
+            directory.ldap_base = Some(base.clone().unwrap_or_default());
+            directory.ldap_bind_dn.clone_from(bind_dn);
+            directory.ldap_password_file = password_file.as_deref().and_then(path);
+            directory.ldap_filter = Some(
+                filter
                     .clone()
-                    .unwrap_or_else(|| attributes.default_filter());
-                let _ = writeln!(out, "ldap_filter = {}", q(&filter));
-                if let Some(file) = password_file {
-                    let _ = writeln!(out, "ldap_password_file = {}", p(file));
-                }
+                    .unwrap_or_else(|| attributes.default_filter()),
+            );
+            directory.ldap_attributes = Some((**attributes).clone());
+        }
+        let (tls, tls_ca_file) = match &m.tls {
+            ccgate_server::TlsPolicy::None => ("none", None),
+            ccgate_server::TlsPolicy::May => ("may", None),
+            ccgate_server::TlsPolicy::Encrypt => ("encrypt", None),
+            ccgate_server::TlsPolicy::Verify { ca_file } => {
+                ("verify", ca_file.as_deref().and_then(path))
             }
-        }
-        if let Some(interval) = self.directory.reload_interval {
-            let _ = writeln!(out, "reload_interval = {}", d(interval));
-        }
-        if let DirectorySource::Ldap { attributes, .. } = &self.directory.source {
-            let _ = writeln!(out, "\n[directory.ldap_attributes]");
-            for (key, attribute) in attributes.keys() {
-                let _ = writeln!(out, "{key} = {}", q(attribute));
-            }
-        }
-        let cutover = match self.cutover {
-            Cutover::Hold => "hold",
-            Cutover::Legacy => "legacy",
         };
-        let _ = writeln!(out, "\n[migration]\ncutover = {}", q(cutover));
-        let retry: Vec<String> = self.queue.retry.iter().map(|r| d(*r)).collect();
-        let _ = writeln!(out, "\n[queue]\nretry = [{}]", retry.join(", "));
-        let _ = writeln!(
-            out,
-            "max_lifetime = {}\nquarantine_after = {}",
-            d(self.queue.max_lifetime),
-            self.queue.quarantine_after
-        );
-        let _ = writeln!(
-            out,
-            "\n[admin]\nlisten = {}",
-            q(&self.admin_listen.to_string())
-        );
-        out
+        RawConfig {
+            data_dir: path(&self.data_dir),
+            smtp: RawSmtp {
+                listen: Some(s.listen.iter().map(ToString::to_string).collect()),
+                hostname: text(&s.hostname),
+                max_message_size: Some(SizeValue::Bytes(s.max_message_size)),
+                max_recipients: Some(s.max_recipients),
+                max_connections: Some(s.max_connections),
+                tls_cert: s.tls.as_ref().and_then(|(cert, _)| path(cert)),
+                tls_key: s.tls.as_ref().and_then(|(_, key)| path(key)),
+                max_line_length: Some(s.max_line_length),
+                max_connections_per_client: Some(s.max_connections_per_client),
+                max_connection_rate: Some(s.max_connection_rate),
+                client_limit_exceptions: Some(
+                    s.client_limit_exceptions
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
+                memory_budget: Some(SizeValue::Bytes(s.memory_budget)),
+            },
+            legacy: RawLegacy {
+                post_office: text(&l.post_office),
+                gateway_po: text(&l.gateway_po),
+                domain: text(&l.domain),
+                pickup_dir: in_data(&l.pickup_dir),
+                drop_dir: in_data(&l.drop_dir),
+                dialect: Some(name_of(&l.dialect, DIALECTS)),
+                date_format: Some(name_of(&l.date_format, DATE_FORMATS)),
+                codepage: Some(name_of(&l.codepage, CODEPAGES)),
+                import_command: Some(l.import_command.clone().unwrap_or_default()),
+                import_timeout: duration(l.import_timeout),
+                poll_interval: duration(l.poll_interval),
+                unknown_recipients: Some(name_of(&l.unknown_recipients, UNKNOWN_RECIPIENTS)),
+            },
+            modern: RawModern {
+                domain: text(&m.domain),
+                next_hop: Some(match &m.next_hop {
+                    NextHop::Maildir(dir) => {
+                        format!("maildir:{}", in_data(dir).unwrap_or_default())
+                    }
+                    NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
+                }),
+                concurrency: u32::try_from(m.concurrency).ok(),
+                connect_timeout: duration(m.connect_timeout),
+                command_timeout: duration(m.command_timeout),
+                data_timeout: duration(m.data_timeout),
+                tls: text(tls),
+                tls_ca_file,
+            },
+            directory,
+            migration: RawMigration {
+                cutover: Some(name_of(&self.cutover, CUTOVERS)),
+            },
+            queue: RawQueue {
+                retry: Some(
+                    self.queue
+                        .retry
+                        .iter()
+                        .map(|r| ccgate_core::format_duration(*r))
+                        .collect(),
+                ),
+                max_lifetime: duration(self.queue.max_lifetime),
+                quarantine_after: Some(self.queue.quarantine_after),
+                min_free: Some(match self.queue.min_free {
+                    Some(n) => SizeValue::Bytes(n),
+                    None => SizeValue::Text("auto".to_owned()),
+                }),
+            },
+            admin: RawAdmin {
+                listen: Some(self.admin_listen.to_string()),
+            },
+        }
     }
 }
 
@@ -889,6 +924,29 @@ mod tests {
             text.lines().skip(1).collect::<Vec<_>>()
         );
         assert!(text.contains("retry = [\"90s\", \"2h\"]"), "{text}");
+    }
+
+    #[test]
+    fn effective_config_escapes_as_toml() {
+        // Quotes, backslashes and non-ASCII survive `ccgate config` and read back the same.
+        let path = Path::new("/etc/ccgate.toml");
+        let c = Config::parse(
+            "[legacy]\nimport_command = 'C:\\bin\\import.exe /q \"x\" é'\n",
+            path,
+        )
+        .unwrap();
+        let text = c.effective_toml();
+        let again = Config::parse(&text, path).unwrap();
+        assert_eq!(
+            again.legacy.import_command.as_deref(),
+            Some(r#"C:\bin\import.exe /q "x" é"#),
+            "{text}"
+        );
+        assert!(c.changed_keys(&again).is_empty());
+        // A control character: Rust's `{:?}` would write `\u{1b}`, which TOML does not read.
+        let c = Config::parse("[legacy]\nimport_command = \"x\\u001b\"\n", path).unwrap();
+        let again = Config::parse(&c.effective_toml(), path).unwrap();
+        assert_eq!(again.legacy.import_command.as_deref(), Some("x\u{1b}"));
     }
 
     #[test]
@@ -1009,6 +1067,7 @@ mod tests {
                 "legacy.unknown_recipients",
             ),
             ("[modern]\nconcurrency = 0", "modern.concurrency"),
+            ("[smtp]\nhostname = \"mx\\r\\n250 ok\"", "smtp.hostname"),
             ("[modern]\ntls = \"dane\"", "modern.tls"),
             ("[modern]\ntls_ca_file = \"ca.pem\"", "modern.tls_ca_file"),
             (

@@ -17,7 +17,7 @@ use ccgate_server::{
 use crate::config::UnknownRecipients;
 use tracing::{info, warn};
 
-/// The router's rewriting (interface.md §5: replies reach the sender's current mailbox) seen
+/// The router's rewriting (docs/directory.md: replies reach the sender's current mailbox) seen
 /// as the converter's address map.
 struct RouterMap<'a>(Router<'a>);
 
@@ -33,6 +33,16 @@ impl AddressMap for RouterMap<'_> {
     fn to_legacy(&self, smtp: &EmailAddress, display: Option<&str>) -> Option<String> {
         let form = self.0.legacy_form(smtp, display);
         self.0.render(&form.address).ok()
+    }
+}
+
+/// The SMTP next hop's line fitting: `ccgate-convert` re-encodes parts with lines over 998
+/// octets (quoted-printable) so a strict next hop takes them with the same content.
+pub struct FitLines;
+
+impl ccgate_server::LineFitter for FitLines {
+    fn fit<'a>(&self, message: &'a [u8], max: usize) -> std::borrow::Cow<'a, [u8]> {
+        ccgate_convert::fit_line_length(message, max)
     }
 }
 

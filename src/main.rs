@@ -1,6 +1,6 @@
 //! The `ccgate` binary: parse the command line, load the config, run one command.
 //!
-//! Exit codes (interface.md §1): 0 success, 1 the work found problems, 2 usage or I/O error.
+//! Exit codes (docs/cli.md): 0 success, 1 the work found problems, 2 usage or I/O error.
 #![forbid(unsafe_code)]
 
 mod cli;

@@ -1,9 +1,9 @@
 //! What `ccgate init` writes, and the directory `ccgate run` creates when the embedded
 //! defaults find none.
 
-/// A sample directory: one user per state (interface.md §4).
+/// A sample directory: one user per state (docs/directory.md).
 pub const DIRECTORY_CSV: &str = "\
-# ccgate directory: one row per person (shared/docs/interface.md section 4).
+# ccgate directory: one row per person (the columns: docs/directory.md in ccgate's sources).
 # state: legacy (mail goes to the legacy post office), migrating (mail is held until the
 # entry becomes migrated), migrated (mail goes to target_address, also mail sent to the old
 # legacy name). Reload with SIGHUP after editing; `ccgate directory check` validates.
@@ -14,7 +14,7 @@ Pat Lee,\"Lee, Pat\",HQ,\"SMTP:pat.lee@legacy.example.com;CCMAIL:Lee, Pat at HQ\
 ";
 
 /// A commented configuration with every key at its default.
-pub const CONFIG_TOML: &str = r#"# ccgate configuration (shared/docs/interface.md section 2). Every key is optional; the
+pub const CONFIG_TOML: &str = r#"# ccgate configuration (every key: docs/configuration.md). Every key is optional; the
 # values below are the defaults. Unknown keys are an error. `ccgate config` prints what is in
 # effect. Relative paths: data_dir, directory.source and the TLS files are relative to this
 # file; pickup_dir, drop_dir and a relative maildir: next hop are relative to data_dir.
@@ -85,6 +85,8 @@ cutover = "hold"                    # mail for users in state migrating: hold or
 retry = ["1m", "5m", "15m", "1h", "4h"]   # then the last value repeats, with jitter
 max_lifetime = "5d"                 # then bounce
 quarantine_after = 5                # crashes/timeouts of one message before it is set aside
+min_free = "auto"                   # refuse new mail (452 4.3.1) below this much free space;
+                                    # auto: 1.5 x max_message_size, at most 10% of the disk
 
 [admin]
 listen = "127.0.0.1:8025"           # HTTP: /metrics, /healthz, /readyz, /queue/summary

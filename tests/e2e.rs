@@ -1,5 +1,5 @@
 //! End-to-end tests: the `ccgate` binary driven through its public interface
-//! (shared/docs/interface.md), with real files.
+//! (docs/cli.md, docs/configuration.md), with real files and real peers.
 
 // Test helpers outside #[test] fns may panic: clippy.toml allows it only inside them.
 #![allow(
@@ -12,6 +12,8 @@
 mod check;
 mod convert;
 mod directory;
+mod diskfull;
+mod docs;
 mod ldap;
 mod progress;
 mod relay;

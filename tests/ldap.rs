@@ -1,5 +1,5 @@
 //! The LDAP directory source against a real slapd started here on a loopback port
-//! (test-rigs.md §4), with a small schema of our own for `proxyAddresses`, `targetAddress` and
+//! (docs/testing.md), with a small schema of our own for `proxyAddresses`, `targetAddress` and
 //! the ccgate attributes: the same users as the CSV fixture must give the same routing
 //! decisions, and problems must name the entry's DN. Skipped, with a notice, only when slapd is
 //! not installed (`apt-get install slapd`; CI installs it).
@@ -283,8 +283,8 @@ fn decisions(config: &Path, from: Option<&str>, recipients: &[&str]) -> Vec<serd
 #[test]
 fn ldap_and_csv_give_the_same_decisions() {
     let Some(slapd) = Slapd::start() else {
-        eprintln!(
-            "NOTICE: slapd is not installed; skipping the LDAP directory test (apt-get install slapd)"
+        crate::util::skip(
+            "slapd is not installed: the LDAP directory test (apt-get install slapd)",
         );
         return;
     };

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::util::ccgate;
+use crate::util::{RawSmtp, ccgate};
 
 /// A running gateway on a temporary folder; killed on drop.
 struct Relay {
@@ -91,44 +91,25 @@ impl Relay {
     /// Sends one message by SMTP; answers the reply to the end of data, or the command refused
     /// and its reply.
     fn send(&self, from: &str, to: &str, message: &str) -> String {
-        let mut stream = TcpStream::connect(&self.smtp).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut reply = || {
-            let mut all = String::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                all.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                    return all;
-                }
-            }
-        };
-        reply();
+        let mut smtp = RawSmtp::open(&self.smtp);
         for command in [
-            "EHLO client.test\r\n".to_owned(),
-            format!("MAIL FROM:<{from}>\r\n"),
-            format!("RCPT TO:<{to}>\r\n"),
-            "DATA\r\n".to_owned(),
+            "EHLO client.test".to_owned(),
+            format!("MAIL FROM:<{from}>"),
+            format!("RCPT TO:<{to}>"),
+            "DATA".to_owned(),
         ] {
-            stream.write_all(command.as_bytes()).unwrap();
-            let r = reply();
-            if !(r.starts_with('2') || r.starts_with("354")) {
+            let r = smtp.cmd(&command);
+            if !(r.code / 100 == 2 || r.code == 354) {
                 // Refused before the data: that reply, with the command it answered.
-                let _ = stream.write_all(b"QUIT\r\n");
-                return format!("{} -> {r}", command.trim_end());
+                let _ = smtp.send(b"QUIT\r\n");
+                return format!("{command} -> {}", r.first());
             }
         }
-        stream
-            .write_all(message.replace('\n', "\r\n").as_bytes())
-            .unwrap();
-        stream.write_all(b"\r\n.\r\n").unwrap();
-        let end = reply();
-        stream.write_all(b"QUIT\r\n").unwrap();
-        end
+        smtp.send(message.replace('\n', "\r\n").as_bytes()).unwrap();
+        smtp.send(b"\r\n.\r\n").unwrap();
+        let end = smtp.reply().expect("a reply to the end of data");
+        let _ = smtp.send(b"QUIT\r\n");
+        end.first()
     }
 
     /// Puts an export file into the pickup folder (written under a hidden name, then renamed).
@@ -324,15 +305,15 @@ fn mail_for_a_user_being_migrated_is_held_then_released() {
         "Subject: during the move\n\nhold me",
     );
     assert!(reply.starts_with("250"), "{reply}");
-    std::thread::sleep(Duration::from_secs(2));
+    // Routed and parked: once the queue says held, no attempt is due, so nothing can be in
+    // flight to the Maildir or the drop folder.
+    let listed = wait_for("the message held in the cutover lane", || {
+        let listed = relay.queue_list();
+        (listed.contains("cutover") && listed.contains("held")).then_some(listed)
+    });
     assert!(
         relay.maildir().is_empty() && relay.imports().is_empty(),
-        "held, not delivered and not bounced"
-    );
-    let listed = relay.queue_list();
-    assert!(
-        listed.contains("cutover") && listed.contains("held"),
-        "{listed}"
+        "held, not delivered and not bounced: {listed}"
     );
     // The administrator switches Pat to migrated and reloads.
     let csv = relay.data().join("directory.csv");
@@ -426,7 +407,11 @@ fn the_same_export_picked_up_twice_is_delivered_once() {
     wait_for("the second file archived", || {
         (files(&relay.data().join("legacy/archive")).len() == 2).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // A file is archived only after its messages are queued, so a second copy, had it been
+    // queued, is in the queue now or already delivered: wait for the queue to drain.
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
     let copies = relay
         .maildir()
         .into_iter()
@@ -460,8 +445,8 @@ fn metrics_parse_with_the_prometheus_client_library() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_client {
-        println!(
-            "SKIPPED: metrics_parse_with_the_prometheus_client_library: python prometheus_client not installed"
+        crate::util::skip(
+            "metrics_parse_with_the_prometheus_client_library: python prometheus_client not installed",
         );
         return;
     }
@@ -561,7 +546,7 @@ fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
     });
 }
 
-// See: interface.md §1 ("SIGHUP: reload directory and config"). The `[directory]` settings
+// See: docs/cli.md ("SIGHUP: read the config file again and reload the directory"). The `[directory]` settings
 // apply at once; other changed keys are named and wait for a restart; a broken file is
 // refused whole and the gateway keeps running as it was.
 #[test]
@@ -640,7 +625,7 @@ impl NextHop {
             .status()
             .is_ok_and(|s| s.success());
         if !has {
-            println!("SKIPPED: python aiosmtpd not installed (pip install aiosmtpd)");
+            crate::util::skip("python aiosmtpd not installed (pip install aiosmtpd)");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")

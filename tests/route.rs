@@ -1,5 +1,5 @@
 //! `ccgate route` on the router's test directory (crates/router/tests/data/directory.csv):
-//! every case of interface.md §5, text and JSON output, exit codes.
+//! every routing rule of docs/directory.md, text and JSON output, exit codes.
 
 use std::path::{Path, PathBuf};
 

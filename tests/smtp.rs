@@ -1,9 +1,10 @@
 //! `ccgate run` over real TCP with real SMTP clients: swaks, Python smtplib, Postfix's
-//! smtp-source, and raw sockets for the smuggling probes (test-rigs.md §7), connection limit,
+//! smtp-source, and raw sockets for the smuggling probes (CVE-2023-51764), connection limit,
 //! STARTTLS, graceful shutdown and a SIGKILL durability test.
 //!
 //! A peer that is not installed makes its test print `SKIPPED: <tool> not installed` and
-//! pass; CI (`.ci/run`) installs all of them.
+//! pass, except under CI (`.ci/run` installs all of them and sets `CCGATE_REQUIRE_PEERS`, so a
+//! missing peer fails there).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -521,7 +522,7 @@ fn smtp_source_200_messages_in_5_sessions_all_delivered() {
 // ---------------------------------------------------------------------------------------------
 // Smuggling probes and framing (raw TCP)
 
-/// test-rigs.md §7: end-of-data variants sent in place of CR LF . CR LF, inbound then outbound.
+/// SMTP smuggling (CVE-2023-51764): end-of-data variants sent in place of CR LF . CR LF, inbound then outbound.
 const PROBES: [(&str, &[u8]); 9] = [
     (r"\n.\n", b"\n.\n"),
     (r"\n.\r", b"\n.\r"),

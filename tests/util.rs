@@ -62,7 +62,7 @@ pub const TEST_USERS: &[&str] = &[
     "probe4", "probe5", "probe6", "probe7", "probe8", "user1", "user2", "user3", "user4", "user5",
 ];
 
-/// The directory CSV (interface.md §4) holding [`TEST_USERS`].
+/// The directory CSV (docs/directory.md) holding [`TEST_USERS`].
 pub fn test_directory() -> String {
     let mut csv =
         String::from("display_name,legacy_name,post_office,proxy_addresses,target_address,state\n");
@@ -84,17 +84,31 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The tool's path, or `None` after printing `SKIPPED: <tool> not installed` (CI installs
-/// every peer; a developer machine may lack some).
+/// The variable `.ci/run` sets: there every peer is installed, so a missing one is a broken
+/// install step and fails the test instead of skipping it.
+pub const REQUIRE_PEERS: &str = "CCGATE_REQUIRE_PEERS";
+
+/// A test cannot run because a peer is missing: prints `SKIPPED: <why>` so the test passes on a
+/// developer machine that lacks the peer, or panics when [`REQUIRE_PEERS`] is set (CI).
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os(REQUIRE_PEERS).is_none(),
+        "{why}, and {REQUIRE_PEERS} is set: every peer must be installed (see .ci/run)"
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
+/// The tool's path, or `None` after [`skip`] (CI installs every peer; a developer machine may
+/// lack some).
 pub fn require_tool(name: &str, test: &str) -> Option<PathBuf> {
     let found = find_tool(name);
     if found.is_none() {
-        eprintln!("SKIPPED: {name} not installed ({test})");
+        skip(&format!("{name} not installed ({test})"));
     }
     found
 }
 
-/// Python 3 with smtplib, or `None` after printing the SKIPPED line.
+/// Python 3 with smtplib, or `None` after [`skip`].
 pub fn require_python(test: &str) -> Option<PathBuf> {
     let python = require_tool("python3", test)?;
     let ok = Command::new(&python)
@@ -104,7 +118,7 @@ pub fn require_python(test: &str) -> Option<PathBuf> {
     if ok {
         Some(python)
     } else {
-        eprintln!("SKIPPED: python3 without smtplib/ssl ({test})");
+        skip(&format!("python3 without smtplib/ssl ({test})"));
         None
     }
 }
@@ -490,33 +504,33 @@ impl RawSmtp {
         self.writer.write_all(bytes)
     }
 
-    /// Reads one reply; `Ok(None)` at end of stream.
+    /// Reads one reply (through the gateway's own [`ccgate_smtp::ReplyReader`]); `Ok(None)` at
+    /// end of stream.
     pub fn try_reply(&mut self) -> std::io::Result<Option<Reply>> {
-        let mut lines = Vec::new();
+        let mut reader = ccgate_smtp::ReplyReader::new();
+        let mut started = false;
         loop {
             let mut raw = Vec::new();
             let n = self.reader.read_until(b'\n', &mut raw)?;
             if n == 0 {
-                return if lines.is_empty() {
-                    Ok(None)
-                } else {
+                return if started {
                     Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
-                        format!("reply cut short after {lines:?}"),
+                        "reply cut short",
                     ))
+                } else {
+                    Ok(None)
                 };
             }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("not an SMTP reply line: {line:?}"),
-                )
-            })?;
-            lines.push(line.get(4..).unwrap_or_default().to_owned());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(Some(Reply { code, lines }));
+            started = true;
+            let done = reader
+                .push_line(&raw)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if let Some(reply) = done {
+                return Ok(Some(Reply {
+                    code: reply.code,
+                    lines: reply.lines,
+                }));
             }
         }
     }

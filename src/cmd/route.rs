@@ -1,5 +1,5 @@
 //! `ccgate route [--from ADDR] [--json] ADDRESS...`: explain the routing decision for each
-//! recipient against the configured directory (interface.md §5).
+//! recipient against the configured directory (docs/directory.md).
 //!
 //! - Each ADDRESS is an SMTP mailbox (`user@domain`) or any legacy form (`Name at PO`, a bare
 //!   name, `user@domain at SMTPGW`, bracketed one-offs); quote it for the shell.

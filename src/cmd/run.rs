@@ -127,6 +127,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             options.reply_timeout = config.modern.command_timeout;
             options.data_timeout = config.modern.data_timeout;
             options.tls = config.modern.tls.clone();
+            options.line_fitter = Some(Arc::new(crate::gateway::FitLines));
             let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics))
                 .context("modern.tls")?;
             tasks.spawn(agent.run(shutdown.subscribe()));

@@ -67,7 +67,10 @@ pub fn build_dsn(input: &DsnInput<'_>) -> Vec<u8> {
     ));
     line(&format!("To: <{}>", one_line(input.to)));
     line("Subject: Undelivered Mail Returned to Sender");
-    line(&format!("Date: {}", rfc5322_date(input.now_ms)));
+    line(&format!(
+        "Date: {}",
+        ccgate_core::rfc5322_date_ms(input.now_ms)
+    ));
     line(&format!(
         "Message-ID: <{}.{}.bounce@{host}>",
         input.queue_id, input.now_ms
@@ -110,7 +113,10 @@ pub fn build_dsn(input: &DsnInput<'_>) -> Vec<u8> {
     line("");
     line(&format!("Reporting-MTA: dns; {host}"));
     line(&format!("X-Ccgate-Queue-ID: {}", input.queue_id));
-    line(&format!("Arrival-Date: {}", rfc5322_date(input.arrival_ms)));
+    line(&format!(
+        "Arrival-Date: {}",
+        ccgate_core::rfc5322_date_ms(input.arrival_ms)
+    ));
     for r in input.recipients {
         line("");
         line(&format!(
@@ -126,7 +132,10 @@ pub fn build_dsn(input: &DsnInput<'_>) -> Vec<u8> {
             line(&format!("Diagnostic-Code: smtp; {}", one_line(diag)));
         }
         if let Some(at) = r.last_attempt_ms {
-            line(&format!("Last-Attempt-Date: {}", rfc5322_date(at)));
+            line(&format!(
+                "Last-Attempt-Date: {}",
+                ccgate_core::rfc5322_date_ms(at)
+            ));
         }
     }
     line("");
@@ -219,58 +228,9 @@ fn one_line(s: &str) -> String {
     out.trim_end().to_owned()
 }
 
-/// `Tue, 1 Jul 2025 12:34:56 +0000` for a time in ms since the epoch (UTC).
-pub fn rfc5322_date(ms: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    let weekday = DAYS
-        .get(usize::try_from(days % 7).unwrap_or(0))
-        .unwrap_or(&"Thu");
-    let month = MONTHS
-        .get(usize::try_from(m.saturating_sub(1)).unwrap_or(0))
-        .unwrap_or(&"Jan");
-    format!(
-        "{weekday}, {d} {month} {y} {:02}:{:02}:{:02} +0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31): Howard Hinnant's algorithm.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        for (ms, text) in [
-            (0, "Thu, 1 Jan 1970 00:00:00 +0000"),
-            (951_782_400_000, "Tue, 29 Feb 2000 00:00:00 +0000"),
-            (1_751_373_296_000, "Tue, 1 Jul 2025 12:34:56 +0000"),
-        ] {
-            assert_eq!(rfc5322_date(ms), text);
-        }
-    }
 
     #[test]
     fn header_section_stops_at_blank_line() {

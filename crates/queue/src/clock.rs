@@ -1,4 +1,5 @@
-//! The one place that reads the system clock (style.md §4): everything else takes `now`.
+//! The one place that reads the system clock: everything else takes `now`, so tests and
+//! recovery can run at any time they choose.
 
 use std::time::SystemTime;
 

@@ -1,4 +1,4 @@
-//! The directory CSV of interface.md §4: a small RFC 4180 reader that knows line and column
+//! The directory CSV (docs/directory.md): a small RFC 4180 reader that knows line and column
 //! numbers, so that every problem reads `file:line:column: what is wrong`.
 //!
 //! - UTF-8, with or without a byte-order mark; LF or CR LF line ends.
@@ -206,7 +206,7 @@ pub fn parse_csv(input: &[u8]) -> (Vec<RawEntry>, Vec<Problem>) {
 }
 
 impl Directory {
-    /// Reads, validates and compiles a directory CSV (interface.md §4).
+    /// Reads, validates and compiles a directory CSV (docs/directory.md).
     ///
     /// # Errors
     /// [`Error::Invalid`] with every problem of the file: CSV syntax ([`parse_csv`]) and

@@ -1,4 +1,4 @@
-//! The directory: entries with typed proxy addresses and a migration state (interface.md §4),
+//! The directory: entries with typed proxy addresses and a migration state (docs/directory.md),
 //! validated and compiled into hash indexes for routing.
 //!
 //! A source (the CSV reader in `csv.rs`, or the LDAP loader of the binary) produces
@@ -25,7 +25,7 @@ pub const MAX_PROXIES: usize = 1_000;
 /// Longest proxy type word (`SMTP`, `CCMAIL`, `X500`, `MIGRATE`, `X400`, `SIP` ...).
 const MAX_PROXY_TYPE_LEN: usize = 16;
 
-/// The migration state of a user (interface.md §4).
+/// The migration state of a user (docs/directory.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
@@ -341,7 +341,7 @@ impl RawField {
 }
 
 /// One directory row as text, before validation: what a source reads. The fields are the
-/// columns of interface.md §4; `proxy_addresses` holds one field per proxy (the CSV reader
+/// columns of docs/directory.md; `proxy_addresses` holds one field per proxy (the CSV reader
 /// splits its column with [`split_proxies`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawEntry {

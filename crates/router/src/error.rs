@@ -93,7 +93,7 @@ pub enum ProblemKind {
     #[error("not UTF-8 text (save the directory as UTF-8)")]
     NotUtf8,
     /// No header row: the file is empty or holds only comments.
-    #[error("no header row (expected the column names of interface.md section 4)")]
+    #[error("no header row (expected the column names of docs/directory.md)")]
     MissingHeader,
     /// A header names a column this format does not have.
     #[error("unknown column {name:?} (known: {})", crate::csv::COLUMNS.join(", "))]

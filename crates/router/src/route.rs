@@ -1,4 +1,4 @@
-//! Routing: one [`Decision`] per recipient, following interface.md §5.
+//! Routing: one [`Decision`] per recipient, following the rules of docs/directory.md.
 //!
 //! A [`Router`] borrows a compiled [`Directory`] and a [`RouterConfig`]; it holds no state and
 //! does no I/O, so a decision depends only on the directory, the config, where the message
@@ -35,7 +35,7 @@ pub struct RouterConfig {
 }
 
 impl Default for RouterConfig {
-    /// The embedded defaults of interface.md §2.
+    /// The embedded defaults (docs/configuration.md).
     fn default() -> Self {
         Self {
             legacy_domain: "legacy.example.com".to_owned(),
@@ -274,7 +274,7 @@ impl Decision {
 pub struct Why {
     /// How the recipient was read before the rule applied, outermost first.
     pub steps: Vec<Step>,
-    /// The rule of interface.md §5 that decided.
+    /// The rule of docs/directory.md that decided.
     pub rule: Rule,
 }
 
@@ -340,7 +340,7 @@ impl fmt::Display for Step {
     }
 }
 
-/// The rule that decided (interface.md §5).
+/// The rule that decided (docs/directory.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rule {

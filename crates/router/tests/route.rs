@@ -1,4 +1,4 @@
-//! Every case of interface.md §5 against the test directory (tests/data/directory.csv).
+//! Every routing rule of docs/directory.md against the test directory (tests/data/directory.csv).
 
 // Test helpers outside #[test] fns may panic: clippy.toml allows it only inside them.
 #![allow(

@@ -8,14 +8,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ccgate_core::{EmailAddress, Envelope, QueueId};
 use ccgate_queue::{BodyPart, Route, SpillFile, Spool};
 use ccgate_smtp::{
     Error as SmtpError, Event, QueueError, RcptVerdict, RecipientPolicy, Session, SessionConfig,
-    for_error, rfc5322_date,
+    for_error,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -368,7 +368,8 @@ async fn handle(
                 ..
             }) => {
                 let id = QueueId::generate();
-                let header = trace.received_header(&id, &rfc5322_date(unix_now()));
+                let header =
+                    trace.received_header(&id, &ccgate_core::rfc5322_date_at(SystemTime::now()));
                 let spilled = spill.take().map(|(_, f)| f);
                 let result = queue(&shared, id, envelope, header, spilled, data).await;
                 reservation.reset();
@@ -567,10 +568,4 @@ async fn spill_text(
             disk_full: false,
         })
     })
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -20,11 +20,11 @@
 //! `none`. A requirement not met defers the mail (`4.7.4` not offered, `4.7.5` handshake or
 //! certificate), scope `Destination`; it never falls back to plaintext.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ccgate_convert::{SMTP_MAX_LINE, fit_line_length};
 use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool, StatusCode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -85,8 +85,20 @@ impl TlsPolicy {
     }
 }
 
+/// Longest line RFC 5321 lets a next hop insist on, CR LF excluded.
+pub const SMTP_MAX_LINE: usize = 998;
+
+/// Makes a message's lines fit a next hop's limit without changing its content (the codec
+/// seam: the binary plugs in `ccgate-convert`'s MIME re-encoding; the server converts nothing
+/// itself).
+pub trait LineFitter: Send + Sync {
+    /// `message` with no line longer than `max` octets (CR LF excluded) where that can be
+    /// done keeping what a MIME reader decodes; borrowed when nothing needs to change.
+    fn fit<'a>(&self, message: &'a [u8], max: usize) -> Cow<'a, [u8]>;
+}
+
 /// How the agent talks to its next hop.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmtpClientOptions {
     /// Next hop host name or address.
     pub host: String,
@@ -108,6 +120,27 @@ pub struct SmtpClientOptions {
     pub tls: TlsPolicy,
     /// Set `TCP_NODELAY` (always, except to measure what Nagle costs).
     pub nodelay: bool,
+    /// Re-encodes lines over [`SMTP_MAX_LINE`] octets before sending (`None`: sent as they
+    /// are, and a strict next hop may refuse them).
+    pub line_fitter: Option<Arc<dyn LineFitter>>,
+}
+
+impl std::fmt::Debug for SmtpClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpClientOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("helo", &self.helo)
+            .field("concurrency", &self.concurrency)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reply_timeout", &self.reply_timeout)
+            .field("data_timeout", &self.data_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("tls", &self.tls)
+            .field("nodelay", &self.nodelay)
+            .field("line_fitter", &self.line_fitter.is_some())
+            .finish()
+    }
 }
 
 impl SmtpClientOptions {
@@ -124,6 +157,7 @@ impl SmtpClientOptions {
             idle_timeout: IDLE_TIMEOUT,
             tls: TlsPolicy::May,
             nodelay: true,
+            line_fitter: None,
         }
     }
 }
@@ -199,6 +233,9 @@ impl SmtpAgent {
     }
 }
 
+/// An SMTP attempt is stopped this long before its lease expires.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// One connection's worth of delivery: lease, deliver on the cached connection, record.
 async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut cached: Option<Connection> = None;
@@ -249,7 +286,27 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         };
         let started = Instant::now();
         let results = match body {
-            Ok(body) => inner.deliver(&mut cached, &lease, &body).await,
+            Ok(body) => {
+                // The attempt ends before its lease does, so the spool never hands the same
+                // recipients to a second attempt while this one still runs.
+                let left = lease
+                    .deadline
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .saturating_sub(LEASE_MARGIN);
+                match tokio::time::timeout(left, inner.deliver(&mut cached, &lease, &body)).await {
+                    Ok(results) => results,
+                    Err(_) => {
+                        // The connection is in an unknown state: never reuse it.
+                        cached = None;
+                        let err = DeliveryError::transient(
+                            FailureScope::Message,
+                            "delivery attempt stopped at its lease deadline",
+                        );
+                        vec![Err(err); lease.recipients.len()]
+                    }
+                }
+            }
             Err(e) => {
                 let err = DeliveryError::transient(
                     FailureScope::Message,
@@ -320,8 +377,11 @@ impl Inner {
         // Lines over 998 octets (accepted from SMTP clients, as Postfix accepts them) are
         // re-encoded so that a next hop holding to RFC 5321's limit takes the message; the
         // content a MIME reader decodes is the same.
-        let fitted = fit_line_length(body, SMTP_MAX_LINE);
-        if matches!(fitted, std::borrow::Cow::Owned(_)) {
+        let fitted = match &self.opts.line_fitter {
+            Some(fitter) => fitter.fit(body, SMTP_MAX_LINE),
+            None => Cow::Borrowed(body),
+        };
+        if matches!(fitted, Cow::Owned(_)) {
             debug!(queue_id = %lease.queue_id, "long lines re-encoded for the next hop");
         }
         let data = encode_data(&fitted);

@@ -1,5 +1,6 @@
 //! The SMTP delivery agent against a real downstream server: aiosmtpd (Python), skipped with a
-//! `SKIPPED:` line when it is not installed, and Postfix's smtp-sink for the pipelined path.
+//! `SKIPPED:` line when it is not installed (a failure under CI, which sets
+//! `CCGATE_REQUIRE_PEERS`), and Postfix's smtp-sink for the pipelined path.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -48,6 +49,16 @@ ctl = Controller(Sink(), hostname=sys.argv[1], port=int(sys.argv[2]), **tls); ct
 signal.sigwait({signal.SIGTERM, signal.SIGINT}); ctl.stop()
 "#;
 
+/// A peer is missing: `SKIPPED: <why>` on a developer machine, a failure under CI, which sets
+/// `CCGATE_REQUIRE_PEERS` after installing every peer.
+fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CCGATE_REQUIRE_PEERS").is_none(),
+        "{why}, and CCGATE_REQUIRE_PEERS is set: every peer must be installed (see .ci/run)"
+    );
+    println!("SKIPPED: {why}");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -93,7 +104,7 @@ impl Downstream {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            println!("SKIPPED: aiosmtpd is not installed (pip install aiosmtpd)");
+            skip("aiosmtpd is not installed (pip install aiosmtpd)");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -122,7 +133,7 @@ impl Downstream {
             .status()
             .is_err()
         {
-            println!("SKIPPED: smtp-sink is not installed (apt-get install postfix)");
+            skip("smtp-sink is not installed (apt-get install postfix)");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -422,7 +433,7 @@ struct Pki {
 impl Pki {
     fn make() -> Option<Self> {
         if Command::new("openssl").arg("version").output().is_err() {
-            println!("SKIPPED: openssl is not installed");
+            skip("openssl is not installed");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

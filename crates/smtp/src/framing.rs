@@ -574,7 +574,7 @@ mod tests {
                 b"a\r\n",
                 b"",
             ),
-            // Smuggling probes (test-rigs.md 7): none ends the data; each is refused at the
+            // SMTP smuggling probes (CVE-2023-51764 and its siblings): none ends the data; each is refused at the
             // real end.
             (vec![b"a\n.\nb\r\n.\r\n"], Err(bare_lf(1)), b"a", b""),
             (vec![b"a\n.\rb\r\n.\r\n"], Err(bare_lf(1)), b"a", b""),
