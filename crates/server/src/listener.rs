@@ -221,68 +221,56 @@ impl SmtpServer {
     /// transaction within the grace period, and returns when every session is gone.
     pub async fn serve(self, stop: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.shared.settings.max_connections.max(1)));
-        let mut sessions = JoinSet::new();
         let mut acceptors = JoinSet::new();
         for listener in self.listeners {
             let shared = Arc::clone(&self.shared);
             let permits = Arc::clone(&permits);
-            let stop_sessions = stop.clone();
             let mut stop = stop.clone();
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
+            // Each listener's task accepts and spawns the sessions itself (no hand-off to
+            // another task per connection), then waits for its sessions once stopped.
             acceptors.spawn(async move {
+                let mut sessions = JoinSet::new();
                 loop {
-                    tokio::select! {
+                    let (stream, peer) = tokio::select! {
                         () = stopped(&mut stop) => break,
                         accepted = listener.accept() => match accepted {
-                            Ok(conn) => {
-                                if tx.send(conn).await.is_err() {
-                                    break;
-                                }
-                            }
+                            Ok(conn) => conn,
                             Err(e) => {
                                 // EMFILE and friends: back off instead of spinning (mini-redis).
                                 warn!(error = %e, "accept failed; backing off");
                                 tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
                             }
                         },
-                    }
-                }
-            });
-            let spawner = async move {
-                let mut set = JoinSet::new();
-                while let Some((stream, peer)) = rx.recv().await {
-                    let shared = Arc::clone(&shared);
-                    let stop = stop_sessions.clone();
+                    };
+                    while sessions.try_join_next().is_some() {}
                     let client = match shared.clients.admit(peer.ip(), Instant::now().into_std()) {
                         Ok(client) => client,
                         Err(reason) => {
-                            set.spawn(refuse(stream, peer, reason));
+                            sessions.spawn(refuse(stream, peer, reason));
                             continue;
                         }
                     };
-                    match Arc::clone(&permits).try_acquire_owned() {
-                        Ok(permit) => {
-                            set.spawn(
-                                async move {
-                                    handle(stream, peer, shared, stop).await;
-                                    drop(permit);
-                                    drop(client);
-                                }
-                                .instrument(info_span!("smtp", %peer)),
-                            );
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        sessions.spawn(refuse(stream, peer, SmtpError::TooManyConnections));
+                        continue;
+                    };
+                    let shared = Arc::clone(&shared);
+                    let session_stop = stop.clone();
+                    sessions.spawn(
+                        async move {
+                            handle(stream, peer, shared, session_stop).await;
+                            drop(permit);
+                            drop(client);
                         }
-                        Err(_) => {
-                            set.spawn(refuse(stream, peer, SmtpError::TooManyConnections));
-                        }
-                    }
-                    while set.try_join_next().is_some() {}
+                        .instrument(info_span!("smtp", %peer)),
+                    );
                 }
-                while set.join_next().await.is_some() {}
-            };
-            sessions.spawn(spawner);
+                drop(listener);
+                while sessions.join_next().await.is_some() {}
+            });
         }
         while acceptors.join_next().await.is_some() {}
-        while sessions.join_next().await.is_some() {}
     }
 }
 
