@@ -66,7 +66,8 @@ fn longest_line(bytes: &[u8]) -> usize {
         longest = longest.max(line);
         start = end + 1;
     }
-    longest.max(bytes.len().saturating_sub(start))
+    let last = bytes.get(start..).unwrap_or_default();
+    longest.max(last.strip_suffix(b"\r").unwrap_or(last).len())
 }
 
 /// One replacement of `start..end` of the message.
@@ -362,6 +363,12 @@ mod tests {
     fn short_lines_are_borrowed() {
         let m = b"Subject: x\r\n\r\nhello\r\n";
         assert!(matches!(fit_line_length(m, 998), Cow::Borrowed(_)));
+        // Found by fuzzing: a last line without LF but with a CR is as long as its text.
+        let mut m = b"MIME-Version: 1.0\r\n".to_vec();
+        m.extend_from_slice(&[b'x'; 78]);
+        m.push(b'\r');
+        assert!(matches!(fit_line_length(&m, 78), Cow::Borrowed(_)));
+        assert_eq!(longest_line(&m), 78);
     }
 
     #[test]
