@@ -45,6 +45,11 @@ struct RawSmtp {
     max_connections: Option<u32>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    max_line_length: Option<u32>,
+    max_connections_per_client: Option<u32>,
+    max_connection_rate: Option<u32>,
+    client_limit_exceptions: Option<Vec<String>>,
+    memory_budget: Option<SizeValue>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -235,6 +240,16 @@ pub struct SmtpConfig {
     pub max_connections: u32,
     /// Certificate and key for STARTTLS, when both are set.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Longest message text line, CR LF included; 0 = no limit (the default, as Postfix).
+    pub max_line_length: u32,
+    /// Most sessions at once from one client address; 0 = no limit.
+    pub max_connections_per_client: u32,
+    /// Most new sessions per minute from one client address; 0 = no limit.
+    pub max_connection_rate: u32,
+    /// Client networks the per-client limits do not apply to.
+    pub client_limit_exceptions: Vec<ccgate_server::Network>,
+    /// Message text all sessions may hold in memory at once, in bytes; 0 = no limit.
+    pub memory_budget: u64,
 }
 
 /// `[legacy]`.
@@ -463,6 +478,19 @@ impl Config {
                 (None, None) => None,
                 _ => bail!("smtp.tls_cert and smtp.tls_key must be set together"),
             };
+            let memory_budget = match s.memory_budget {
+                None => ccgate_server::MEMORY_BUDGET,
+                Some(SizeValue::Bytes(n)) => n,
+                Some(SizeValue::Text(t)) => parse_size(&t).context("smtp.memory_budget")?,
+            };
+            let client_limit_exceptions = match s.client_limit_exceptions {
+                None => ccgate_server::Network::loopback(),
+                Some(list) => list
+                    .iter()
+                    .map(|n| ccgate_server::Network::parse(n))
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(|e| anyhow::anyhow!("smtp.client_limit_exceptions: {e}"))?,
+            };
             let hostname = s
                 .hostname
                 .unwrap_or_else(|| "ccgate.localdomain".to_owned());
@@ -482,6 +510,13 @@ impl Config {
                 max_recipients: s.max_recipients.unwrap_or(1000),
                 max_connections: s.max_connections.unwrap_or(1000),
                 tls,
+                max_line_length: s.max_line_length.unwrap_or(0),
+                max_connections_per_client: s.max_connections_per_client.unwrap_or(
+                    u32::try_from(ccgate_server::MAX_CONNECTIONS_PER_CLIENT).unwrap_or(50),
+                ),
+                max_connection_rate: s.max_connection_rate.unwrap_or(0),
+                client_limit_exceptions,
+                memory_budget,
             }
         };
 
@@ -819,6 +854,16 @@ impl Config {
                 max_connections: Some(s.max_connections),
                 tls_cert: s.tls.as_ref().and_then(|(cert, _)| path(cert)),
                 tls_key: s.tls.as_ref().and_then(|(_, key)| path(key)),
+                max_line_length: Some(s.max_line_length),
+                max_connections_per_client: Some(s.max_connections_per_client),
+                max_connection_rate: Some(s.max_connection_rate),
+                client_limit_exceptions: Some(
+                    s.client_limit_exceptions
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
+                memory_budget: Some(SizeValue::Bytes(s.memory_budget)),
             },
             legacy: RawLegacy {
                 post_office: text(&l.post_office),

@@ -36,6 +36,16 @@ impl AddressMap for RouterMap<'_> {
     }
 }
 
+/// The SMTP next hop's line fitting: `ccgate-convert` re-encodes parts with lines over 998
+/// octets (quoted-printable) so a strict next hop takes them with the same content.
+pub struct FitLines;
+
+impl ccgate_server::LineFitter for FitLines {
+    fn fit<'a>(&self, message: &'a [u8], max: usize) -> std::borrow::Cow<'a, [u8]> {
+        ccgate_convert::fit_line_length(message, max)
+    }
+}
+
 /// Conversion both ways with the directory in service.
 pub struct Codec {
     routing: Arc<DirectoryRouting>,

@@ -74,6 +74,15 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     settings.max_message_size = config.smtp.max_message_size;
     settings.max_recipients = usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX);
     settings.max_connections = usize::try_from(config.smtp.max_connections).unwrap_or(usize::MAX);
+    settings.max_line_length = match config.smtp.max_line_length {
+        0 => usize::MAX,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    settings.max_connections_per_client =
+        usize::try_from(config.smtp.max_connections_per_client).unwrap_or(usize::MAX);
+    settings.max_connection_rate = config.smtp.max_connection_rate;
+    settings.client_limit_exceptions = config.smtp.client_limit_exceptions.clone();
+    settings.memory_budget = config.smtp.memory_budget;
     if let Some((cert, key)) = &config.smtp.tls {
         settings.tls = Some(load_tls(cert, key)?);
     }
@@ -122,6 +131,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             options.reply_timeout = config.modern.command_timeout;
             options.data_timeout = config.modern.data_timeout;
             options.tls = config.modern.tls.clone();
+            options.line_fitter = Some(Arc::new(crate::gateway::FitLines));
             let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics))
                 .context("modern.tls")?;
             tasks.spawn(agent.run(shutdown.subscribe()));
