@@ -62,6 +62,7 @@ struct RawLegacy {
     import_timeout: Option<String>,
     poll_interval: Option<String>,
     unknown_recipients: Option<String>,
+    import_batch: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +201,8 @@ pub struct LegacyConfig {
     pub import_timeout: Duration,
     /// How often the pickup folder is scanned.
     pub poll_interval: Duration,
+    /// At most this many messages per import file (at least 1).
+    pub import_batch: usize,
     /// What happens to legacy recipients the directory does not know.
     pub unknown_recipients: UnknownRecipients,
 }
@@ -453,6 +456,13 @@ impl Config {
                     "60s",
                 )?,
                 poll_interval: duration("legacy.poll_interval", l.poll_interval.as_deref(), "15s")?,
+                import_batch: match l.import_batch {
+                    None => ccgate_server::DEFAULT_IMPORT_BATCH,
+                    Some(0) => bail!(
+                        "legacy.import_batch: 0 is not a number of messages (1 writes one message per import file)"
+                    ),
+                    Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                },
                 unknown_recipients: match l.unknown_recipients.as_deref().unwrap_or("bounce") {
                     "bounce" => UnknownRecipients::Bounce,
                     "hold" => UnknownRecipients::Hold,
@@ -692,6 +702,7 @@ impl Config {
             d(l.import_timeout),
             d(l.poll_interval)
         );
+        let _ = writeln!(out, "import_batch = {}", l.import_batch);
         let unknown = match l.unknown_recipients {
             UnknownRecipients::Bounce => "bounce",
             UnknownRecipients::Hold => "hold",

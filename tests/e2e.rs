@@ -13,6 +13,7 @@ mod check;
 mod convert;
 mod directory;
 mod ldap;
+mod legacy_faults;
 mod progress;
 mod relay;
 mod replay;

@@ -22,7 +22,7 @@ pub use admin::AdminServer;
 pub use directory::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
 pub use error::ServerError;
 pub use ledger::Ledger;
-pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
+pub use legacy::{DEFAULT_IMPORT_BATCH, ImportCommand, LegacyAgent, LegacyCodec, MAX_BATCH_BYTES};
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use metrics::{Event as MetricEvent, Metrics};

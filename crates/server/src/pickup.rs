@@ -653,6 +653,31 @@ fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Copies `src` into `dst`, leaving runs of zero bytes as holes: a sparse garbage file of a
+/// gigabyte costs no gigabyte of disk in the data folder.
+fn copy_sparse(src: &mut File, dst: &mut File) -> io::Result<()> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const CHUNK: usize = 64 << 10;
+    let mut buf = vec![0u8; CHUNK];
+    let mut len = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = buf.get(..n).unwrap_or_default();
+        if chunk.iter().all(|b| *b == 0) {
+            dst.seek(SeekFrom::Current(i64::try_from(n).unwrap_or(i64::MAX)))?;
+        } else {
+            dst.write_all(chunk)?;
+        }
+        len += n as u64;
+    }
+    dst.set_len(len)
+}
+
 /// Moves `from` to `to`: a rename when both are on one filesystem, else copy (to a hidden
 /// name beside `to`), fsync, rename, fsync the folder, and only then remove `from`.
 fn move_file(from: &Path, to: &Path) -> io::Result<()> {
@@ -677,7 +702,7 @@ fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     let copied = (|| {
         let mut src = open_regular(from)?;
         let mut dst = File::create(&tmp)?;
-        io::copy(&mut src, &mut dst)?;
+        copy_sparse(&mut src, &mut dst)?;
         dst.sync_all()?;
         fs::rename(&tmp, to)?;
         sync_dir(dest_dir)
