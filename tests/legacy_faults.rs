@@ -398,3 +398,41 @@ fn a_file_written_slowly_while_polled_is_read_whole_once() {
     );
     assert!(reasons(&gw).is_empty(), "{:?}", reasons(&gw));
 }
+
+// See: issue 11 ("a 1 GB file of zero bytes makes `ccgate check` grow to 2 GB and abort").
+#[test]
+fn check_reads_a_gigabyte_sparse_file_under_a_256_mib_address_space_limit() {
+    let Some(prlimit) = crate::util::require_tool("prlimit", "check under a memory limit") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("HUGE.TXT");
+    // A gigabyte of zero bytes without a line feed (sparse: no disk), then one good message.
+    let mut file = fs::File::create(&path).unwrap();
+    file.set_len(1 << 30).unwrap();
+    use std::io::Seek as _;
+    file.seek(std::io::SeekFrom::End(0)).unwrap();
+    file.write_all(b"\r\nMessage:\r\nFrom: A at HQ\r\nTo: B at HQ\r\nContents:\r\nText item:\r\nafter a gigabyte\r\n")
+        .unwrap();
+    drop(file);
+    let out = Command::new(prlimit)
+        .arg(format!("--as={}", 256u64 << 20))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_ccgate"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    crate::util::assert_no_crash(&out);
+    let (stdout, stderr) = crate::util::texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("HUGE.TXT:1:1: error: expected 'Message:'"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("HUGE.TXT:2: ok: from \"A at HQ\""),
+        "reading resumed at the next 'Message:' line: {stdout}"
+    );
+    assert!(stderr.contains("checked 2 messages: 1 invalid"), "{stderr}");
+}

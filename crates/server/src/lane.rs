@@ -46,7 +46,7 @@ pub(crate) trait LaneAgent: Send + Sync + 'static {
 }
 
 /// Threads recording the outcomes of one pass at once (the spool's group commit joins them).
-const COMPLETE_THREADS: usize = 8;
+const COMPLETE_THREADS: usize = 32;
 
 /// Delivers until `stop` fires; a lease in hand when it fires is finished first.
 pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<bool>) {

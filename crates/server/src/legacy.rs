@@ -204,8 +204,36 @@ impl LegacyAgent {
         let mut outcomes: Vec<Option<Result<String, DeliveryError>>> =
             leases.iter().map(|_| None).collect();
         let mut ready: Vec<(usize, Vec<u8>)> = Vec::new();
-        for (i, lease) in leases.iter().enumerate() {
-            match self.prepare(lease) {
+        // Converting is the CPU work: on several threads, results in lease order.
+        let threads = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .clamp(1, 8);
+        let chunk = leases.len().div_ceil(threads).max(1);
+        let prepared: Vec<Result<Vec<u8>, DeliveryError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = leases
+                .chunks(chunk)
+                .map(|part| {
+                    let n = part.len();
+                    let handle = scope
+                        .spawn(move || part.iter().map(|l| self.prepare(l)).collect::<Vec<_>>());
+                    (n, handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        let failed = DeliveryError::transient(
+                            FailureScope::Message,
+                            "the conversion panicked",
+                        );
+                        vec![Err(failed); n]
+                    })
+                })
+                .collect()
+        });
+        for (i, outcome) in prepared.into_iter().enumerate() {
+            match outcome {
                 Ok(bytes) => ready.push((i, bytes)),
                 Err(e) => {
                     if let Some(slot) = outcomes.get_mut(i) {

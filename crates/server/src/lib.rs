@@ -26,7 +26,7 @@ pub use legacy::{DEFAULT_IMPORT_BATCH, ImportCommand, LegacyAgent, LegacyCodec, 
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use metrics::{Event as MetricEvent, Metrics};
-pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
+pub use pickup::{Accepted, CLAIM_DIR, MAX_FILE_FAILURES, PickupAgent, PickupCodec, PickupReport};
 pub use refuse::{RefuseAgent, UNKNOWN_LANE};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use ccgate_ccmail::{Message, ReadError, ReadOptions, Reader};
+use ccgate_ccmail::{Message, ReadError, ReadMessage, ReadOptions, Reader};
 use ccgate_core::{Envelope, QueueId};
 use ccgate_queue::{Route, Spool};
 use tokio::sync::watch;
@@ -48,9 +48,11 @@ use crate::shutdown::stopped;
 /// Attempts at one file before it is quarantined whole.
 pub const MAX_FILE_FAILURES: u32 = 5;
 /// Messages converted before they are queued together (their fsyncs shared).
-const ENQUEUE_BATCH: usize = 64;
+const ENQUEUE_BATCH: usize = 128;
+/// ... or fewer, once they hold this many bytes.
+const MAX_PENDING_BYTES: u64 = 16 << 20;
 /// Threads queueing one batch at once (the spool's group commit joins them).
-const ENQUEUE_THREADS: usize = 8;
+const ENQUEUE_THREADS: usize = 32;
 /// The longest pause between two attempts at a failing file.
 const MAX_FILE_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// The folder, inside the pickup folder, where gateways keep the files they claimed.
@@ -388,37 +390,16 @@ impl PickupAgent {
         let name = original_name(path);
         let file =
             open_regular(path).map_err(|e| Stop::File(FileError(format!("cannot open: {e}"))))?;
-        let mut batch: Vec<(u64, Accepted)> = Vec::new();
-        let mut in_batch: HashSet<String> = HashSet::new();
+        let mut pending: Vec<ReadMessage> = Vec::new();
+        let mut pending_bytes = 0u64;
         for result in Reader::new(file, self.read.clone()) {
             match result {
                 Ok(read) => {
-                    let line = read.position.line;
-                    match self.codec.accept(&read.message, read.len) {
-                        Ok(accepted) => {
-                            if self.ledger.contains(&accepted.message_id)
-                                || !in_batch.insert(accepted.message_id.clone())
-                            {
-                                report.duplicates += 1;
-                                info!(file = %name, line, message_id = %accepted.message_id, "already taken in; not queued again");
-                                continue;
-                            }
-                            batch.push((line, accepted));
-                            if batch.len() >= ENQUEUE_BATCH {
-                                self.enqueue_batch(&name, &mut batch, report)?;
-                                in_batch.clear();
-                            }
-                        }
-                        Err(reason) => {
-                            let raw = format!("{:#?}", read.message);
-                            self.quarantine(
-                                &name,
-                                line,
-                                &format!("{name}:{line}:1: {reason}"),
-                                raw.as_bytes(),
-                            )?;
-                            report.quarantined += 1;
-                        }
+                    pending_bytes += read.len;
+                    pending.push(read);
+                    if pending.len() >= ENQUEUE_BATCH || pending_bytes >= MAX_PENDING_BYTES {
+                        self.take_batch(&name, &mut pending, report)?;
+                        pending_bytes = 0;
                     }
                 }
                 Err(ReadError::Parse { error, raw }) => {
@@ -432,16 +413,16 @@ impl PickupAgent {
                 }
                 Err(ReadError::Io(e)) => {
                     // What was queued stays queued (the ledger knows it); the rest waits.
-                    self.enqueue_batch(&name, &mut batch, report)?;
+                    self.take_batch(&name, &mut pending, report)?;
                     return Err(Stop::File(FileError(format!("read error: {e}"))));
                 }
                 Err(other) => {
-                    self.enqueue_batch(&name, &mut batch, report)?;
+                    self.take_batch(&name, &mut pending, report)?;
                     return Err(Stop::File(FileError(other.to_string())));
                 }
             }
         }
-        self.enqueue_batch(&name, &mut batch, report)?;
+        self.take_batch(&name, &mut pending, report)?;
         let stamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -455,6 +436,73 @@ impl PickupAgent {
         info!(file = %name, archived = %target.display(), "legacy file done");
         report.files += 1;
         Ok(())
+    }
+
+    /// Converts a batch of read messages (on several threads), sets aside those that cannot
+    /// be converted, skips those already taken in, and queues the rest.
+    fn take_batch(
+        &self,
+        name: &str,
+        pending: &mut Vec<ReadMessage>,
+        report: &mut PickupReport,
+    ) -> Result<(), ServerError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let reads = std::mem::take(pending);
+        let threads = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .clamp(1, 8);
+        let chunk = reads.len().div_ceil(threads).max(1);
+        let converted: Vec<Result<Accepted, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = reads
+                .chunks(chunk)
+                .map(|part| {
+                    let n = part.len();
+                    let handle = scope.spawn(move || {
+                        part.iter()
+                            .map(|read| self.codec.accept(&read.message, read.len))
+                            .collect::<Vec<_>>()
+                    });
+                    (n, handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join()
+                        .unwrap_or_else(|_| vec![Err("the conversion panicked".to_owned()); n])
+                })
+                .collect()
+        });
+        let mut batch: Vec<(u64, Accepted)> = Vec::new();
+        let mut in_batch: HashSet<String> = HashSet::new();
+        for (read, outcome) in reads.iter().zip(converted) {
+            let line = read.position.line;
+            match outcome {
+                Ok(accepted) => {
+                    if self.ledger.contains(&accepted.message_id)
+                        || !in_batch.insert(accepted.message_id.clone())
+                    {
+                        report.duplicates += 1;
+                        info!(file = %name, line, message_id = %accepted.message_id, "already taken in; not queued again");
+                        continue;
+                    }
+                    batch.push((line, accepted));
+                }
+                Err(reason) => {
+                    let raw = format!("{:#?}", read.message);
+                    self.quarantine(
+                        name,
+                        line,
+                        &format!("{name}:{line}:1: {reason}"),
+                        raw.as_bytes(),
+                    )?;
+                    report.quarantined += 1;
+                }
+            }
+        }
+        self.enqueue_batch(name, &mut batch, report)
     }
 
     /// Queues the batch (concurrently: the spool's group commit shares the fsyncs), then
@@ -477,7 +525,8 @@ impl PickupAgent {
                 .chunks(chunk)
                 .zip(ids.chunks(chunk))
                 .map(|(part, part_ids)| {
-                    scope.spawn(move || {
+                    let n = part.len();
+                    let handle = scope.spawn(move || {
                         part.iter()
                             .zip(part_ids)
                             .map(|((_, a), id)| {
@@ -487,17 +536,22 @@ impl PickupAgent {
                                     .map_err(ServerError::from)
                             })
                             .collect::<Vec<_>>()
-                    })
+                    });
+                    (n, handle)
                 })
                 .collect();
             handles
                 .into_iter()
-                .flat_map(|h| {
+                .flat_map(|(n, h)| {
                     h.join().unwrap_or_else(|_| {
-                        vec![Err(ServerError::Io {
-                            path: self.spool.dir().to_path_buf(),
-                            source: io::Error::other("an enqueue thread panicked"),
-                        })]
+                        (0..n)
+                            .map(|_| {
+                                Err(ServerError::Io {
+                                    path: self.spool.dir().to_path_buf(),
+                                    source: io::Error::other("an enqueue thread panicked"),
+                                })
+                            })
+                            .collect()
                     })
                 })
                 .collect()
