@@ -103,6 +103,7 @@ TOML
 cc_stop() {
     local pid=$CC_PID; CC_PID=""
     kill -TERM "$pid"; wait "$pid" || die "ccgate exited $? on SIGTERM"
+    [ -n "${KEEP_LOGS:-}" ] && cp "$CC_DIR/ccgate.log" "$KEEP_LOGS.$ROUND"
     rm -rf "$CC_DIR"
 }
 imported() { cat "$CC_DIR"/data/legacy/inbound/G*.CCM 2>/dev/null | grep -c '^Message:' || true; }

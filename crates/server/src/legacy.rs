@@ -42,6 +42,8 @@ use crate::metrics::Metrics;
 pub const DEFAULT_IMPORT_BATCH: usize = 50;
 /// Messages leased per pass at least (written one file each without batching).
 const LEASE_PER_PASS: usize = 16;
+/// Import files written per pass at most (their messages' outcomes are recorded together).
+const FILES_PER_PASS: usize = 4;
 /// An import file is closed once it holds this many bytes (a batch of large messages).
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
@@ -133,7 +135,11 @@ impl LegacyAgent {
     #[must_use]
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
-        self.lane.batch = self.batch.max(LEASE_PER_PASS);
+        // A pass takes several files' worth, so their outcomes share the journal's fsyncs.
+        self.lane.batch = self
+            .batch
+            .saturating_mul(FILES_PER_PASS)
+            .max(LEASE_PER_PASS);
         self
     }
 
@@ -185,15 +191,29 @@ impl LegacyAgent {
 
     /// Writes one import file holding `parts` (whole messages) and runs the import command.
     fn deliver_file(&self, first: &Lease, parts: &[&[u8]]) -> Result<PathBuf, DeliveryError> {
-        let file = self.write_file(first, parts).map_err(|e| {
-            DeliveryError::transient(
-                FailureScope::Destination,
-                format!("drop folder {}: {e}", self.drop_dir.display()),
-            )
-        })?;
+        self.deliver_file_at(first, parts).1
+    }
+
+    /// As [`Self::deliver_file`], also answering where a refused file was set aside.
+    fn deliver_file_at(
+        &self,
+        first: &Lease,
+        parts: &[&[u8]],
+    ) -> (Option<PathBuf>, Result<PathBuf, DeliveryError>) {
+        let file = match self.write_file(first, parts) {
+            Ok(file) => file,
+            Err(e) => {
+                let error = DeliveryError::transient(
+                    FailureScope::Destination,
+                    format!("drop folder {}: {e}", self.drop_dir.display()),
+                );
+                return (None, Err(error));
+            }
+        };
+        let set_aside = file.file_name().map(|n| self.failed_dir.join(n));
         match &self.import {
-            None => Ok(file),
-            Some(import) => self.run_import(import, file),
+            None => (None, Ok(file)),
+            Some(import) => (set_aside, self.run_import(import, file)),
         }
     }
 
@@ -263,10 +283,15 @@ impl LegacyAgent {
                 continue;
             };
             let parts: Vec<&[u8]> = group.iter().map(|(_, b)| b.as_slice()).collect();
-            let result = self.deliver_file(first, &parts);
+            let (set_aside, result) = self.deliver_file_at(first, &parts);
             let split = group.len() > 1 && matches!(&result, Err(e) if e.is_permanent());
             if split {
                 warn!(messages = group.len(), error = %result.as_ref().err().map(DeliveryError::text).unwrap_or_default(), "import file refused for good; trying its messages one file each");
+                // Each message gets a file of its own (and its own place in imported/ or
+                // failed/): the refused batch file would only be a second copy of them.
+                if let Some(batch_file) = set_aside {
+                    let _ = fs::remove_file(batch_file);
+                }
             }
             for (i, bytes) in &group {
                 let outcome = if split {
@@ -699,8 +724,10 @@ mod tests {
             3,
             "the good ones one file each: {imported:?}"
         );
-        // The batch file and the poison's own file.
-        assert_eq!(files(&dir.path().join("work/failed")).len(), 2);
+        // Only the poison's own file: the refused batch file went once split.
+        let failed = files(&dir.path().join("work/failed"));
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(fs::read_to_string(&failed[0]).unwrap().contains("POISON"));
         for id in good {
             let got = states(&spool, id);
             assert!(got.iter().all(|s| *s == RcptState::Delivered), "{got:?}");

@@ -426,7 +426,19 @@ impl PickupAgent {
         let stamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let target = self.archive_dir.join(format!("{name}.{stamp}"));
+        // Never over an archived file of the same name and second.
+        let mut n = 0u32;
+        let target = loop {
+            let candidate = if n == 0 {
+                self.archive_dir.join(format!("{name}.{stamp}"))
+            } else {
+                self.archive_dir.join(format!("{name}.{stamp}.{n}"))
+            };
+            match fs::symlink_metadata(&candidate) {
+                Ok(meta) if meta.file_type().is_file() => n += 1,
+                _ => break candidate,
+            }
+        };
         move_file(path, &target).map_err(|e| {
             Stop::File(FileError(format!(
                 "cannot move it to {}: {e}",
