@@ -914,6 +914,8 @@ impl<R: Read> Reader<R> {
 
     /// The bytes of a broken message (at most `cap` of them), for quarantine.
     fn raw_excerpt(&self, from: usize, to: usize, cap: usize) -> Vec<u8> {
+        // Never more than one message's worth.
+        let cap = cap.min(usize::try_from(self.opts.max_message_size).unwrap_or(usize::MAX));
         let to = to.min(self.buf.len()).min(from.saturating_add(cap));
         self.buf.get(from..to).unwrap_or_default().to_vec()
     }
