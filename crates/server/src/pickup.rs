@@ -7,8 +7,9 @@
 //!   a folder or a FIFO is named once in the log and left alone: never followed, never
 //!   opened). A file is taken once its size and modification time have not changed since the
 //!   previous listing (the post office has finished writing it).
-//! - It is **claimed** by an atomic rename into this gateway's own folder inside the pickup
-//!   folder (`.ccgate/<node>/`, so on the same filesystem): of two gateways only one rename
+//! - It is **claimed** by an atomic rename into this gateway's own folder beside the pickup
+//!   folder (`.<pickup>.ccgate/<node>/`, or `.ccgate/<node>/` inside it when the pickup folder
+//!   is the root of its mount: always on the same filesystem): of two gateways only one rename
 //!   succeeds, and anything the post office writes under the same name afterwards is a new
 //!   file. A file that vanished before the rename was taken by another gateway (or removed).
 //! - The claimed file is read with the streaming reader; each good message is turned into an
@@ -55,7 +56,8 @@ const MAX_PENDING_BYTES: u64 = 16 << 20;
 const ENQUEUE_THREADS: usize = 32;
 /// The longest pause between two attempts at a failing file.
 const MAX_FILE_BACKOFF: Duration = Duration::from_secs(15 * 60);
-/// The folder, inside the pickup folder, where gateways keep the files they claimed.
+/// The claim folder's name: `.<pickup>.ccgate` beside the pickup folder, or `.ccgate` inside
+/// it when the pickup folder is the root of its mount.
 pub const CLAIM_DIR: &str = ".ccgate";
 
 /// A legacy message made ready for the spool.
@@ -169,7 +171,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ServerError + '_ {
 impl PickupAgent {
     /// An agent on `pickup_dir`, reading with `read` every `poll`; `work_dir` (in the data
     /// folder) gets `archive/`, `quarantine/` and this gateway's node name (`pickup.node`),
-    /// which names its claim folder `pickup_dir/.ccgate/<node>/`.
+    /// which names its claim folder `<parent>/.<pickup>.ccgate/<node>/` (see [`CLAIM_DIR`]).
     ///
     /// # Errors
     /// [`ServerError::Io`] when a folder cannot be created or the node name not kept.
@@ -188,7 +190,7 @@ impl PickupAgent {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let node = node_name(work_dir)?;
-        let claim_dir = pickup_dir.join(CLAIM_DIR).join(&node);
+        let claim_dir = claim_root(pickup_dir).join(&node);
         fs::create_dir_all(&claim_dir).map_err(io_err(&claim_dir))?;
         Ok(Self {
             pickup_dir: pickup_dir.to_path_buf(),
@@ -649,6 +651,33 @@ impl PickupAgent {
     }
 }
 
+/// Where gateways claim files from `pickup_dir`: beside it, `<parent>/.<name>.ccgate/`, when
+/// that is on the same filesystem (so the pickup folder itself holds only the post office's
+/// files); else, for a pickup folder that is the root of its mount, inside it (`.ccgate/`).
+/// Every gateway on the share works this out the same way.
+fn claim_root(pickup_dir: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let inside = pickup_dir.join(CLAIM_DIR);
+    let (Some(parent), Some(name)) = (pickup_dir.parent(), pickup_dir.file_name()) else {
+        return inside;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let same_fs = match (fs::metadata(pickup_dir), fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    };
+    let beside = parent.join(format!(".{}{CLAIM_DIR}", name.to_string_lossy()));
+    if same_fs && (beside.is_dir() || fs::create_dir(&beside).is_ok()) {
+        beside
+    } else {
+        inside
+    }
+}
+
 /// This gateway's node name, kept in `work_dir/pickup.node` (made once, at first start).
 fn node_name(work_dir: &Path) -> Result<String, ServerError> {
     let path = work_dir.join("pickup.node");
@@ -891,11 +920,7 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
             .collect();
         let unique: HashSet<&String> = archived.iter().collect();
         assert_eq!((archived.len(), unique.len()), (40, 40));
-        assert_eq!(
-            names(&pickup),
-            vec![CLAIM_DIR.to_owned()],
-            "the folder is empty"
-        );
+        assert_eq!(names(&pickup), Vec::<String>::new(), "the folder is empty");
     }
 
     #[test]
