@@ -70,6 +70,7 @@ struct RawLegacy {
     post_offices: Option<Vec<String>>,
     smtp_bulletin_boards: Option<Vec<String>>,
     reply_tag_lifetime: Option<String>,
+    import_batch: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -277,6 +278,8 @@ pub struct LegacyConfig {
     pub import_timeout: Duration,
     /// How often the pickup folder is scanned.
     pub poll_interval: Duration,
+    /// At most this many messages per import file (at least 1).
+    pub import_batch: usize,
     /// What happens to legacy recipients the directory does not know.
     pub unknown_recipients: UnknownRecipients,
     /// Legacy post offices reachable from SMTP for names outside the directory (default: the
@@ -611,6 +614,13 @@ impl Config {
                     "60s",
                 )?,
                 poll_interval: duration("legacy.poll_interval", l.poll_interval.as_deref(), "15s")?,
+                import_batch: match l.import_batch {
+                    None => ccgate_server::DEFAULT_IMPORT_BATCH,
+                    Some(0) => bail!(
+                        "legacy.import_batch: 0 is not a number of messages (1 writes one message per import file)"
+                    ),
+                    Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                },
                 unknown_recipients: choice(
                     "legacy.unknown_recipients",
                     l.unknown_recipients.as_deref(),
@@ -877,6 +887,7 @@ impl Config {
                 import_command: Some(l.import_command.clone().unwrap_or_default()),
                 import_timeout: duration(l.import_timeout),
                 poll_interval: duration(l.poll_interval),
+                import_batch: u32::try_from(l.import_batch).ok(),
                 unknown_recipients: Some(name_of(&l.unknown_recipients, UNKNOWN_RECIPIENTS)),
                 post_offices: Some(l.post_offices.clone()),
                 smtp_bulletin_boards: Some(l.smtp_bulletin_boards.clone()),

@@ -47,8 +47,10 @@ codepage = "ibm437"                 # ibm437 or ibm850
 import_command = ""                 # optional program run once per import file (path appended):
                                     # exit 0 consumed, 4 post office locked (retry),
                                     # 5 undeliverable (bounce), anything else or a hang: retry
-import_timeout = "60s"
+import_timeout = "60s"              # a hung import_command is killed (its whole process group)
 poll_interval = "15s"
+import_batch = 50                   # at most this many messages per import file; a file refused
+                                    # for good (exit 5) is retried one message per file
 unknown_recipients = "bounce"       # legacy recipients the directory lacks: bounce (a non-delivery
                                     # report to the legacy sender) or hold (for the administrator)
 post_offices = ["HQ"]               # legacy post offices reachable from SMTP for names outside the

@@ -15,6 +15,7 @@ mod directory;
 mod diskfull;
 mod docs;
 mod ldap;
+mod legacy_faults;
 mod progress;
 mod relay;
 mod replay;

@@ -224,11 +224,16 @@ impl Gateway {
     /// Writes a config (extra `[smtp]` keys in `smtp_extra`) and the directory of
     /// [`TEST_USERS`], and starts the gateway.
     pub fn start(smtp_extra: &str) -> Self {
+        Self::start_with(smtp_extra, "")
+    }
+
+    /// As [`Gateway::start`], with extra `[legacy]` keys (a pickup folder on another mount ...).
+    pub fn start_with(smtp_extra: &str, legacy_extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("ccgate.toml");
         let text = format!(
             "data_dir = \"data\"\n\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"{GATEWAY_HOST}\"\n\
-             {smtp_extra}\n\n[legacy]\ndomain = \"{LEGACY_DOMAIN}\"\n\n[modern]\n\
+             {smtp_extra}\n\n[legacy]\ndomain = \"{LEGACY_DOMAIN}\"\n{legacy_extra}\n\n[modern]\n\
              domain = \"{MODERN_DOMAIN}\"\n\n[directory]\nsource = \"directory.csv\"\n\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n"
         );

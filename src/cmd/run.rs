@@ -173,7 +173,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         write,
         import,
         Arc::clone(&metrics),
-    )?;
+    )?
+    .with_batch(config.legacy.import_batch);
     tasks.spawn(legacy.run(shutdown.subscribe()));
     let ledger = Arc::new(Ledger::open(&config.data_dir.join("ledger.log"))?);
     let read = ccgate_ccmail::ReadOptions {

@@ -76,6 +76,29 @@ pub enum ParseErrorKind {
         /// The value found.
         found: String,
     },
+    /// A size line counts more bytes than the file holds after it: the file was cut short
+    /// (a crashed export, a copy that stopped). The message is not read in part.
+    #[error(
+        "the {block} size line says {claimed} bytes, but the file ends {available} bytes after it: the file is truncated"
+    )]
+    Truncated {
+        /// `message`, `contents` or `item`.
+        block: &'static str,
+        /// What the size line says.
+        claimed: u64,
+        /// What the file holds after it.
+        available: u64,
+    },
+    /// A size line claims more than the reader's limit on one message.
+    #[error("the {block} size line says {claimed} bytes, over the limit of {limit} bytes")]
+    SizeOverLimit {
+        /// `message` or `item`.
+        block: &'static str,
+        /// What the size line says.
+        claimed: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The message is larger than the reader's limit.
     #[error("message larger than the limit of {limit} bytes")]
     TooLarge {

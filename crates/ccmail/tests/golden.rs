@@ -18,7 +18,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use ccgate_ccmail::{Header, ItemBody, ReadError, ReadOptions, Reader, SliceReader};
+use ccgate_ccmail::{
+    Header, ItemBody, ParseErrorKind, ReadError, ReadOptions, Reader, SliceReader,
+};
 
 fn summary(bytes: &[u8], normalized: bool) -> String {
     let mut out = String::new();
@@ -94,7 +96,12 @@ fn summary(bytes: &[u8], normalized: bool) -> String {
             }
             Err(ReadError::Parse { error, raw }) => {
                 if normalized {
-                    let _ = writeln!(out, "error at line {}: {}", error.position.line, error.kind);
+                    // Byte counts differ with the line ends; what is wrong does not.
+                    let kind = match &error.kind {
+                        ParseErrorKind::Truncated { block, .. } => format!("truncated {block}"),
+                        other => other.to_string(),
+                    };
+                    let _ = writeln!(out, "error at line {}: {kind}", error.position.line);
                 } else {
                     let _ = writeln!(
                         out,

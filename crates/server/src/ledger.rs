@@ -112,6 +112,39 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records several keys with one append and one fsync (a batch of picked-up messages).
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when the append or fsync fails.
+    pub fn insert_many(&self, keys: &[&str]) -> Result<(), ServerError> {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut text = String::new();
+        let mut fresh = Vec::new();
+        for key in keys {
+            let key = key.replace(['\r', '\n'], " ");
+            if guard.0.contains(&key) || fresh.contains(&key) {
+                continue;
+            }
+            text.push_str(&key);
+            text.push_str(".\n");
+            fresh.push(key);
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let io = |source| ServerError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        guard.1.write_all(text.as_bytes()).map_err(io)?;
+        guard.1.sync_data().map_err(io)?;
+        guard.0.extend(fresh);
+        Ok(())
+    }
+
     /// How many keys are recorded.
     pub fn len(&self) -> usize {
         self.inner.lock().map(|g| g.0.len()).unwrap_or(0)
@@ -147,7 +180,15 @@ mod tests {
         assert!(!ledger.contains("<torn@x"));
         assert_eq!(ledger.len(), 2);
         ledger.insert("<c@x>").unwrap();
+        ledger
+            .insert_many(&["<d@x>", "<a@x>", "<d@x>", "<e@x>"])
+            .unwrap();
+        assert_eq!(ledger.len(), 5);
         drop(ledger);
+        let reopened = Ledger::open(&path).unwrap();
+        assert!(reopened.contains("<d@x>") && reopened.contains("<e@x>"));
+        assert_eq!(reopened.len(), 5, "each key once");
+        drop(reopened);
         assert!(
             Ledger::open(&path).unwrap().contains("<c@x>"),
             "a key after a torn line is kept"

@@ -1,18 +1,25 @@
 //! The `legacy` lane: import files written into the post office's drop folder.
 //!
-//! Each delivery attempt writes one Import file (`G*.CCM`, an 8.3 name because the DOS tools
-//! fail on longer ones, KB Q181186) by the strict writer: to a hidden temporary name, fsync,
-//! rename, fsync the folder. Its recipient lines are exactly the recipients of this attempt
-//! (an Import delivers to every `To:`/`Cc:`/`Bcc:` line, so the message's other recipients,
-//! delivered by other lanes, must not appear there).
+//! Each pass leases up to `import_batch` messages and writes them into one Import file
+//! (`G*.CCM`, an 8.3 name because the DOS tools fail on longer ones, KB Q181186), as the
+//! format allows (messages one after another), by the strict writer: to a hidden temporary
+//! name, fsync, rename, fsync the folder. A file is closed early at [`MAX_BATCH_BYTES`]. Each
+//! message's recipient lines are exactly the recipients of this attempt (an Import delivers to
+//! every `To:`/`Cc:`/`Bcc:` line, so the message's other recipients, delivered by other lanes,
+//! must not appear there). A message the converter or the writer refuses fails alone, before
+//! any file is written.
 //!
 //! Without `import_command` the file in the drop folder is the delivery: the post office's
 //! Import takes it from there. With one, the command runs once per file with the file's path
 //! as its last argument, and whatever it does the gateway moves the file out of the drop
 //! folder (KB Q223772: a file left behind was re-imported forever): exit 0 = consumed (file to
 //! `imported/`), 4 = post office locked (retry later), 5 = undeliverable (bounce), anything
-//! else or no exit within `import_timeout` (killed) = retry later; failed files go to
-//! `failed/` for inspection.
+//! else or no exit within `import_timeout` = retry later; failed files go to `failed/` for
+//! inspection. When a file of several messages gets exit 5, its messages are tried again at
+//! once, one file each, so that only the bad one bounces (KB Q192516: one poison message must
+//! not fail its batch). The command runs in its own process group, and at the timeout the
+//! whole group is killed (not only `/bin/sh`), so a killed import never runs on beside its
+//! retry.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -31,8 +38,14 @@ use crate::ServerError;
 use crate::lane::{self, Lane, LaneAgent};
 use crate::metrics::Metrics;
 
-/// How many messages one pass leases.
-const BATCH: usize = 16;
+/// Default of `[legacy] import_batch`: messages per import file.
+pub const DEFAULT_IMPORT_BATCH: usize = 50;
+/// Messages leased per pass at least (written one file each without batching).
+const LEASE_PER_PASS: usize = 16;
+/// Import files written per pass at most (their messages' outcomes are recorded together).
+const FILES_PER_PASS: usize = 4;
+/// An import file is closed once it holds this many bytes (a batch of large messages).
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// What the legacy agent needs from the converter and the router.
 pub trait LegacyCodec: Send + Sync + 'static {
@@ -64,6 +77,7 @@ pub struct LegacyAgent {
     codec: Arc<dyn LegacyCodec>,
     write: WriteOptions,
     import: Option<ImportCommand>,
+    batch: usize,
 }
 
 impl std::fmt::Debug for LegacyAgent {
@@ -71,12 +85,14 @@ impl std::fmt::Debug for LegacyAgent {
         f.debug_struct("LegacyAgent")
             .field("drop_dir", &self.drop_dir)
             .field("import", &self.import)
+            .field("batch", &self.batch)
             .finish()
     }
 }
 
 impl LegacyAgent {
-    /// An agent writing into `drop_dir`; `work_dir` gets `imported/` and `failed/`.
+    /// An agent writing into `drop_dir`; `work_dir` gets `imported/` and `failed/`. One import
+    /// file holds one message; [`LegacyAgent::with_batch`] sets more.
     ///
     /// # Errors
     /// [`ServerError::Io`] when a folder cannot be created.
@@ -104,14 +120,27 @@ impl LegacyAgent {
             lane: Lane {
                 name: "legacy".to_owned(),
                 relay: "legacy",
-                batch: BATCH,
+                batch: LEASE_PER_PASS,
                 spool,
                 metrics,
             },
             codec,
             write,
             import,
+            batch: 1,
         })
+    }
+
+    /// Up to `batch` messages per import file (`[legacy] import_batch`; 0 counts as 1).
+    #[must_use]
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        // A pass takes several files' worth, so their outcomes share the journal's fsyncs.
+        self.lane.batch = self
+            .batch
+            .saturating_mul(FILES_PER_PASS)
+            .max(LEASE_PER_PASS);
+        self
     }
 
     /// Delivers until `stop` fires; an attempt in hand is finished first.
@@ -124,8 +153,8 @@ impl LegacyAgent {
         lane::pass(self)
     }
 
-    /// One attempt: convert, write the import file, run the import command. Answers the file.
-    fn attempt(&self, lease: &Lease) -> Result<PathBuf, DeliveryError> {
+    /// The message of one lease as Import text, or why it cannot be written (permanent).
+    fn prepare(&self, lease: &Lease) -> Result<Vec<u8>, DeliveryError> {
         let permanent = |text: String| DeliveryError::permanent(FailureScope::Message, text);
         let body = self.lane.spool.lease_body(lease).map_err(|e| {
             DeliveryError::transient(
@@ -151,26 +180,159 @@ impl LegacyAgent {
         if report.replaced_chars > 0 {
             info!(queue_id = %lease.queue_id, replaced = report.replaced_chars, code_page = self.write.codepage.name(), "characters without an equivalent written as '?'");
         }
-        let file = self.write_file(lease, &bytes).map_err(|e| {
-            DeliveryError::transient(
-                FailureScope::Destination,
-                format!("drop folder {}: {e}", self.drop_dir.display()),
-            )
-        })?;
+        Ok(bytes)
+    }
+
+    /// One attempt for one message: its own import file.
+    fn attempt(&self, lease: &Lease) -> Result<PathBuf, DeliveryError> {
+        let bytes = self.prepare(lease)?;
+        self.deliver_file(lease, &[bytes.as_slice()])
+    }
+
+    /// Writes one import file holding `parts` (whole messages) and runs the import command.
+    fn deliver_file(&self, first: &Lease, parts: &[&[u8]]) -> Result<PathBuf, DeliveryError> {
+        self.deliver_file_at(first, parts).1
+    }
+
+    /// As [`Self::deliver_file`], also answering where a refused file was set aside.
+    fn deliver_file_at(
+        &self,
+        first: &Lease,
+        parts: &[&[u8]],
+    ) -> (Option<PathBuf>, Result<PathBuf, DeliveryError>) {
+        let file = match self.write_file(first, parts) {
+            Ok(file) => file,
+            Err(e) => {
+                let error = DeliveryError::transient(
+                    FailureScope::Destination,
+                    format!("drop folder {}: {e}", self.drop_dir.display()),
+                );
+                return (None, Err(error));
+            }
+        };
+        let set_aside = file.file_name().map(|n| self.failed_dir.join(n));
         match &self.import {
-            None => Ok(file),
-            Some(import) => self.run_import(import, file),
+            None => (None, Ok(file)),
+            Some(import) => (set_aside, self.run_import(import, file)),
         }
     }
 
+    /// The attempts of a pass: the messages that could be written go into import files of up
+    /// to `batch` messages (and [`MAX_BATCH_BYTES`]); a file refused for good is split, one
+    /// message per file, so that only the bad message fails.
+    fn deliver_batches(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
+        let mut outcomes: Vec<Option<Result<String, DeliveryError>>> =
+            leases.iter().map(|_| None).collect();
+        let mut ready: Vec<(usize, Vec<u8>)> = Vec::new();
+        // Converting is the CPU work: on several threads, results in lease order.
+        let threads = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .clamp(1, 8);
+        let chunk = leases.len().div_ceil(threads).max(1);
+        let prepared: Vec<Result<Vec<u8>, DeliveryError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = leases
+                .chunks(chunk)
+                .map(|part| {
+                    let n = part.len();
+                    let handle = scope
+                        .spawn(move || part.iter().map(|l| self.prepare(l)).collect::<Vec<_>>());
+                    (n, handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        let failed = DeliveryError::transient(
+                            FailureScope::Message,
+                            "the conversion panicked",
+                        );
+                        vec![Err(failed); n]
+                    })
+                })
+                .collect()
+        });
+        for (i, outcome) in prepared.into_iter().enumerate() {
+            match outcome {
+                Ok(bytes) => ready.push((i, bytes)),
+                Err(e) => {
+                    if let Some(slot) = outcomes.get_mut(i) {
+                        *slot = Some(Err(e));
+                    }
+                }
+            }
+        }
+        let mut groups: Vec<Vec<(usize, Vec<u8>)>> = Vec::new();
+        let mut current: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut current_bytes = 0;
+        for (i, bytes) in ready {
+            if !current.is_empty()
+                && (current.len() >= self.batch || current_bytes + bytes.len() > MAX_BATCH_BYTES)
+            {
+                groups.push(std::mem::take(&mut current));
+                current_bytes = 0;
+            }
+            current_bytes += bytes.len();
+            current.push((i, bytes));
+        }
+        if !current.is_empty() {
+            groups.push(current);
+        }
+        for group in groups {
+            let Some(first) = group.first().and_then(|(i, _)| leases.get(*i)) else {
+                continue;
+            };
+            let parts: Vec<&[u8]> = group.iter().map(|(_, b)| b.as_slice()).collect();
+            let (set_aside, result) = self.deliver_file_at(first, &parts);
+            let split = group.len() > 1 && matches!(&result, Err(e) if e.is_permanent());
+            if split {
+                warn!(messages = group.len(), error = %result.as_ref().err().map(DeliveryError::text).unwrap_or_default(), "import file refused for good; trying its messages one file each");
+                // Each message gets a file of its own (and its own place in imported/ or
+                // failed/): the refused batch file would only be a second copy of them.
+                if let Some(batch_file) = set_aside {
+                    let _ = fs::remove_file(batch_file);
+                }
+            }
+            for (i, bytes) in &group {
+                let outcome = if split {
+                    match leases.get(*i) {
+                        Some(lease) => self.deliver_file(lease, &[bytes.as_slice()]),
+                        None => continue,
+                    }
+                } else {
+                    result.clone()
+                };
+                if let Some(slot) = outcomes.get_mut(*i) {
+                    *slot = Some(outcome.map(|file| file.display().to_string()));
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(DeliveryError::transient(
+                        FailureScope::Message,
+                        "not attempted",
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// Writes the file under a temporary name, fsyncs, renames it to a fresh 8.3 name.
-    fn write_file(&self, lease: &Lease, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    fn write_file(&self, lease: &Lease, parts: &[&[u8]]) -> std::io::Result<PathBuf> {
         let seed = lease.queue_id.to_u128() ^ u128::from(lease.id.0).rotate_left(64);
         let tmp = self
             .drop_dir
             .join(format!(".ccgate-{}-{}.tmp", lease.queue_id, lease.id));
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
+        let mut file = std::io::BufWriter::new(File::create(&tmp)?);
+        for part in parts {
+            file.write_all(part)?;
+        }
+        let file = file
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         file.sync_all()?;
         drop(file);
         let mut name_seed = seed;
@@ -243,14 +405,17 @@ impl LegacyAgent {
     }
 }
 
-/// Runs `sh -c "COMMAND \"$1\"" sh FILE`; `Ok(None)` when it was killed at the timeout.
+/// Runs `sh -c "COMMAND \"$1\"" sh FILE` in a process group of its own; `Ok(None)` when it
+/// was killed at the timeout, with every process of its group (what the shell started too).
 fn run_with_timeout(command: &str, file: &Path, timeout: Duration) -> std::io::Result<Option<i32>> {
+    use std::os::unix::process::CommandExt as _;
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(format!("{command} \"$1\""))
         .arg("sh")
         .arg(file)
         .stdin(Stdio::null())
+        .process_group(0)
         .spawn()?;
     let started = Instant::now();
     loop {
@@ -258,7 +423,22 @@ fn run_with_timeout(command: &str, file: &Path, timeout: Duration) -> std::io::R
             return Ok(Some(status.code().unwrap_or(-1)));
         }
         if started.elapsed() >= timeout {
-            let _ = child.kill();
+            let group = i32::try_from(child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw);
+            match group {
+                Some(group) => {
+                    if let Err(e) =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
+                    {
+                        warn!(pgid = child.id(), error = %e, "cannot kill the import command's process group");
+                        let _ = child.kill();
+                    }
+                }
+                None => {
+                    let _ = child.kill();
+                }
+            }
             let _ = child.wait();
             return Ok(None);
         }
@@ -282,6 +462,12 @@ impl LaneAgent for LegacyAgent {
     }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.attempt(lease).map(|file| file.display().to_string())
+    }
+    fn deliver_all(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
+        if self.batch <= 1 {
+            return leases.iter().map(|lease| self.deliver(lease)).collect();
+        }
+        self.deliver_batches(leases)
     }
 }
 
@@ -479,6 +665,101 @@ mod tests {
                 && arg.trim().ends_with(".CCM"),
             "{arg}"
         );
+    }
+
+    fn enqueue_subject(spool: &Spool, subject: &str) -> QueueId {
+        let rcpt: EmailAddress = "jane@legacy.test".parse().unwrap();
+        let env = Envelope {
+            sender: ReversePath::Mailbox("alice@example.org".parse().unwrap()),
+            recipients: vec![rcpt.clone()],
+        };
+        let body = format!("Subject: {subject}\r\n\r\nbody of {subject}\r\n");
+        spool
+            .enqueue(
+                &env,
+                &[Route::new("legacy", rcpt)],
+                body.as_bytes(),
+                SystemTime::now(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_one_import_file_and_a_refused_batch_is_split_so_only_the_bad_message_fails() {
+        // Without a command: one file holding every message of the pass.
+        let (dir, spool, agent) = setup(None);
+        let agent = agent.with_batch(50);
+        let ids: Vec<QueueId> = (0..5)
+            .map(|i| enqueue_subject(&spool, &format!("m{i}")))
+            .collect();
+        assert_eq!(agent.pass(), 5);
+        let dropped = files(&dir.path().join("drop"));
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        let bytes = fs::read(&dropped[0]).unwrap();
+        let subjects: Vec<String> = SliceReader::new(&bytes)
+            .map(|m| m.unwrap().decode(&ReadOptions::default()).0)
+            .map(|m| m.subject().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(subjects, ["m0", "m1", "m2", "m3", "m4"]);
+        for id in ids {
+            assert!(
+                states(&spool, id)
+                    .iter()
+                    .all(|s| *s == RcptState::Delivered)
+            );
+        }
+
+        // With a command that refuses (exit 5) any file holding the poison.
+        let (dir, spool, agent) =
+            setup(Some(("grep -q POISON \"$1\" && exit 5; exit 0 #", 10_000)));
+        let agent = agent.with_batch(50);
+        let good: Vec<QueueId> = (0..3)
+            .map(|i| enqueue_subject(&spool, &format!("g{i}")))
+            .collect();
+        let bad = enqueue_subject(&spool, "POISON");
+        assert_eq!(agent.pass(), 4);
+        let imported = files(&dir.path().join("work/imported"));
+        assert_eq!(
+            imported.len(),
+            3,
+            "the good ones one file each: {imported:?}"
+        );
+        // Only the poison's own file: the refused batch file went once split.
+        let failed = files(&dir.path().join("work/failed"));
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(fs::read_to_string(&failed[0]).unwrap().contains("POISON"));
+        for id in good {
+            let got = states(&spool, id);
+            assert!(got.iter().all(|s| *s == RcptState::Delivered), "{got:?}");
+        }
+        assert_bounced(&spool, &states(&spool, bad));
+    }
+
+    #[test]
+    fn a_timed_out_import_is_killed_with_everything_it_started() {
+        let scratch = tempfile::tempdir().unwrap();
+        let pid_file = scratch.path().join("child.pid");
+        // The shell starts a child that would outlive it, then hangs.
+        let command = format!("sleep 60 & echo $! > {}; wait #", pid_file.display());
+        let (_dir, spool, agent) = setup(Some((&command, 500)));
+        let id = enqueue(&spool, "");
+        assert_eq!(agent.pass(), 1);
+        assert_eq!(states(&spool, id), vec![RcptState::Deferred; 2]);
+        let pid = fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // Gone, or a zombie waiting for init: either way no longer running.
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+            if stat.is_empty() || state == Some('Z') {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the import's child {pid} still runs: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[test]
