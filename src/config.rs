@@ -67,6 +67,9 @@ struct RawLegacy {
     import_timeout: Option<String>,
     poll_interval: Option<String>,
     unknown_recipients: Option<String>,
+    post_offices: Option<Vec<String>>,
+    smtp_bulletin_boards: Option<Vec<String>>,
+    reply_tag_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -276,6 +279,14 @@ pub struct LegacyConfig {
     pub poll_interval: Duration,
     /// What happens to legacy recipients the directory does not know.
     pub unknown_recipients: UnknownRecipients,
+    /// Legacy post offices reachable from SMTP for names outside the directory (default: the
+    /// connected one).
+    pub post_offices: Vec<String>,
+    /// Bulletin boards reachable from SMTP (default: none).
+    pub smtp_bulletin_boards: Vec<String>,
+    /// How long the reply address issued for a legacy sender outside the directory stays
+    /// valid, in whole days (also how often the tag key is rotated).
+    pub reply_tag_lifetime_days: u16,
 }
 
 /// `legacy.unknown_recipients`: what happens to a recipient of a legacy message that the
@@ -540,7 +551,48 @@ impl Config {
                     );
                 }
             }
+            let post_offices = l.post_offices.unwrap_or_else(|| vec![post_office.clone()]);
+            if post_offices.is_empty() {
+                bail!(
+                    "legacy.post_offices: list at least one post office (the connected one is {post_office:?})"
+                );
+            }
+            for po in &post_offices {
+                if po.is_empty()
+                    || !po
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ')
+                {
+                    bail!("legacy.post_offices: {po:?} is not a post office name");
+                }
+            }
+            let smtp_bulletin_boards = l.smtp_bulletin_boards.unwrap_or_default();
+            if let Some(bad) = smtp_bulletin_boards
+                .iter()
+                .find(|b| b.trim_start_matches('#').trim().is_empty())
+            {
+                bail!("legacy.smtp_bulletin_boards: {bad:?} is not a bulletin board name");
+            }
+            let lifetime = duration(
+                "legacy.reply_tag_lifetime",
+                l.reply_tag_lifetime.as_deref(),
+                "30d",
+            )?;
+            let lifetime_days = lifetime.as_secs() / 86_400;
+            if lifetime.as_secs() % 86_400 != 0
+                || lifetime_days == 0
+                || lifetime_days > u64::from(ccgate_router::MAX_LIFETIME_DAYS)
+            {
+                bail!(
+                    "legacy.reply_tag_lifetime: {} is not a whole number of days from 1d to {}d",
+                    ccgate_core::format_duration(lifetime),
+                    ccgate_router::MAX_LIFETIME_DAYS
+                );
+            }
             LegacyConfig {
+                post_offices,
+                smtp_bulletin_boards,
+                reply_tag_lifetime_days: u16::try_from(lifetime_days).unwrap_or(30),
                 post_office,
                 gateway_po,
                 domain: l
@@ -826,6 +878,9 @@ impl Config {
                 import_timeout: duration(l.import_timeout),
                 poll_interval: duration(l.poll_interval),
                 unknown_recipients: Some(name_of(&l.unknown_recipients, UNKNOWN_RECIPIENTS)),
+                post_offices: Some(l.post_offices.clone()),
+                smtp_bulletin_boards: Some(l.smtp_bulletin_boards.clone()),
+                reply_tag_lifetime: Some(format!("{}d", l.reply_tag_lifetime_days)),
             },
             modern: RawModern {
                 domain: text(&m.domain),
@@ -912,6 +967,16 @@ mod tests {
             NextHop::Maildir(PathBuf::from("./ccgate-data/modern"))
         );
         assert_eq!(c.queue.retry.len(), 5);
+        assert_eq!(c.legacy.post_offices, ["HQ"], "the connected post office");
+        assert!(c.legacy.smtp_bulletin_boards.is_empty());
+        assert_eq!(c.legacy.reply_tag_lifetime_days, 30);
+        let c = Config::parse(
+            "[legacy]\npost_office = \"MAIN\"\nreply_tag_lifetime = \"90d\"",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.legacy.post_offices, ["MAIN"]);
+        assert_eq!(c.legacy.reply_tag_lifetime_days, 90);
     }
 
     #[test]
@@ -1068,6 +1133,20 @@ mod tests {
             ),
             ("[modern]\nconcurrency = 0", "modern.concurrency"),
             ("[smtp]\nhostname = \"mx\\r\\n250 ok\"", "smtp.hostname"),
+            ("[legacy]\npost_offices = []", "legacy.post_offices"),
+            ("[legacy]\npost_offices = [\"A@B\"]", "legacy.post_offices"),
+            (
+                "[legacy]\nsmtp_bulletin_boards = [\"#\"]",
+                "legacy.smtp_bulletin_boards",
+            ),
+            (
+                "[legacy]\nreply_tag_lifetime = \"36h\"",
+                "legacy.reply_tag_lifetime",
+            ),
+            (
+                "[legacy]\nreply_tag_lifetime = \"1000d\"",
+                "legacy.reply_tag_lifetime",
+            ),
             ("[modern]\ntls = \"dane\"", "modern.tls"),
             ("[modern]\ntls_ca_file = \"ca.pem\"", "modern.tls_ca_file"),
             (

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use ccgate_ccmail::{LegacyAddress, Message};
+use ccgate_ccmail::{Header, LegacyAddress, Message};
 use ccgate_convert::{
     AddressMap, ConvertOptions, LegacyContext, Mailbox, legacy_to_mime, mime_to_legacy,
 };
 use ccgate_core::{EmailAddress, Envelope, ReversePath};
-use ccgate_queue::Route;
+use ccgate_queue::{Route, SUPPRESSED_LANE};
 use ccgate_router::Router;
 use ccgate_server::{
     Accepted, DirectoryRouting, LegacyCodec, PickupCodec, UNKNOWN_LANE, UNROUTABLE_LANE,
@@ -51,6 +51,8 @@ pub struct Codec {
     routing: Arc<DirectoryRouting>,
     options: ConvertOptions,
     unknown: UnknownRecipients,
+    /// Post offices already warned about (replies to their senders are refused).
+    unlisted_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Codec {
@@ -65,6 +67,7 @@ impl Codec {
             routing,
             options,
             unknown,
+            unlisted_warned: std::sync::Mutex::default(),
         }
     }
 }
@@ -96,8 +99,28 @@ impl PickupCodec for Codec {
         }
         let mut recipients = Vec::new();
         let mut routes = Vec::new();
+        let is_person = |name: &str| {
+            ccgate_ccmail::parse_address(name)
+                .ok()
+                .and_then(|address| address.name_key())
+                .is_some_and(|key| directory.lookup_name_key(&key).is_some())
+        };
+        let ndr = is_legacy_ndr(message, is_person);
+        self.warn_if_replies_refused(message, is_person);
         for rcpt in &mime.recipients {
             match self.routing.route_from_legacy(rcpt) {
+                // A legacy non-delivery report for mail from another system's robot (a bounce,
+                // postmaster): not relayed back out (no backscatter, no loops). Queued to the
+                // `suppressed` lane, whose agent fails it with the reason in the log.
+                Ok(route)
+                    if ndr
+                        && route.destination == "modern"
+                        && is_mail_system_address(&route.deliver_to) =>
+                {
+                    warn!(message_id = %mime.message_id, to = %rcpt, "legacy non-delivery report to a mail system's address: not relayed back out");
+                    recipients.push(rcpt.clone());
+                    routes.push(Route::new(SUPPRESSED_LANE, rcpt.clone()));
+                }
                 Ok(route) => {
                     recipients.push(rcpt.clone());
                     routes.push(route);
@@ -126,14 +149,128 @@ impl PickupCodec for Codec {
         if recipients.is_empty() {
             return Err(format!("no recipient (message {})", mime.message_id));
         }
+        // A non-delivery report leaves with the null sender, as bounces do (RFC 5321 §4.5.5):
+        // nothing bounces it back.
+        let sender = if ndr {
+            ReversePath::Null
+        } else {
+            ReversePath::Mailbox(mime.sender)
+        };
         Ok(Accepted {
-            envelope: Envelope {
-                sender: ReversePath::Mailbox(mime.sender),
-                recipients,
-            },
+            envelope: Envelope { sender, recipients },
             routes,
             body: mime.bytes,
             message_id: mime.message_id,
         })
+    }
+}
+
+impl Codec {
+    /// A sender outside the directory at a post office not in `[legacy] post_offices` gets a
+    /// tagged reply address that RCPT will refuse: say so, once per post office and process,
+    /// so the administrator can list it.
+    fn warn_if_replies_refused(&self, message: &Message, is_person: impl Fn(&str) -> bool) {
+        let Some(from) = message.headers.iter().find_map(|header| match header {
+            Header::From(from) => Some(from.as_str()),
+            _ => None,
+        }) else {
+            return;
+        };
+        let Some(po) = ccgate_ccmail::parse_address(from)
+            .ok()
+            .and_then(|address| address.po().map(str::to_owned))
+        else {
+            return;
+        };
+        let config = self.routing.config();
+        if is_person(from)
+            || config.serves_post_office(&po)
+            || po.eq_ignore_ascii_case(&config.gateway_po)
+        {
+            return;
+        }
+        let mut warned = self
+            .unlisted_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.insert(po.to_ascii_lowercase()) {
+            warn!(post_office = %po, from = %from, "a sender outside the directory at a post office not in [legacy] post_offices: replies to them will be refused (550 5.1.1); add the post office to the list");
+        }
+    }
+}
+
+/// True for a legacy non-delivery report: from the post office's postmaster or a mailer
+/// daemon, or with the subject routers and Import give their reports, from a sender who is not
+/// a person in the directory (`is_person` answers for the `From:` text): a user's own message
+/// titled "Undeliverable items" keeps its sender and its bounces.
+fn is_legacy_ndr(message: &Message, is_person: impl Fn(&str) -> bool) -> bool {
+    const SUBJECTS: [&str; 6] = [
+        "message not deliverable",
+        "not deliverable",
+        "undeliverable",
+        "non-delivery",
+        "nondeliverable",
+        "delivery failure",
+    ];
+    let from = message.headers.iter().find_map(|header| match header {
+        Header::From(from) => Some(from.trim()),
+        _ => None,
+    });
+    let robot = from.is_some_and(|from| {
+        let from = from.to_ascii_lowercase();
+        from.starts_with("postmaster") || from.starts_with("mailer-daemon")
+    });
+    let report_subject = message.headers.iter().any(|header| match header {
+        Header::Subject(subject) => {
+            let subject = subject.trim().to_ascii_lowercase();
+            SUBJECTS.iter().any(|s| subject.starts_with(s))
+        }
+        _ => false,
+    });
+    robot || (report_subject && !from.is_some_and(is_person))
+}
+
+/// `postmaster@...` or `MAILER-DAEMON@...`: another mail system, never sent a report.
+fn is_mail_system_address(address: &EmailAddress) -> bool {
+    ["postmaster", "mailer-daemon"]
+        .iter()
+        .any(|robot| address.local().eq_ignore_ascii_case(robot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from: &str, subject: &str) -> Message {
+        Message {
+            headers: vec![
+                Header::From(from.to_owned()),
+                Header::Subject(subject.to_owned()),
+            ],
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn legacy_reports_are_recognised() {
+        let nobody = |_: &str| false;
+        let john = |from: &str| from == "Smith, John at HQ";
+        assert!(is_legacy_ndr(&message("Postmaster at HQ", "x"), nobody));
+        assert!(is_legacy_ndr(
+            &message("Router at HQ", "Message not deliverable"),
+            nobody
+        ));
+        assert!(!is_legacy_ndr(&message("Smith, John at HQ", "lunch"), john));
+        assert!(
+            !is_legacy_ndr(
+                &message("Smith, John at HQ", "Undeliverable items at the dock"),
+                john
+            ),
+            "a person's own message keeps its sender"
+        );
+        assert!(is_mail_system_address(
+            &"MAILER-DAEMON@far.test".parse().unwrap()
+        ));
+        assert!(!is_mail_system_address(&"alice@far.test".parse().unwrap()));
     }
 }

@@ -51,6 +51,13 @@ import_timeout = "60s"
 poll_interval = "15s"
 unknown_recipients = "bounce"       # legacy recipients the directory lacks: bounce (a non-delivery
                                     # report to the legacy sender) or hold (for the administrator)
+post_offices = ["HQ"]               # legacy post offices reachable from SMTP for names outside the
+                                    # directory (default: post_office); list every post office
+                                    # whose users mail out through the gateway
+smtp_bulletin_boards = []           # bulletin boards reachable from SMTP (default: none)
+reply_tag_lifetime = "30d"          # how long the reply address of a legacy sender outside the
+                                    # directory stays valid (whole days, 1d-500d); the tag key in
+                                    # data_dir/reply-tag.keys is rotated this often (+2 days)
 
 [modern]
 domain = "modern.example.com"       # SMTP domain of migrated mailboxes

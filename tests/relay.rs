@@ -202,7 +202,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(found) = probe() {
             return found;
@@ -822,4 +822,405 @@ fn long_lines_reach_a_strict_next_hop_re_encoded_and_the_legacy_side_whole() {
             assert!(found.0 >= 3, "split into {} text items", found.0);
         }
     }
+}
+
+/// The tag of a reply address for `legacy` made `days_ago` days ago with the key in the data
+/// folder, computed by Python's hmac from the documented format (an independent check).
+fn python_tag(python: &Path, data: &Path, legacy: &str, days_ago: u32) -> String {
+    let script = r#"
+import base64, hashlib, hmac, sys, time
+keys, legacy, days_ago = sys.argv[1], sys.argv[2], int(sys.argv[3])
+key = next(l.split()[2] for l in open(keys) if l.startswith("current "))
+stamp = (int(time.time()) // 86400 - days_ago) % 1024
+mac = hmac.new(bytes.fromhex(key), f"{stamp}:{legacy.lower()}".encode(), hashlib.sha256).digest()[:5]
+alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+print(alphabet[stamp >> 5] + alphabet[stamp & 31] + base64.b32encode(mac).decode().lower())
+"#;
+    let out = crate::util::python(
+        python,
+        data,
+        "tag.py",
+        script,
+        &[
+            data.join("reply-tag.keys").to_str().unwrap(),
+            legacy,
+            &days_ago.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+// A sender outside the directory at a post office the config does not list: the mail goes out,
+// and the log says once that replies to that post office will be refused.
+#[test]
+fn a_sender_at_an_unlisted_post_office_is_warned_about_once() {
+    let relay = Relay::start("");
+    for n in 1..=2 {
+        relay.export(
+            &format!("FAR{n}.TXT"),
+            &format!("Message:\nFrom: Far, Fay at FARPO\nTo: alice@example.org at SMTPGW\nSubject: far {n}\nContents:\nText item:\nfrom afar {n}\n"),
+        );
+        wait_for("the message in the Maildir", || {
+            relay
+                .maildir()
+                .into_iter()
+                .find(|m| m.contains(&format!("from afar {n}")))
+        });
+    }
+    let warned = relay
+        .logged(&["not in [legacy] post_offices", "FARPO"])
+        .expect("a warning naming the post office");
+    assert!(
+        warned.contains("replies to them will be refused"),
+        "{warned}"
+    );
+    let count = relay
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("not in [legacy] post_offices"))
+        .count();
+    assert_eq!(count, 1, "warned once per post office");
+}
+
+// See: issue 13 (only reply addresses the gateway issued cross; interface.md §5, last rule).
+#[test]
+fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
+    let Some(python) = crate::util::require_python("reply tags") else {
+        return;
+    };
+    let relay = Relay::start("post_offices = [\"HQ\", \"BRANCH\"]\nreply_tag_lifetime = \"30d\"");
+    let keys = relay.data().join("reply-tag.keys");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the key file is private");
+
+    // A legacy sender nobody put in the directory writes to the Internet.
+    relay.export("STRANGER.TXT", "Message:\nFrom: Stranger, Sam at BRANCH\nTo: alice@example.org at SMTPGW\nSubject: hello\nContents:\nText item:\nHello Alice, from a stranger.\n");
+    let to_alice = wait_for("Sam's mail in the modern Maildir", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("from a stranger"))
+    });
+    // The envelope sender, and the From: address (folded after the display name).
+    let return_path = header(&to_alice, "Return-Path");
+    let issued = return_path[0]
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned();
+    assert!(
+        issued.starts_with("IMCEACCMAIL-Stranger+2C+20Sam+20at+20BRANCH.")
+            && issued.ends_with("@legacy.example.com"),
+        "{to_alice}"
+    );
+    assert!(
+        to_alice
+            .replace("\r\n", "\n")
+            .contains(&format!("From: \"Stranger, Sam\"\n <{issued}>")),
+        "From: carries the same tagged address\n{to_alice}"
+    );
+
+    // Alice replies to the address she was given: accepted, and it lands in Sam's mailbox.
+    let reply = relay.send(
+        "alice@example.org",
+        &issued,
+        "Subject: RE: hello\n\nHello Sam, reply received.",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let import = wait_for("the reply as an import file", || {
+        relay
+            .imports()
+            .into_iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .find(|t| t.contains("reply received"))
+    });
+    assert_eq!(header(&import, "To"), ["Stranger, Sam at BRANCH"]);
+
+    // A tag made 29 days ago still works (Python makes it from the documented format).
+    let (untagged, _) = issued.split_once('@').unwrap();
+    let (untagged, _) = untagged.rsplit_once('.').unwrap();
+    let legacy = "Stranger, Sam at BRANCH";
+    let aged = format!(
+        "{untagged}.{}@legacy.example.com",
+        python_tag(&python, &relay.data(), legacy, 29)
+    );
+    let reply = relay.send("alice@example.org", &aged, "Subject: late\n\nA late reply.");
+    assert!(reply.starts_with("250"), "{aged}: {reply}");
+
+    // Expired, missing, forged, another name's tag, a post office not listed, a board: 550.
+    let expired = format!(
+        "{untagged}.{}@legacy.example.com",
+        python_tag(&python, &relay.data(), legacy, 31)
+    );
+    let issued_tag = issued
+        .split_once('@')
+        .and_then(|(l, _)| l.rsplit_once('.'))
+        .unwrap()
+        .1
+        .to_owned();
+    let refused = [
+        expired.clone(),
+        format!("{untagged}@legacy.example.com"),
+        format!("{untagged}.abcdefghij@legacy.example.com"),
+        format!("IMCEACCMAIL-Other+2C+20Sam+20at+20BRANCH.{issued_tag}@legacy.example.com"),
+        "IMCEACCMAIL-Anyone+20at+20OTHERPO@legacy.example.com".to_owned(),
+        format!(
+            "IMCEACCMAIL-Anyone+20at+20OTHERPO.{}@legacy.example.com",
+            python_tag(&python, &relay.data(), "Anyone at OTHERPO", 0)
+        ),
+        "IMCEACCMAIL-+23Social+20at+20HQ@legacy.example.com".to_owned(),
+    ];
+    for to in &refused {
+        let reply = relay.send("mallory@example.net", to, "Subject: x\n\nx");
+        assert!(
+            reply.starts_with("RCPT TO:") && reply.contains("550 5.1.1"),
+            "{to}: {reply}"
+        );
+    }
+
+    // `ccgate route` explains the tag.
+    let route = |address: &str| {
+        let out = ccgate()
+            .arg("--config")
+            .arg(relay.dir.path().join("ccgate.toml"))
+            .args(["route", address])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let explained = [
+        (
+            issued.as_str(),
+            "reply tag valid (issued today, valid 30 more day(s))",
+        ),
+        (expired.as_str(), "reply tag expired (issued 31 days ago"),
+        (refused[1].as_str(), "no reply tag"),
+        (refused[2].as_str(), "forged reply tag"),
+        (
+            refused[4].as_str(),
+            "post office OTHERPO is not in [legacy] post_offices",
+        ),
+    ];
+    for (address, expected) in explained {
+        let text = route(address);
+        assert!(text.contains(expected), "{address}: {text}");
+    }
+    let json = ccgate()
+        .arg("--config")
+        .arg(relay.dir.path().join("ccgate.toml"))
+        .args([
+            "route",
+            "--json",
+            &issued,
+            &expired,
+            &refused[1],
+            &refused[2],
+        ])
+        .output()
+        .unwrap();
+    let states: Vec<String> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["reply_tag"].as_str().unwrap_or("null").to_owned()
+        })
+        .collect();
+    assert_eq!(states, ["valid", "expired", "missing", "forged"]);
+}
+
+// See: issue 13 ("no backscatter, no loops"). The legacy post office refuses (import exit 5)
+// every message: the ordinary sender gets one bounce; MAILER-DAEMON, postmaster, the null
+// sender and auto-submitted mail get none, and the log says why, with the queue id.
+#[test]
+fn bounces_are_not_sent_to_robots_or_for_auto_submitted_mail() {
+    let script_dir = tempfile::tempdir().unwrap();
+    let script = script_dir.path().join("import.sh");
+    fs::write(&script, "#!/bin/sh\nexit 5\n").unwrap();
+    let _ = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    let relay = Relay::start(&format!(
+        "import_command = \"{}\"\nimport_timeout = \"10s\"",
+        script.display()
+    ));
+    for (from, subject, extra) in [
+        ("MAILER-DAEMON@far.test", "robot", ""),
+        ("postmaster@far.test", "pm", ""),
+        ("", "null", ""),
+        ("list@far.test", "auto", "Auto-Submitted: auto-generated\n"),
+        ("alice@example.org", "ordinary", ""),
+    ] {
+        let reply = relay.send(
+            from,
+            "john.smith@legacy.example.com",
+            &format!("From: <{from}>\n{extra}Subject: {subject}\n\nbody {subject}"),
+        );
+        assert!(reply.starts_with("250"), "{from}: {reply}");
+    }
+    let dsn = wait_for("the ordinary sender's bounce", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("multipart/report"))
+    });
+    assert_eq!(header(&dsn, "Delivered-To"), ["alice@example.org"]);
+    for reason in [
+        "the sender is MAILER-DAEMON, a mail system's address",
+        "the sender is postmaster, a mail system's address",
+        "the message is Auto-Submitted: auto-generated",
+    ] {
+        let line = wait_for(reason, || {
+            relay.logged(&["not delivered", "bounce suppressed", reason])
+        });
+        assert!(line.contains("queue_id="), "{line}");
+    }
+    let line = wait_for("the null sender's line", || {
+        relay.logged(&["bounce suppressed", "the sender is the null sender <>"])
+    });
+    assert!(line.contains("queue_id="), "{line}");
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
+    let bounces: Vec<String> = relay
+        .maildir()
+        .into_iter()
+        .filter(|m| m.contains("multipart/report"))
+        .collect();
+    assert_eq!(bounces.len(), 1, "one bounce, to alice only");
+}
+
+// See: issue 13 ("legacy non-delivery reports of such mail are not relayed back out").
+#[test]
+fn a_legacy_non_delivery_report_to_a_robot_is_not_relayed_back_out() {
+    let relay = Relay::start("");
+    relay.export("NDR.TXT", "Message:\nFrom: Postmaster at HQ\nTo: MAILER-DAEMON@far.test at SMTPGW\nTo: alice@example.org at SMTPGW\nSubject: Message not deliverable\nContents:\nText item:\nNot deliverable to Ghost at HQ.\n");
+    let to_alice = wait_for("the report for alice", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("Not deliverable to Ghost"))
+    });
+    assert_eq!(header(&to_alice, "Delivered-To"), ["alice@example.org"]);
+    assert_eq!(
+        header(&to_alice, "Return-Path"),
+        ["<>"],
+        "a report leaves with the null sender"
+    );
+    let line = wait_for("the log line", || {
+        relay.logged(&[
+            "not delivered",
+            "MAILER-DAEMON@far.test",
+            "bounce suppressed",
+        ])
+    });
+    assert!(line.contains("queue_id="), "{line}");
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
+    let copies = relay
+        .maildir()
+        .into_iter()
+        .filter(|m| m.contains("Not deliverable to Ghost"))
+        .count();
+    assert_eq!(
+        copies, 1,
+        "nothing for MAILER-DAEMON@far.test, and no bounce of it"
+    );
+}
+
+// See: issue 13 (the key is rotated with an overlap). A key two days older than the lifetime is
+// replaced when `ccgate run` starts (never by `replay` or `route`, so two processes sharing the
+// file cannot both rotate it); tags made with it stay valid (previous key), tags from an
+// unknown key do not.
+#[test]
+fn the_reply_tag_key_rotates_and_tags_of_the_previous_key_stay_valid() {
+    let Some(python) = crate::util::require_python("reply tag rotation") else {
+        return;
+    };
+    let (dir, config) = crate::route::setup(
+        None,
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let keys = data.join("reply-tag.keys");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old_hex = "11".repeat(32);
+    let made = now - 33 * 86_400;
+    fs::write(&keys, format!("current {made} {old_hex}\n")).unwrap();
+    let legacy = "Nobody, Known at HQ";
+    let address =
+        |tag: &str| format!("IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ.{tag}@legacy.example.com");
+    let old_tag = python_tag(&python, &data, legacy, 0);
+
+    // `ccgate replay` uses the keys as they are (an empty mbox: nothing to queue).
+    let empty = dir.path().join("empty.mbox");
+    fs::write(&empty, "").unwrap();
+    let out = crate::route::run_with(&config, &["replay", empty.to_str().unwrap()]);
+    assert!(out.status.code().is_some(), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(&keys).unwrap(),
+        format!("current {made} {old_hex}\n"),
+        "replay never rotates"
+    );
+    // `ccgate run` rotates at start.
+    let mut gateway = ccgate()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rotated = wait_for("the key rotated by ccgate run", || {
+        let text = fs::read_to_string(&keys).unwrap_or_default();
+        text.contains("previous ").then_some(text)
+    });
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let text = rotated;
+    assert!(
+        text.contains(&format!("previous {made} {old_hex}")),
+        "{text}"
+    );
+    let current = text
+        .lines()
+        .find_map(|l| l.strip_prefix("current "))
+        .unwrap()
+        .to_owned();
+    assert!(!current.ends_with(&old_hex), "{text}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let route = |address: &str| {
+        let out = crate::route::run_with(&config, &["route", address]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let explained = route(&address(&old_tag));
+    assert!(
+        explained.contains("legacy \"Nobody, Known at HQ\"")
+            && explained.contains("made with the previous key"),
+        "{explained}"
+    );
+    let new_tag = python_tag(&python, &data, legacy, 0);
+    assert_ne!(new_tag, old_tag);
+    assert!(route(&address(&new_tag)).contains("reply tag valid (issued today"));
+    // A key nobody has.
+    fs::write(
+        data.join("other.keys"),
+        format!("current {now} {}\n", "22".repeat(32)),
+    )
+    .unwrap();
+    let script_keys = data.join("reply-tag.keys");
+    fs::rename(&script_keys, data.join("kept.keys")).unwrap();
+    fs::rename(data.join("other.keys"), &script_keys).unwrap();
+    let stranger_tag = python_tag(&python, &data, legacy, 0);
+    fs::rename(data.join("kept.keys"), &script_keys).unwrap();
+    assert!(route(&address(&stranger_tag)).contains("forged reply tag"));
 }

@@ -172,6 +172,72 @@ pub fn header_section(message: &[u8]) -> &[u8] {
     capped
 }
 
+/// The lane of bounces that must not be sent (see [`suppression`]): its agent fails them at
+/// once, so the log says why and nothing is sent; a bounce has the null sender, so its failure
+/// bounces no further.
+pub const SUPPRESSED_LANE: &str = "suppressed";
+
+/// The header a suppressed bounce carries first, with the reason (read by the lane's agent).
+pub const SUPPRESSED_HEADER: &str = "X-Ccgate-Bounce-Suppressed";
+
+/// Why a bounce for a message from `sender` (whose header section is `original_headers`) must
+/// not be sent, if it must not (backscatter and loops): the null sender (RFC 5321 §4.5.5),
+/// `postmaster` or `MAILER-DAEMON` (another system's robot), mail marked `Auto-Submitted:`
+/// other than `no` (RFC 3834 §2), or a message that already had a bounce (one per message).
+pub fn suppression(sender: &str, original_headers: &[u8], earlier_bounce: bool) -> Option<String> {
+    if sender.is_empty() {
+        return Some("the sender is the null sender <>".to_owned());
+    }
+    let local = sender.rsplit_once('@').map_or(sender, |(local, _)| local);
+    let local = local.trim_matches('"');
+    for robot in ["postmaster", "mailer-daemon"] {
+        if local.eq_ignore_ascii_case(robot) {
+            return Some(format!("the sender is {local}, a mail system's address"));
+        }
+    }
+    if let Some(value) = header_value(original_headers, "auto-submitted") {
+        let keyword = value
+            .split([';', '(', ' ', '\t'])
+            .find(|w| !w.is_empty())
+            .unwrap_or_default();
+        if !keyword.eq_ignore_ascii_case("no") {
+            return Some(format!("the message is Auto-Submitted: {keyword}"));
+        }
+    }
+    if earlier_bounce {
+        return Some("a bounce was already sent for this message".to_owned());
+    }
+    None
+}
+
+/// The reason a suppressed bounce carries ([`SUPPRESSED_HEADER`]), if it is one.
+pub fn suppressed_reason(bounce: &[u8]) -> Option<String> {
+    header_value(header_section(bounce), SUPPRESSED_HEADER)
+}
+
+/// The first value of a header (unfolded, trimmed), by name without regard to case.
+fn header_value(headers: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(headers);
+    let mut found: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if let Some(value) = &mut found {
+            if line.starts_with([' ', '\t']) {
+                value.push(' ');
+                value.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((field, value)) = line.split_once(':')
+            && field.trim().eq_ignore_ascii_case(name)
+        {
+            found = Some(value.trim().to_owned());
+        }
+    }
+    found
+}
+
 /// Copies `text` line by line with CRLF endings (bare CR or LF become CRLF), ending with CRLF.
 fn append_crlf_lines(out: &mut Vec<u8>, text: &[u8]) {
     let mut iter = text.iter().peekable();
@@ -231,6 +297,37 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounces_are_suppressed_for_robots_auto_submitted_mail_and_repeats() {
+        let plain = b"From: a@b.test\r\nSubject: hi\r\n";
+        assert_eq!(suppression("a@b.test", plain, false), None);
+        for sender in [
+            "",
+            "MAILER-DAEMON@x.test",
+            "postmaster@y.test",
+            "Postmaster",
+        ] {
+            assert!(suppression(sender, plain, false).is_some(), "{sender}");
+        }
+        let auto = b"From: a@b.test\r\nAuto-Submitted:\r\n auto-replied (vacation)\r\n";
+        assert_eq!(
+            suppression("a@b.test", auto, false).as_deref(),
+            Some("the message is Auto-Submitted: auto-replied")
+        );
+        let not_auto = b"auto-submitted: No\r\n";
+        assert_eq!(suppression("a@b.test", not_auto, false), None);
+        assert_eq!(
+            suppression("a@b.test", plain, true).as_deref(),
+            Some("a bounce was already sent for this message")
+        );
+        let dsn = format!("{SUPPRESSED_HEADER}: why not\r\nFrom: x\r\n\r\nbody\r\n");
+        assert_eq!(
+            suppressed_reason(dsn.as_bytes()).as_deref(),
+            Some("why not")
+        );
+        assert_eq!(suppressed_reason(b"From: x\r\n\r\n"), None);
+    }
 
     #[test]
     fn header_section_stops_at_blank_line() {

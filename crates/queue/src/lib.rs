@@ -22,7 +22,10 @@ pub use admin::{
     QueueState, RecipientInfo, Summary, SummaryRow,
 };
 pub use body::{BodyPart, SpillFile};
-pub use bounce::{DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, build_dsn, header_section};
+pub use bounce::{
+    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, SUPPRESSED_HEADER, SUPPRESSED_LANE, build_dsn,
+    header_section, suppressed_reason, suppression,
+};
 pub use clock::now;
 pub use control::{Via, admin_request};
 pub use error::{QueueError, Result};

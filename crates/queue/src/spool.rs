@@ -789,11 +789,17 @@ impl Spool {
     /// While the lane is dead its due mail is deferred to the end of the cool-off without
     /// attempts; mail past `max_lifetime` fails (and is bounced at the next [`Spool::tick`]).
     ///
+    /// While writes fail (a full disk) it hands out nothing until the writer resumes.
+    ///
     /// # Errors
-    /// [`QueueError::Poisoned`] after a failed write.
+    /// [`QueueError::Poisoned`] after a write that could not be rolled back.
     pub fn lease(&self, lane: &str, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
-        // No new attempt while writes fail: its outcome could not be recorded.
-        self.shared.check_writing()?;
+        // No new attempt while writes fail (its outcome could not be recorded): no work now,
+        // not an error, so agents simply poll again.
+        self.shared.check()?;
+        if self.shared.check_writing().is_err() {
+            return Ok(Vec::new());
+        }
         let now_ms = to_ms(now);
         let mut state = lock(&self.shared.state);
         let Some(lane_id) = state.find_lane(lane) else {
@@ -1242,7 +1248,7 @@ impl Spool {
     /// Builds and queues the bounce a message owes, if any; returns its id.
     fn send_bounce(&self, id: QueueId, now: SystemTime) -> Result<Option<QueueId>> {
         let now_ms = to_ms(now);
-        let (sender, arrival_ms, body, idxs, recipients) = {
+        let (sender, arrival_ms, body, idxs, recipients, earlier_bounce) = {
             let mut state = lock(&self.shared.state);
             let Some(msg) = state.messages.get_mut(&id) else {
                 return Ok(None);
@@ -1250,6 +1256,12 @@ impl Spool {
             if msg.sender.is_empty() {
                 return Ok(None);
             }
+            // One bounce per message: recipients already reported, or being reported by
+            // another thread building its bounce right now, mean one was sent.
+            let earlier_bounce = msg
+                .rcpts
+                .iter()
+                .any(|r| r.flags & (crate::state::BOUNCED | BOUNCE_QUEUED | BOUNCE_BUILDING) != 0);
             let mut idxs = Vec::new();
             let mut recipients = Vec::new();
             for (i, r) in msg.rcpts.iter_mut().enumerate() {
@@ -1280,12 +1292,14 @@ impl Spool {
                 msg.body,
                 idxs,
                 recipients,
+                earlier_bounce,
             )
         };
         // Read the original headers outside the lock. An unreadable body still gets a bounce.
         let original = recover::read_body(&self.shared.dirs, id, &body).unwrap_or_default();
         let headers = bounce::header_section(&original);
-        let dsn = bounce::build_dsn(&DsnInput {
+        let suppressed = bounce::suppression(&sender, headers, earlier_bounce);
+        let mut dsn = bounce::build_dsn(&DsnInput {
             reporting_mta: &self.options.reporting_mta,
             queue_id: id,
             to: &sender,
@@ -1294,6 +1308,14 @@ impl Spool {
             recipients: &recipients,
             original_headers: headers,
         });
+        // A bounce that must not be sent (backscatter, loops) is still queued, so the recipients
+        // it reports on are settled as usual, but straight into the `suppressed` lane with the
+        // reason on top: its agent fails it at once, and the log and the listing say why.
+        if let Some(reason) = &suppressed {
+            let mut marked = format!("{}: {reason}\r\n", bounce::SUPPRESSED_HEADER).into_bytes();
+            marked.append(&mut dsn);
+            dsn = marked;
+        }
         let rec = MessageRec {
             id: QueueId::from_u128(0),
             arrival_ms: now_ms,
@@ -1302,14 +1324,18 @@ impl Spool {
                 ..BodyRef::default()
             },
             sender: String::new(),
-            needs_routing: true,
+            needs_routing: suppressed.is_none(),
             crashes: 0,
             quarantine: None,
             bounce_for: Some((id, idxs.clone())),
             rcpts: vec![RcptRec {
                 addr: sender,
                 orig: None,
-                dest: String::new(),
+                dest: if suppressed.is_some() {
+                    bounce::SUPPRESSED_LANE.to_owned()
+                } else {
+                    String::new()
+                },
                 state: RcptState::Pending,
                 attempts: 0,
                 next_ms: now_ms,
@@ -1787,7 +1813,8 @@ impl Spool {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
-        self.shared.check()
+        // Still failing at the end: what was not written is reported, not hidden.
+        self.shared.check_writing()
     }
 
     /// The folder layout (for the control protocol).

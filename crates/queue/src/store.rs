@@ -322,6 +322,8 @@ struct Queue {
     stalled: Option<Stall>,
     poisoned: Option<(String, bool)>,
     shutdown: bool,
+    /// The writer thread has ended: nothing pushed now or still pending becomes durable.
+    gone: bool,
 }
 
 impl Queue {
@@ -403,6 +405,12 @@ impl Shared {
         if let Some(e) = q.poisoned_error() {
             return Err(e);
         }
+        if q.gone {
+            return Err(QueueError::NotAccepting {
+                reason: "the spool is closed".to_owned(),
+                disk_full: false,
+            });
+        }
         if let (Some(stall), true) = (&q.stalled, request.refusable()) {
             return Err(QueueError::NotAccepting {
                 reason: stall.reason.clone(),
@@ -439,9 +447,9 @@ impl Shared {
                 if let Some(e) = q.poisoned_error() {
                     return Err(e);
                 }
-                if q.shutdown && q.stalled.is_some() {
+                if q.gone {
                     return Err(QueueError::NotAccepting {
-                        reason: "the spool is closing while writes fail".to_owned(),
+                        reason: "the spool closed before this write could be made".to_owned(),
                         disk_full: q.stalled.as_ref().is_some_and(|s| s.disk_full),
                     });
                 }
@@ -533,23 +541,27 @@ impl Writer {
                             .wait_timeout(q, left)
                             .map_or_else(|e| e.into_inner().0, |(g, _)| g);
                     }
-                    if q.shutdown {
-                        // Nothing more can be written: the waiters learn it, the records
-                        // not written are lost as by a crash (recovery reads what is there).
-                        q.requests.clear();
+                    if q.shutdown && q.requests.is_empty() {
+                        q.gone = true;
                         q.wake_all();
                         return;
                     }
+                    // Closing with records still unwritten: one last try below.
                 } else {
                     while q.requests.is_empty() && !q.shutdown {
                         q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
                     }
                     if q.requests.is_empty() {
+                        q.gone = true;
+                        q.wake_all();
                         return;
                     }
                 }
                 let full = q.stalled.as_ref().is_some_and(|s| s.disk_full);
-                if full && free_space(&shared.dirs.root).is_ok_and(|n| n < RESUME_FREE) {
+                if full
+                    && !q.shutdown
+                    && free_space(&shared.dirs.root).is_ok_and(|n| n < RESUME_FREE)
+                {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -598,11 +610,20 @@ impl Writer {
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                     q.stalled = Some(stall);
+                    if q.shutdown {
+                        // Closing and still unable to write: the waiters learn it; the records
+                        // not written are lost as by a crash (recovery reads what is there).
+                        q.requests.clear();
+                        q.gone = true;
+                        q.wake_all();
+                        return;
+                    }
                 }
                 Err(PassError::RollBack(e)) => {
                     let mut q = lock(&shared.queue);
                     q.poisoned = Some((e.to_string(), e.is_disk_full()));
                     q.requests.clear();
+                    q.gone = true;
                     q.wake_all();
                     return;
                 }

@@ -232,6 +232,120 @@ fn permanent_failure_bounces_to_the_sender() {
     assert!(spool.is_empty());
 }
 
+/// Fails every recipient of the next lease of `lane` with 5.1.1; returns the bounce queued.
+fn fail_next(spool: &Spool, lane: &str, at: SystemTime) -> Option<QueueId> {
+    let lease = spool.lease(lane, 1, at).unwrap().remove(0);
+    let results: Vec<_> = lease
+        .recipients
+        .iter()
+        .map(|_| {
+            Err(
+                DeliveryError::permanent(FailureScope::Recipient, "no such user")
+                    .with_status(StatusCode::new(5, 1, 1).unwrap()),
+            )
+        })
+        .collect();
+    spool.complete(lease, &results, at).unwrap().bounce
+}
+
+// Issue 13: no backscatter, no loops.
+#[test]
+fn bounces_to_robots_auto_submitted_mail_and_second_bounces_are_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let robot = enqueue(
+        &spool,
+        "MAILER-DAEMON@far.test",
+        &[("bob@example.com", "legacy")],
+        t(0),
+    );
+    let bounce = fail_next(&spool, "legacy", t(1)).expect("queued, to be suppressed");
+    let listed = spool.list(&Filter::default(), t(1));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].queue_id, bounce.to_string());
+    assert!(spool.show(robot, t(1)).is_err(), "the original leaves");
+    assert!(
+        spool.unrouted(10).is_empty(),
+        "a suppressed bounce is never routed"
+    );
+    assert_eq!(listed[0].recipients[0].destination, "suppressed");
+    let lease = spool.lease("suppressed", 1, t(2)).unwrap().remove(0);
+    assert_eq!(lease.bounce_of, Some(robot));
+    let text = String::from_utf8(spool.lease_body(&lease).unwrap()).unwrap();
+    assert_eq!(
+        ccgate_queue::suppressed_reason(text.as_bytes()).as_deref(),
+        Some("the sender is MAILER-DAEMON, a mail system's address"),
+        "{text}"
+    );
+    let done = spool
+        .complete(
+            lease,
+            &[Err(DeliveryError::permanent(
+                FailureScope::Recipient,
+                "suppressed",
+            ))],
+            t(3),
+        )
+        .unwrap();
+    assert!(
+        done.finished && done.bounce.is_none(),
+        "no bounce of a bounce"
+    );
+    assert!(spool.is_empty());
+
+    // Auto-Submitted mail.
+    let envelope = Envelope {
+        sender: "list@example.org".parse::<ReversePath>().unwrap(),
+        recipients: vec![addr("carol@example.com")],
+    };
+    spool
+        .enqueue(
+            &envelope,
+            &[Route::new("legacy", addr("carol@example.com"))],
+            b"From: list@example.org\r\nAuto-Submitted: auto-generated\r\n\r\nx\r\n",
+            t(10),
+        )
+        .unwrap();
+    fail_next(&spool, "legacy", t(11)).expect("queued, to be suppressed");
+    assert!(spool.unrouted(10).is_empty());
+    let lease = spool.lease("suppressed", 1, t(12)).unwrap().remove(0);
+    let text = spool.lease_body(&lease).unwrap();
+    assert_eq!(
+        ccgate_queue::suppressed_reason(&text).as_deref(),
+        Some("the message is Auto-Submitted: auto-generated")
+    );
+    spool
+        .complete(
+            lease,
+            &[Err(DeliveryError::permanent(FailureScope::Recipient, "x"))],
+            t(13),
+        )
+        .unwrap();
+
+    // One message, two failures at different times: one bounce, the second suppressed.
+    let two = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("bob@example.com", "legacy"), ("dan@example.com", "modern")],
+        t(20),
+    );
+    fail_next(&spool, "legacy", t(21)).expect("the first bounce");
+    assert_eq!(
+        spool.unrouted(10).len(),
+        1,
+        "the first bounce is routed and sent"
+    );
+    fail_next(&spool, "modern", t(22)).expect("queued, to be suppressed");
+    assert!(spool.show(two, t(22)).is_err());
+    assert_eq!(spool.unrouted(10).len(), 1, "the second is not routed");
+    let lease = spool.lease("suppressed", 1, t(23)).unwrap().remove(0);
+    assert_eq!(lease.bounce_of, Some(two));
+    assert_eq!(
+        ccgate_queue::suppressed_reason(&spool.lease_body(&lease).unwrap()).as_deref(),
+        Some("a bounce was already sent for this message")
+    );
+}
+
 #[test]
 fn expired_mail_fails_and_is_bounced() {
     let dir = tempfile::tempdir().unwrap();
@@ -981,4 +1095,55 @@ fn spool_files_are_0600_and_folders_0700() {
     }
     assert_eq!(mode(&root.join("lock")), 0o600);
     assert!(files >= 2);
+}
+
+#[test]
+fn long_replies_are_capped_and_oversized_records_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let id = enqueue(
+        &spool,
+        "s@example.com",
+        &[("x@example.com", "modern")],
+        t(0),
+    );
+    let lease = spool.lease("modern", 1, t(0)).unwrap().remove(0);
+    let long = format!("450 {}", "busy ".repeat(20_000));
+    let e = DeliveryError::transient(FailureScope::Recipient, long);
+    spool.complete(lease, &[Err(e)], t(1)).unwrap();
+    let reason = spool.show(id, t(2)).unwrap().info.recipients[0]
+        .delay_reason
+        .clone()
+        .unwrap();
+    assert!(
+        reason.len() <= ccgate_queue::MAX_REPLY_TEXT,
+        "{}",
+        reason.len()
+    );
+    spool.close().unwrap();
+    // Stored as capped: the same after recovery.
+    let spool = open(dir.path());
+    let again = spool.show(id, t(2)).unwrap().info.recipients[0]
+        .delay_reason
+        .clone();
+    assert_eq!(again.as_deref(), Some(reason.as_str()));
+
+    // So many recipients that the message's records could outgrow what recovery reads once
+    // each carries an error: refused at enqueue, nothing written.
+    let n = 9_000;
+    let rcpts: Vec<EmailAddress> = (0..n).map(|i| addr(&format!("r{i}@example.com"))).collect();
+    let envelope = Envelope {
+        sender: "s@example.com".parse::<ReversePath>().unwrap(),
+        recipients: rcpts.clone(),
+    };
+    let routes: Vec<Route> = rcpts.into_iter().map(|r| Route::new("modern", r)).collect();
+    let err = spool
+        .enqueue(&envelope, &routes, &body(1), t(3))
+        .unwrap_err();
+    assert!(
+        matches!(err, ccgate_queue::QueueError::TooLarge { .. }),
+        "{err}"
+    );
+    assert_eq!(spool.len(), 1);
+    spool.close().unwrap();
 }

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
-mod directory;
+mod directory_routing;
 mod error;
 mod lane;
 mod ledger;
@@ -21,7 +21,7 @@ mod stream;
 mod tls;
 
 pub use admin::AdminServer;
-pub use directory::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
+pub use directory_routing::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
 pub use error::ServerError;
 pub use ledger::Ledger;
 pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
@@ -30,7 +30,7 @@ pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use metrics::{Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
-pub use refuse::{RefuseAgent, UNKNOWN_LANE};
+pub use refuse::{RefuseAgent, SuppressAgent, UNKNOWN_LANE};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
 pub use smtp_client::{LineFitter, SMTP_MAX_LINE, SmtpAgent, SmtpClientOptions, TlsPolicy};

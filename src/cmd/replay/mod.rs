@@ -87,9 +87,17 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
             return Ok(ExitCode::from(2));
         }
     };
+    let mut router_config = crate::directory_source::router_config(config);
+    // Reply tags as `ccgate run` makes them; a dry run writes nothing, so it makes no key.
+    let keys = crate::reply_keys::KeyFile::of(config);
+    router_config.reply_tags = if dry_run {
+        keys.open_existing(config)?
+    } else {
+        Some(keys.open_or_create(config)?)
+    };
     let routing = Arc::new(DirectoryRouting::new(
         Arc::new(DirectoryHandle::new(directory)),
-        crate::directory_source::router_config(config),
+        router_config,
     ));
     let codec = Codec::new(
         Arc::clone(&routing),
