@@ -719,6 +719,111 @@ fn mail_reaches_a_real_smtp_next_hop_from_both_sides() {
     });
 }
 
+/// What a MIME reader decodes from the first text part of `message`.
+fn decoded_text(message: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .expect("a message");
+    parsed.body_text(0).expect("a text part").into_owned()
+}
+
+// See: issue 12 ("Accept what Postfix accepts"): 2,000- and 50,000-octet lines from an SMTP
+// client reach aiosmtpd (which refuses lines over 1,000 octets) re-encoded, with the same
+// decoded text, and the legacy post office as text items no line of which is cut off.
+#[test]
+fn long_lines_reach_a_strict_next_hop_re_encoded_and_the_legacy_side_whole() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(hop) = NextHop::start(scratch.path()) else {
+        return;
+    };
+    let relay = Relay::start_with(
+        "",
+        &format!(
+            "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconnect_timeout = \"5s\"\n",
+            hop.port
+        ),
+    );
+    for n in [2_000usize, 50_000] {
+        let line: String = format!("long{n} ")
+            .chars()
+            .chain("caf\u{e9} = x\t".chars().cycle())
+            .take(n)
+            .collect();
+        let message = format!(
+            "Subject: long {n}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nbefore\n{line}\nafter"
+        );
+        let reply = relay.send("alice@example.org", "jane.doe@legacy.example.com", &message);
+        assert!(reply.starts_with("250"), "{n}: {reply}");
+        let got = wait_for("the long message at the next hop", || {
+            files(&hop.maildir.join("new"))
+                .iter()
+                .map(|p| fs::read(p).unwrap())
+                .find(|m| String::from_utf8_lossy(m).contains(&format!("Subject: long {n}")))
+        });
+        let longest = got.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap();
+        assert!(
+            longest <= 1000,
+            "{n}: a {longest}-octet line reached the next hop"
+        );
+        let text = decoded_text(&got);
+        assert_eq!(
+            text.replace("\r\n", "\n"),
+            format!("before\n{line}\nafter\n"),
+            "{n}: the decoded text changed"
+        );
+        // To a legacy user: the import file holds the line, split into text items.
+        let reply = relay.send(
+            "alice@example.org",
+            "john.smith@legacy.example.com",
+            &message,
+        );
+        assert!(reply.starts_with("250"), "{n}: {reply}");
+    }
+    let imports = wait_for("two import files", || {
+        let found = relay.imports();
+        (found.len() >= 2).then_some(found)
+    });
+    let check = ccgate().arg("check").args(&imports).output().unwrap();
+    assert!(
+        check.status.success(),
+        "the import files are valid: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Read back as the post office would: the text items, joined, are the text sent (the
+    // writer splits text items over 20 KB at line ends, hard at 20,480 bytes for one line).
+    let mut texts = Vec::new();
+    for path in &imports {
+        let bytes = fs::read(path).unwrap();
+        for raw in ccgate_ccmail::SliceReader::new(&bytes) {
+            let (message, _) = raw.unwrap().decode(&ccgate_ccmail::ReadOptions::default());
+            let text: String = message
+                .items
+                .iter()
+                .filter_map(|item| match &item.body {
+                    ccgate_ccmail::ItemBody::Text(t) => Some(t.as_str()),
+                    ccgate_ccmail::ItemBody::Bytes(_) => None,
+                })
+                .collect();
+            texts.push((message.items.len(), text));
+        }
+    }
+    for n in [2_000usize, 50_000] {
+        let line: String = format!("long{n} ")
+            .chars()
+            .chain("caf\u{e9} = x\t".chars().cycle())
+            .take(n)
+            .collect();
+        let want = format!("before\r\n{line}\r\nafter");
+        let found = texts
+            .iter()
+            .find(|(_, t)| t.trim_end() == want)
+            .unwrap_or_else(|| panic!("{n}: no import message holds the text whole"));
+        if n == 50_000 {
+            assert!(found.0 >= 3, "split into {} text items", found.0);
+        }
+    }
+}
+
 /// The tag of a reply address for `legacy` made `days_ago` days ago with the key in the data
 /// folder, computed by Python's hmac from the documented format (an independent check).
 fn python_tag(python: &Path, data: &Path, legacy: &str, days_ago: u32) -> String {
@@ -1118,109 +1223,4 @@ fn the_reply_tag_key_rotates_and_tags_of_the_previous_key_stay_valid() {
     let stranger_tag = python_tag(&python, &data, legacy, 0);
     fs::rename(data.join("kept.keys"), &script_keys).unwrap();
     assert!(route(&address(&stranger_tag)).contains("forged reply tag"));
-}
-
-/// What a MIME reader decodes from the first text part of `message`.
-fn decoded_text(message: &[u8]) -> String {
-    let parsed = mail_parser::MessageParser::default()
-        .parse(message)
-        .expect("a message");
-    parsed.body_text(0).expect("a text part").into_owned()
-}
-
-// See: issue 12 ("Accept what Postfix accepts"): 2,000- and 50,000-octet lines from an SMTP
-// client reach aiosmtpd (which refuses lines over 1,000 octets) re-encoded, with the same
-// decoded text, and the legacy post office as text items no line of which is cut off.
-#[test]
-fn long_lines_reach_a_strict_next_hop_re_encoded_and_the_legacy_side_whole() {
-    let scratch = tempfile::tempdir().unwrap();
-    let Some(hop) = NextHop::start(scratch.path()) else {
-        return;
-    };
-    let relay = Relay::start_with(
-        "",
-        &format!(
-            "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconnect_timeout = \"5s\"\n",
-            hop.port
-        ),
-    );
-    for n in [2_000usize, 50_000] {
-        let line: String = format!("long{n} ")
-            .chars()
-            .chain("caf\u{e9} = x\t".chars().cycle())
-            .take(n)
-            .collect();
-        let message = format!(
-            "Subject: long {n}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nbefore\n{line}\nafter"
-        );
-        let reply = relay.send("alice@example.org", "jane.doe@legacy.example.com", &message);
-        assert!(reply.starts_with("250"), "{n}: {reply}");
-        let got = wait_for("the long message at the next hop", || {
-            files(&hop.maildir.join("new"))
-                .iter()
-                .map(|p| fs::read(p).unwrap())
-                .find(|m| String::from_utf8_lossy(m).contains(&format!("Subject: long {n}")))
-        });
-        let longest = got.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap();
-        assert!(
-            longest <= 1000,
-            "{n}: a {longest}-octet line reached the next hop"
-        );
-        let text = decoded_text(&got);
-        assert_eq!(
-            text.replace("\r\n", "\n"),
-            format!("before\n{line}\nafter\n"),
-            "{n}: the decoded text changed"
-        );
-        // To a legacy user: the import file holds the line, split into text items.
-        let reply = relay.send(
-            "alice@example.org",
-            "john.smith@legacy.example.com",
-            &message,
-        );
-        assert!(reply.starts_with("250"), "{n}: {reply}");
-    }
-    let imports = wait_for("two import files", || {
-        let found = relay.imports();
-        (found.len() >= 2).then_some(found)
-    });
-    let check = ccgate().arg("check").args(&imports).output().unwrap();
-    assert!(
-        check.status.success(),
-        "the import files are valid: {}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    // Read back as the post office would: the text items, joined, are the text sent (the
-    // writer splits text items over 20 KB at line ends, hard at 20,480 bytes for one line).
-    let mut texts = Vec::new();
-    for path in &imports {
-        let bytes = fs::read(path).unwrap();
-        for raw in ccgate_ccmail::SliceReader::new(&bytes) {
-            let (message, _) = raw.unwrap().decode(&ccgate_ccmail::ReadOptions::default());
-            let text: String = message
-                .items
-                .iter()
-                .filter_map(|item| match &item.body {
-                    ccgate_ccmail::ItemBody::Text(t) => Some(t.as_str()),
-                    ccgate_ccmail::ItemBody::Bytes(_) => None,
-                })
-                .collect();
-            texts.push((message.items.len(), text));
-        }
-    }
-    for n in [2_000usize, 50_000] {
-        let line: String = format!("long{n} ")
-            .chars()
-            .chain("caf\u{e9} = x\t".chars().cycle())
-            .take(n)
-            .collect();
-        let want = format!("before\r\n{line}\r\nafter");
-        let found = texts
-            .iter()
-            .find(|(_, t)| t.trim_end() == want)
-            .unwrap_or_else(|| panic!("{n}: no import message holds the text whole"));
-        if n == 50_000 {
-            assert!(found.0 >= 3, "split into {} text items", found.0);
-        }
-    }
 }
