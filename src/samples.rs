@@ -82,7 +82,10 @@ max_lifetime = "5d"                 # then bounce
 quarantine_after = 5                # crashes/timeouts of one message before it is set aside
 
 [admin]
-listen = "127.0.0.1:8025"           # HTTP: /metrics, /healthz, /readyz, /queue/summary
+listen = "127.0.0.1:8025"           # HTTP: the console at /, /metrics, /healthz, /readyz, /queue/summary
+# token_file = "admin.token"        # first line: a secret of 16+ characters; needed for console actions
+                                    # (hold, release, cutover ...) and to listen beyond loopback
+# trace_size = "64MB"               # the message trace kept in data_dir/trace (0: off)
 "#;
 
 #[cfg(test)]

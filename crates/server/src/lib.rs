@@ -17,6 +17,7 @@ mod shutdown;
 mod smtp_client;
 mod stream;
 mod tls;
+mod trace;
 
 pub use admin::AdminServer;
 pub use directory::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
@@ -32,3 +33,4 @@ pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
 pub use smtp_client::{SmtpAgent, SmtpClientOptions, TlsPolicy};
 pub use tls::load_tls;
+pub use trace::{DEFAULT_TRACE_SIZE, TRACE_FILE, TraceEvent, TraceLog, TraceQuery, message_id};

@@ -404,6 +404,7 @@ async fn queue(
     let spool = Arc::clone(&shared.spool);
     let sender = envelope.sender.to_string();
     let n_rcpts = envelope.recipients.len();
+    let traced = crate::TraceEvent::accepted("smtp", &id, &envelope, &routes, &body, "");
     let joined = tokio::task::spawn_blocking(move || {
         spool.enqueue_with_id(id, &envelope, &routes, &body, SystemTime::now())
     })
@@ -412,6 +413,7 @@ async fn queue(
         Ok(Ok(id)) => {
             info!(queue_id = %id, from = %sender, nrcpt = n_rcpts, size, "queued");
             shared.metrics.count(MetricEvent::Accepted, "smtp", 1);
+            shared.metrics.trace(traced);
             Ok(id)
         }
         Ok(Err(e)) => {

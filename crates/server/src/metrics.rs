@@ -93,6 +93,7 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    trace: std::sync::OnceLock<std::sync::Arc<crate::trace::TraceLog>>,
 }
 
 impl Metrics {
@@ -129,6 +130,48 @@ impl Metrics {
                 Err(()) => inner.directory_reload_errors += 1,
             }
         }
+    }
+
+    /// Sends the message-trace events recorded with [`Metrics::trace`] to `log` (once).
+    pub fn set_trace(&self, log: std::sync::Arc<crate::trace::TraceLog>) {
+        let _ = self.trace.set(log);
+    }
+
+    /// The trace log, if one is set.
+    pub fn trace_log(&self) -> Option<std::sync::Arc<crate::trace::TraceLog>> {
+        self.trace.get().cloned()
+    }
+
+    /// Records message-trace events (nothing without a trace log).
+    pub fn trace(&self, events: impl IntoIterator<Item = crate::trace::TraceEvent>) {
+        if let Some(log) = self.trace.get() {
+            for event in events {
+                log.record(&event);
+            }
+        }
+    }
+
+    /// Every counter with its label value, for the console's mail-flow figures.
+    pub fn counters(&self) -> Vec<(Event, String, u64)> {
+        self.inner.lock().map_or_else(
+            |_| Vec::new(),
+            |inner| {
+                (inner.counters.iter())
+                    .map(|((event, label), n)| (*event, label.clone(), *n))
+                    .collect()
+            },
+        )
+    }
+
+    /// The directory's size at the last load, and how many reloads succeeded and failed.
+    pub fn directory_status(&self) -> (Option<u64>, u64, u64) {
+        self.inner.lock().map_or((None, 0, 0), |inner| {
+            (
+                inner.directory_entries,
+                inner.directory_reloads,
+                inner.directory_reload_errors,
+            )
+        })
     }
 
     /// The text exposition, with the spool's depth per destination read now.

@@ -221,6 +221,14 @@ impl PickupAgent {
                             report.queued += 1;
                             self.metrics.count(MetricEvent::Accepted, "legacy", 1);
                             info!(queue_id = %id, file = %name, line, from = %accepted.envelope.sender, nrcpt = accepted.envelope.recipients.len(), "queued from the legacy side");
+                            self.metrics.trace(crate::TraceEvent::accepted(
+                                "legacy",
+                                &id,
+                                &accepted.envelope,
+                                &accepted.routes,
+                                &accepted.body,
+                                &format!("{name}:{line}, "),
+                            ));
                         }
                         Err(reason) => {
                             let raw = format!("{:#?}", read.message);
@@ -298,6 +306,8 @@ impl PickupAgent {
         write(&base, raw)?;
         write(&err_path, format!("{reason}\n").as_bytes())?;
         warn!(file, line, reason, quarantined = %base.display(), "legacy message set aside");
+        self.metrics
+            .trace([crate::TraceEvent::quarantined(file, line, reason)]);
         Ok(())
     }
 }
