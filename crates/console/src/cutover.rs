@@ -166,7 +166,7 @@ pub async fn action(State(console): State<Arc<Console>>, viewer: Viewer, body: B
             p.bad role="alert" { "Nothing was changed: " (e) }
         }
         p role="status" { (ok) " of " (report.people.len()) " people changed; " (report.released) " held messages released." }
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr { th scope="col" { "person" } th scope="col" { "result" } } }
                 tbody {

@@ -108,12 +108,12 @@ fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup 
         div.grid {
             section.card aria-labelledby="flow-h" {
                 h2 id="flow-h" { "Mail flow" }
-                div.scroll {
+                div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
                     table {
                         caption.muted { "Messages accepted and recipients delivered" }
                         thead { tr { th scope="col" { "" } th.num scope="col" { "last hour" } th.num scope="col" { "last day" } } }
                         tbody {
-                            (flow_row("Accepted from SMTP (to legacy and beyond)", hour.get(MetricEvent::Accepted, "smtp"), day.get(MetricEvent::Accepted, "smtp"), "accepted-smtp"))
+                            (flow_row("Accepted by SMTP (modern side and outside)", hour.get(MetricEvent::Accepted, "smtp"), day.get(MetricEvent::Accepted, "smtp"), "accepted-smtp"))
                             (flow_row("Accepted from the legacy side", hour.get(MetricEvent::Accepted, "legacy"), day.get(MetricEvent::Accepted, "legacy"), "accepted-legacy"))
                             (flow_row("Delivered to the legacy post office", hour.get(MetricEvent::Delivered, "legacy"), day.get(MetricEvent::Delivered, "legacy"), "delivered-legacy"))
                             (flow_row("Delivered to the modern side", hour.get(MetricEvent::Delivered, "modern"), day.get(MetricEvent::Delivered, "modern"), "delivered-modern"))
@@ -145,15 +145,15 @@ fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup 
         }
         section aria-labelledby="lanes-h" {
             h2 id="lanes-h" { "Recipients by lane and state" }
-            div.scroll { (depth_table(&s.depth)) }
+            div.scroll tabindex="0" role="region" aria-label="Scrollable table" { (depth_table(&s.depth)) }
         }
         section aria-labelledby="shape-h" {
             h2 id="shape-h" { "Messages by destination and age (qshape, minutes)" }
-            div.scroll { (summary_table(&s.summary)) }
+            div.scroll tabindex="0" role="region" aria-label="Scrollable table" { (summary_table(&s.summary)) }
         }
         section aria-labelledby="health-h" {
             h2 id="health-h" { "Health" }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
                 table {
                     thead { tr { th scope="col" { "part" } th scope="col" { "state" } th scope="col" { "detail" } } }
                     tbody {

@@ -103,7 +103,7 @@ pub async fn search(
                 " " a href=(format!("/cutover?names={}", encode(&names.join("\n")))) { "Cut these people over" }
             }
         }
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr { th scope="col" { "name" } th scope="col" { "legacy name" } th scope="col" { "primary address" } th scope="col" { "state" } th scope="col" { "target" } } }
                 tbody {
@@ -255,7 +255,7 @@ pub async fn person(
 
 fn route_table(routes: &[Route]) -> Markup {
     html! {
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr { th scope="col" { "address" } th scope="col" { "goes to" } th scope="col" { "delivered as" } th scope="col" { "why" } } }
                 tbody {

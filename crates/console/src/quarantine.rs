@@ -128,7 +128,7 @@ pub async fn list(State(console): State<Arc<Console>>, viewer: Viewer) -> Respon
         h1 { "Quarantine" }
         h2 { "Legacy messages set aside by the pickup (" (files.len()) ")" }
         p.muted { "Each was never delivered in part. Fix the text and release it into the pickup folder, or delete it." }
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr { th scope="col" { "file" } th scope="col" { "reason" } th.num scope="col" { "bytes" } th scope="col" { "set aside" } } }
                 tbody {

@@ -140,7 +140,7 @@ fn action_buttons() -> Markup {
 /// A table of messages; with checkboxes when `select`.
 pub fn message_table(messages: &[MessageInfo], select: bool) -> Markup {
     html! {
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr {
                     @if select { th scope="col" { span.muted { "select" } } }
@@ -223,7 +223,7 @@ pub async fn show(
             (action_buttons())
         }
         h2 { "Recipients" }
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr { th scope="col" { "recipient" } th scope="col" { "as received" } th scope="col" { "lane" } th scope="col" { "state" } th.num scope="col" { "attempts" } th scope="col" { "next attempt" } th scope="col" { "last error" } } }
                 tbody {
@@ -242,7 +242,7 @@ pub async fn show(
             }
         }
         h2 { "History" }
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr { th scope="col" { "when" } th scope="col" { "event" } } }
                 tbody {
@@ -297,7 +297,7 @@ pub async fn action(State(console): State<Arc<Console>>, viewer: Viewer, body: B
         Err(e) => return e.into_response(),
     };
     let verb = fields.get("action").unwrap_or("");
-    tracing::info!(who = %who, action = verb, ids = %ids.join(","), affected = report.affected.len(), "console queue action");
+    tracing::info!(who = %who, action = %verb, ids = %ids.join(","), affected = report.affected.len(), "console queue action");
     let body = html! {
         h1 { "Queue: " (verb) }
         p role="status" { (report.affected.len()) " messages: " (verb) " done." }

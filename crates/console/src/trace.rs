@@ -89,7 +89,7 @@ pub async fn page(
 /// Events as a table, newest first.
 pub fn event_table(events: &[TraceEvent]) -> Markup {
     html! {
-        div.scroll {
+        div.scroll tabindex="0" role="region" aria-label="Scrollable table" {
             table {
                 thead { tr { th scope="col" { "when (UTC)" } th scope="col" { "event" } th scope="col" { "queue id" } th scope="col" { "from" } th scope="col" { "to" } th scope="col" { "where" } th scope="col" { "reply or reason" } } }
                 tbody {
