@@ -163,6 +163,22 @@ impl DirectoryEditor for Editor {
     }
 }
 
+/// Records a message `ccgate replay` queued itself (no gateway running) in the message trace.
+pub fn trace_replayed(
+    config: &Config,
+    id: &ccgate_core::QueueId,
+    envelope: &ccgate_core::Envelope,
+    routes: &[ccgate_queue::Route],
+    body: &[u8],
+) {
+    if config.trace_size > 0 {
+        let events = ccgate_server::TraceEvent::accepted("replay", id, envelope, routes, body, "");
+        if let Err(e) = ccgate_server::TraceLog::append(&trace_dir(&config.data_dir), &events) {
+            tracing::warn!(error = %e, "cannot write the message trace");
+        }
+    }
+}
+
 /// The trace folder of the data folder.
 pub fn trace_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("trace")

@@ -434,6 +434,42 @@ fn actions_need_the_token_and_a_session_form_needs_its_csrf_token() {
         log.contains("who=bearer@127.0.0.1") && log.contains("action=release"),
         "{log}"
     );
+    // A cutover at a time: carried out then, and logged.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let date = Command::new("date")
+        .args(["-u", "-d", &format!("@{at}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    let when = texts(&date).0.trim().to_owned();
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/cutover",
+        &[&bearer],
+        &format!("names=Smith%2C+John&state=migrating&at={when}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("scheduled"), "{body}");
+    assert!(
+        csv(&gw).contains(&format!("john.smith@{LEGACY_DOMAIN},,legacy")),
+        "not yet"
+    );
+    wait_for(Duration::from_secs(30), || {
+        csv(&gw)
+            .contains(&format!("john.smith@{LEGACY_DOMAIN},,migrating"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the scheduled cutover did not happen; log:\n{}", gw.log()));
+    wait_for(Duration::from_secs(10), || {
+        gw.log()
+            .contains("console cutover (scheduled)")
+            .then_some(())
+    })
+    .expect("the scheduled cutover is logged");
 }
 
 #[test]

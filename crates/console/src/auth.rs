@@ -194,8 +194,8 @@ impl FromRequestParts<Arc<Console>> for Viewer {
     ) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+            .get::<ConnectInfo<crate::listener::Peer>>()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0.0);
         let headers = &parts.headers;
         let bearer = match (&console.parts.token, headers.get(header::AUTHORIZATION)) {
             (Some(token), Some(value)) => value

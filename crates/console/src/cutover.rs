@@ -57,6 +57,46 @@ pub trait DirectoryEditor: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// A cutover waiting for its time (kept in memory only).
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// What.
+    pub request: CutoverRequest,
+}
+
+/// Runs `request` at `at`: a task sleeps until then, carries it out and logs the result.
+fn schedule(console: &Arc<Console>, at: u64, request: CutoverRequest) {
+    console
+        .scheduled
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Scheduled {
+            at,
+            request: request.clone(),
+        });
+    let console = Arc::clone(console);
+    tokio::spawn(async move {
+        let wait = at.saturating_sub(layout::now_secs());
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        let editor = Arc::clone(&console.parts.editor);
+        let r = request.clone();
+        match console.blocking(move || editor.set_state(&r)).await {
+            Ok(report) => {
+                let ok = report.people.iter().filter(|p| p.result.is_ok()).count();
+                tracing::info!(who = %request.who, state = %request.state, people = request.names.len(), changed = ok, released = report.released, error = report.error.as_deref().unwrap_or(""), "console cutover (scheduled)");
+            }
+            Err(e) => tracing::warn!(who = %request.who, error = %e, "scheduled cutover failed"),
+        }
+        console
+            .scheduled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|s| !(s.at == at && s.request.names == request.names));
+    });
+}
+
 /// `?names=` to preselect people (from a search result).
 #[derive(Debug, Default, Deserialize)]
 pub struct Preselect {
@@ -71,6 +111,11 @@ pub async fn page(
     Query(q): Query<Preselect>,
 ) -> Response {
     let source = console.parts.editor.describe();
+    let pending = console
+        .scheduled
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let body = html! {
         h1 { "Cutover" }
         p { "Move people to " strong { "migrating" } " (their mail is held, never bounced) or " strong { "migrated" } " (their mail, held mail included, goes to the modern side). The directory source (" code { (source) } ") is changed for real, reloaded at once, and held mail is released." }
@@ -87,7 +132,17 @@ pub async fn page(
                 input type="radio" id="st-legacy" name="state" value="legacy";
                 label for="st-legacy" { " legacy (roll back) " }
             }
-            div.actions { button type="submit" { "Apply now" } }
+            label for="at" { "At (UTC; empty: now)" }
+            input id="at" name="at" type="datetime-local";
+            div.actions { button type="submit" { "Apply" } }
+        }
+        @if !pending.is_empty() {
+            h2 { "Scheduled" }
+            ul {
+                @for s in &pending {
+                    li { (layout::utc(s.at)) ": " (s.request.names.len()) " people to " (s.request.state) " (" (s.request.who) ")" }
+                }
+            }
         }
     };
     layout::page(&Page::new("Cutover", "cutover"), &viewer, body).into_response()
@@ -152,6 +207,31 @@ pub async fn action(State(console): State<Arc<Console>>, viewer: Viewer, body: B
         state,
         who: who.clone(),
     };
+    let at = match fields.get("at").unwrap_or("").trim() {
+        "" => None,
+        text => match layout::parse_utc(text) {
+            Some(at) if at > layout::now_secs() => Some(at),
+            Some(_) => None,
+            None => {
+                return ConsoleError::BadRequest(format!(
+                    "at {text:?}: not a UTC time like 2026-12-02T23:30"
+                ))
+                .into_response();
+            }
+        },
+    };
+    if let Some(at) = at {
+        let n = request.names.len();
+        schedule(&console, at, request);
+        tracing::info!(who = %who, state = %state, people = n, at = %layout::utc(at), "console cutover scheduled");
+        let body = html! {
+            h1 { "Cutover scheduled" }
+            p role="status" { (n) " people move to " (state) " at " (layout::utc(at)) ". The result is written to the log then; a restart before that time forgets the schedule." }
+            p { a href="/cutover" { "Back to the cutover" } }
+        };
+        return layout::page(&Page::new("Cutover scheduled", "cutover"), &viewer, body)
+            .into_response();
+    }
     let editor = Arc::clone(&console.parts.editor);
     let r = request.clone();
     let report = match console.blocking(move || editor.set_state(&r)).await {

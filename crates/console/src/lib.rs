@@ -26,6 +26,7 @@ mod error;
 mod flow;
 mod form;
 mod layout;
+mod listener;
 mod overview;
 mod people;
 mod quarantine;
@@ -82,6 +83,7 @@ pub struct Console {
     sessions: auth::Sessions,
     flow: flow::Flow,
     loopback_only: bool,
+    scheduled: std::sync::Mutex<Vec<cutover::Scheduled>>,
 }
 
 impl Console {
@@ -94,6 +96,7 @@ impl Console {
             sessions: auth::Sessions::default(),
             flow,
             loopback_only: listen.ip().is_loopback(),
+            scheduled: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -142,11 +145,11 @@ impl ConsoleServer {
     pub async fn serve(self, mut stop: watch::Receiver<bool>) {
         let console = Arc::clone(&self.console);
         let sampler = tokio::spawn(flow::sample(Arc::clone(&console), stop.clone()));
-        let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(console).into_make_service_with_connect_info::<listener::Peer>();
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(self.listener, app)
+        if let Err(e) = axum::serve(listener::Capped::new(self.listener), app)
             .with_graceful_shutdown(shutdown)
             .await
         {

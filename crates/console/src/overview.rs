@@ -26,6 +26,30 @@ struct Snapshot {
     entries: usize,
     generation: u64,
     quarantined_files: usize,
+    spool_free: Option<(u64, u64)>,
+    pickup_free: Option<(u64, u64)>,
+}
+
+/// Free and total bytes of the filesystem holding `path`.
+fn space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some((
+        s.f_bavail.saturating_mul(s.f_frsize),
+        s.f_blocks.saturating_mul(s.f_frsize),
+    ))
+}
+
+fn free(space: Option<(u64, u64)>) -> String {
+    let gb = |n: u64| n as f64 / 1e9;
+    match space {
+        Some((free, total)) if total > 0 => format!(
+            "{:.1} GB free of {:.1} GB ({}%)",
+            gb(free),
+            gb(total),
+            free.saturating_mul(100) / total
+        ),
+        _ => "free space unknown".to_owned(),
+    }
 }
 
 /// GET `/`.
@@ -56,6 +80,8 @@ pub async fn page(State(console): State<Arc<Console>>, viewer: Viewer) -> Respon
                 entries: directory.len(),
                 generation: c.parts.routing.handle().generation(),
                 quarantined_files: quarantine::count(&c.parts.quarantine_dir),
+                spool_free: space(c.parts.spool.dir()),
+                pickup_free: space(&c.parts.pickup_dir),
             }
         })
         .await;
@@ -102,7 +128,11 @@ fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup 
             .find(|(st, _)| *st == state)
             .map_or(0, |(_, n)| *n)
     };
-    let (_, reloads, reload_errors) = console.parts.metrics.directory_status();
+    let dir = console.parts.metrics.directory_status();
+    let when = |t: Option<std::time::SystemTime>| {
+        t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(|| "never".to_owned(), |d| utc(d.as_secs()))
+    };
     let ready = console.parts.ready.load(Ordering::Relaxed);
     html! {
         div.grid {
@@ -158,16 +188,16 @@ fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup 
                     thead { tr { th scope="col" { "part" } th scope="col" { "state" } th scope="col" { "detail" } } }
                     tbody {
                         tr { td { "SMTP listener" } td { (flag(ready, "up", "starting")) } td { "" } }
-                        tr { td { "Spool" } td { (flag(s.healthy, "writing", "stopped (see the log)")) } td { (s.depth.messages.iter().map(|(_, n)| n).sum::<u64>()) " messages queued" } }
+                        tr { td { "Spool" } td { (flag(s.healthy, "writing", "stopped (see the log)")) } td { (s.depth.messages.iter().map(|(_, n)| n).sum::<u64>()) " messages queued; " (free(s.spool_free)) } }
                         @for lane in &s.lanes {
                             tr { td { "Lane " code { (lane.name) } } td { (lane_status(lane)) } td { (lane.in_flight) " of " (lane.limit) " attempts running" } }
                         }
                         tr {
                             td { "Directory" }
-                            td { (flag(reload_errors == 0 || reloads > 0, "loaded", "problems")) }
-                            td { (s.entries) " entries; " (reloads) " loads (generation " (s.generation) "), " (reload_errors) " failed reloads" }
+                            td { (flag(dir.failed_at <= dir.loaded_at, "loaded", "last reload failed (see the log)")) }
+                            td { (s.entries) " entries; last loaded " (when(dir.loaded_at)) "; " (dir.loads) " loads (generation " (s.generation) "), " (dir.failures) " failed reloads" @if dir.failures > 0 { ", the last " (when(dir.failed_at)) } }
                         }
-                        tr { td { "Legacy pickup" } td { (flag(s.quarantined_files == 0, "clean", "files set aside")) } td { (s.quarantined_files) " messages in quarantine" } }
+                        tr { td { "Legacy pickup" } td { (flag(s.quarantined_files == 0, "clean", "files set aside")) } td { (s.quarantined_files) " messages in quarantine; pickup folder " (free(s.pickup_free)) } }
                         @for (part, detail) in &console.parts.facts {
                             tr { td { (part) } td { "" } td { code { (detail) } } }
                         }

@@ -26,7 +26,7 @@ pub use ledger::Ledger;
 pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
-pub use metrics::{Event as MetricEvent, Metrics};
+pub use metrics::{DirectoryStatus, Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
 pub use refuse::{RefuseAgent, UNKNOWN_LANE};
 pub use routing::{DomainRouting, Routing, route_unrouted};

@@ -87,6 +87,23 @@ struct Inner {
     directory_entries: Option<u64>,
     directory_reloads: u64,
     directory_reload_errors: u64,
+    directory_loaded_at: Option<std::time::SystemTime>,
+    directory_failed_at: Option<std::time::SystemTime>,
+}
+
+/// The directory's loads, for the console's health table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirectoryStatus {
+    /// Entries at the last successful load.
+    pub entries: Option<u64>,
+    /// Successful loads (the first one included).
+    pub loads: u64,
+    /// Failed reloads.
+    pub failures: u64,
+    /// When the last load succeeded.
+    pub loaded_at: Option<std::time::SystemTime>,
+    /// When the last reload failed.
+    pub failed_at: Option<std::time::SystemTime>,
 }
 
 /// The gateway's metrics.
@@ -126,8 +143,12 @@ impl Metrics {
                 Ok(n) => {
                     inner.directory_entries = Some(n);
                     inner.directory_reloads += 1;
+                    inner.directory_loaded_at = Some(std::time::SystemTime::now());
                 }
-                Err(()) => inner.directory_reload_errors += 1,
+                Err(()) => {
+                    inner.directory_reload_errors += 1;
+                    inner.directory_failed_at = Some(std::time::SystemTime::now());
+                }
             }
         }
     }
@@ -163,15 +184,18 @@ impl Metrics {
         )
     }
 
-    /// The directory's size at the last load, and how many reloads succeeded and failed.
-    pub fn directory_status(&self) -> (Option<u64>, u64, u64) {
-        self.inner.lock().map_or((None, 0, 0), |inner| {
-            (
-                inner.directory_entries,
-                inner.directory_reloads,
-                inner.directory_reload_errors,
-            )
-        })
+    /// The directory's size at the last load, how many loads succeeded and failed, and when.
+    pub fn directory_status(&self) -> DirectoryStatus {
+        self.inner.lock().map_or_else(
+            |_| DirectoryStatus::default(),
+            |inner| DirectoryStatus {
+                entries: inner.directory_entries,
+                loads: inner.directory_reloads,
+                failures: inner.directory_reload_errors,
+                loaded_at: inner.directory_loaded_at,
+                failed_at: inner.directory_failed_at,
+            },
+        )
     }
 
     /// The text exposition, with the spool's depth per destination read now.

@@ -275,6 +275,26 @@ impl TraceLog {
         }
     }
 
+    /// Appends events to the trace in `dir` at once, from another process than the gateway
+    /// (`ccgate replay` queuing by itself): one `write` of whole lines to a file opened for
+    /// appending, so lines never interleave with the gateway's.
+    ///
+    /// # Errors
+    /// The folder or file cannot be written.
+    pub fn append(dir: &Path, events: &[TraceEvent]) -> io::Result<()> {
+        fs::create_dir_all(dir)?;
+        let mut text = String::new();
+        for event in events {
+            text.push_str(&serde_json::to_string(event).map_err(io::Error::other)?);
+            text.push('\n');
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(TRACE_FILE))?
+            .write_all(text.as_bytes())
+    }
+
     /// Events dropped because the writer was behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
