@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ccgate_core::{parse_duration, parse_size};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The config file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "ccgate.toml";
@@ -15,7 +15,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "ccgate.toml";
 /// Where the embedded defaults keep everything.
 pub const DEFAULT_DATA_DIR: &str = "ccgate-data";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     data_dir: Option<String>,
@@ -35,7 +35,7 @@ struct RawConfig {
     admin: RawAdmin,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
     listen: Option<Vec<String>>,
@@ -47,7 +47,7 @@ struct RawSmtp {
     tls_key: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawLegacy {
     post_office: Option<String>,
@@ -62,9 +62,12 @@ struct RawLegacy {
     import_timeout: Option<String>,
     poll_interval: Option<String>,
     unknown_recipients: Option<String>,
+    post_offices: Option<Vec<String>>,
+    smtp_bulletin_boards: Option<Vec<String>>,
+    reply_tag_lifetime: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawModern {
     domain: Option<String>,
@@ -77,7 +80,7 @@ struct RawModern {
     tls_ca_file: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawDirectory {
     source: Option<String>,
@@ -89,21 +92,22 @@ struct RawDirectory {
     reload_interval: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawMigration {
     cutover: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawQueue {
     retry: Option<Vec<String>>,
     max_lifetime: Option<String>,
     quarantine_after: Option<u32>,
+    min_free: Option<SizeValue>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
@@ -112,11 +116,69 @@ struct RawAdmin {
 }
 
 /// Sizes may be written as a number of bytes or a string like `"25MB"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+/// The names a choice-valued key takes, each with its value: the one list both reading the
+/// file and `ccgate config` use.
+type Choices<T> = [(&'static str, T)];
+
+const DIALECTS: &Choices<DialectChoice> =
+    &[("ie5", DialectChoice::Ie5), ("ie8", DialectChoice::Ie8)];
+const DATE_FORMATS: &Choices<ccgate_ccmail::DateOrder> = &[
+    ("us", ccgate_ccmail::DateOrder::Us),
+    ("eu", ccgate_ccmail::DateOrder::Eu),
+    ("jp", ccgate_ccmail::DateOrder::Jp),
+];
+const CODEPAGES: &Choices<ccgate_ccmail::Codepage> = &[
+    ("ibm437", ccgate_ccmail::Codepage::Ibm437),
+    ("ibm850", ccgate_ccmail::Codepage::Ibm850),
+];
+const UNKNOWN_RECIPIENTS: &Choices<UnknownRecipients> = &[
+    ("bounce", UnknownRecipients::Bounce),
+    ("hold", UnknownRecipients::Hold),
+];
+const CUTOVERS: &Choices<Cutover> = &[("hold", Cutover::Hold), ("legacy", Cutover::Legacy)];
+/// `modern.tls`; `verify` takes `tls_ca_file` besides.
+const TLS_LEVELS: &[&str] = &["none", "may", "encrypt", "verify"];
+
+/// The value named `value` (else `default`) in `choices`, or an error naming the key and the
+/// names it takes.
+fn choice<T: Copy>(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+    choices: &Choices<T>,
+) -> anyhow::Result<T> {
+    let value = value.unwrap_or(default);
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some((_, v)) => Ok(*v),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            bail!("{key}: {value:?} is not {}", one_of(&names))
+        }
+    }
+}
+
+/// The name of `value` in `choices`.
+fn name_of<T: PartialEq>(value: &T, choices: &Choices<T>) -> String {
+    choices
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or_else(String::new, |(name, _)| (*name).to_owned())
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 /// What the post office's Import accepts.
@@ -208,6 +270,14 @@ pub struct LegacyConfig {
     pub poll_interval: Duration,
     /// What happens to legacy recipients the directory does not know.
     pub unknown_recipients: UnknownRecipients,
+    /// Legacy post offices reachable from SMTP for names outside the directory (default: the
+    /// connected one).
+    pub post_offices: Vec<String>,
+    /// Bulletin boards reachable from SMTP (default: none).
+    pub smtp_bulletin_boards: Vec<String>,
+    /// How long the reply address issued for a legacy sender outside the directory stays
+    /// valid, in whole days (also how often the tag key is rotated).
+    pub reply_tag_lifetime_days: u16,
 }
 
 /// `legacy.unknown_recipients`: what happens to a recipient of a legacy message that the
@@ -294,6 +364,9 @@ pub struct QueueConfig {
     pub max_lifetime: Duration,
     /// Crashes or timeouts of one message before it is quarantined.
     pub quarantine_after: u32,
+    /// Refuse new mail below this much free space; `None`: 1.5 x `smtp.max_message_size`,
+    /// at most a tenth of the spool's file system ("auto").
+    pub min_free: Option<u64>,
 }
 
 impl Config {
@@ -396,11 +469,21 @@ impl Config {
                 (None, None) => None,
                 _ => bail!("smtp.tls_cert and smtp.tls_key must be set together"),
             };
+            let hostname = s
+                .hostname
+                .unwrap_or_else(|| "ccgate.localdomain".to_owned());
+            // It goes into the greeting and every Received: header: a host name, nothing else.
+            if hostname.is_empty()
+                || hostname.len() > 255
+                || !hostname
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                bail!("smtp.hostname: {hostname:?} is not a host name (letters, digits, - and .)");
+            }
             SmtpConfig {
                 listen,
-                hostname: s
-                    .hostname
-                    .unwrap_or_else(|| "ccgate.localdomain".to_owned()),
+                hostname,
                 max_message_size,
                 max_recipients: s.max_recipients.unwrap_or(1000),
                 max_connections: s.max_connections.unwrap_or(1000),
@@ -410,22 +493,19 @@ impl Config {
 
         let legacy = {
             let l = raw.legacy;
-            let dialect = match l.dialect.as_deref().unwrap_or("ie8") {
-                "ie5" => DialectChoice::Ie5,
-                "ie8" => DialectChoice::Ie8,
-                other => bail!("legacy.dialect: {other:?} is not ie5 or ie8"),
-            };
-            let date_format = match l.date_format.as_deref().unwrap_or("us") {
-                "us" => ccgate_ccmail::DateOrder::Us,
-                "eu" => ccgate_ccmail::DateOrder::Eu,
-                "jp" => ccgate_ccmail::DateOrder::Jp,
-                other => bail!("legacy.date_format: {other:?} is not us, eu or jp"),
-            };
-            let codepage = match l.codepage.as_deref().unwrap_or("ibm437") {
-                "ibm437" => ccgate_ccmail::Codepage::Ibm437,
-                "ibm850" => ccgate_ccmail::Codepage::Ibm850,
-                other => bail!("legacy.codepage: {other:?} is not ibm437 or ibm850"),
-            };
+            let dialect = choice("legacy.dialect", l.dialect.as_deref(), "ie8", DIALECTS)?;
+            let date_format = choice(
+                "legacy.date_format",
+                l.date_format.as_deref(),
+                "us",
+                DATE_FORMATS,
+            )?;
+            let codepage = choice(
+                "legacy.codepage",
+                l.codepage.as_deref(),
+                "ibm437",
+                CODEPAGES,
+            )?;
             let post_office = l.post_office.unwrap_or_else(|| "HQ".to_owned());
             let gateway_po = l.gateway_po.unwrap_or_else(|| "SMTPGW".to_owned());
             for (key, po) in [
@@ -442,7 +522,48 @@ impl Config {
                     );
                 }
             }
+            let post_offices = l.post_offices.unwrap_or_else(|| vec![post_office.clone()]);
+            if post_offices.is_empty() {
+                bail!(
+                    "legacy.post_offices: list at least one post office (the connected one is {post_office:?})"
+                );
+            }
+            for po in &post_offices {
+                if po.is_empty()
+                    || !po
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ')
+                {
+                    bail!("legacy.post_offices: {po:?} is not a post office name");
+                }
+            }
+            let smtp_bulletin_boards = l.smtp_bulletin_boards.unwrap_or_default();
+            if let Some(bad) = smtp_bulletin_boards
+                .iter()
+                .find(|b| b.trim_start_matches('#').trim().is_empty())
+            {
+                bail!("legacy.smtp_bulletin_boards: {bad:?} is not a bulletin board name");
+            }
+            let lifetime = duration(
+                "legacy.reply_tag_lifetime",
+                l.reply_tag_lifetime.as_deref(),
+                "30d",
+            )?;
+            let lifetime_days = lifetime.as_secs() / 86_400;
+            if lifetime.as_secs() % 86_400 != 0
+                || lifetime_days == 0
+                || lifetime_days > u64::from(ccgate_router::MAX_LIFETIME_DAYS)
+            {
+                bail!(
+                    "legacy.reply_tag_lifetime: {} is not a whole number of days from 1d to {}d",
+                    ccgate_core::format_duration(lifetime),
+                    ccgate_router::MAX_LIFETIME_DAYS
+                );
+            }
             LegacyConfig {
+                post_offices,
+                smtp_bulletin_boards,
+                reply_tag_lifetime_days: u16::try_from(lifetime_days).unwrap_or(30),
                 post_office,
                 gateway_po,
                 domain: l
@@ -461,11 +582,12 @@ impl Config {
                     "60s",
                 )?,
                 poll_interval: duration("legacy.poll_interval", l.poll_interval.as_deref(), "15s")?,
-                unknown_recipients: match l.unknown_recipients.as_deref().unwrap_or("bounce") {
-                    "bounce" => UnknownRecipients::Bounce,
-                    "hold" => UnknownRecipients::Hold,
-                    other => bail!("legacy.unknown_recipients: {other:?} is not bounce or hold"),
-                },
+                unknown_recipients: choice(
+                    "legacy.unknown_recipients",
+                    l.unknown_recipients.as_deref(),
+                    "bounce",
+                    UNKNOWN_RECIPIENTS,
+                )?,
             }
         };
 
@@ -516,7 +638,7 @@ impl Config {
                 ("encrypt", None) => ccgate_server::TlsPolicy::Encrypt,
                 ("none", None) => ccgate_server::TlsPolicy::None,
                 (other, None) => {
-                    bail!("modern.tls: {other:?} is not none, may, encrypt or verify")
+                    bail!("modern.tls: {other:?} is not {}", one_of(TLS_LEVELS))
                 }
             };
             let concurrency = m.concurrency.unwrap_or(8);
@@ -576,11 +698,12 @@ impl Config {
             }
         };
 
-        let cutover = match raw.migration.cutover.as_deref().unwrap_or("hold") {
-            "hold" => Cutover::Hold,
-            "legacy" => Cutover::Legacy,
-            other => bail!("migration.cutover: {other:?} is not hold or legacy"),
-        };
+        let cutover = choice(
+            "migration.cutover",
+            raw.migration.cutover.as_deref(),
+            "hold",
+            CUTOVERS,
+        )?;
 
         let queue = {
             let q = raw.queue;
@@ -597,6 +720,14 @@ impl Config {
                 retry,
                 max_lifetime: duration("queue.max_lifetime", q.max_lifetime.as_deref(), "5d")?,
                 quarantine_after: q.quarantine_after.unwrap_or(5).max(1),
+                min_free: match q.min_free {
+                    None => None,
+                    Some(SizeValue::Text(t)) if t == "auto" => None,
+                    Some(SizeValue::Bytes(n)) => Some(n),
+                    Some(SizeValue::Text(t)) => {
+                        Some(parse_size(&t).context("queue.min_free (a size or \"auto\")")?)
+                    }
+                },
             }
         };
 
@@ -632,175 +763,134 @@ impl Config {
 
 impl Config {
     /// The effective configuration as TOML, every key with its value (like `postconf`): what
-    /// `ccgate config` prints and what `ccgate run` logs on start.
+    /// `ccgate config` prints and what `ccgate run` logs on start. It is the file's own schema
+    /// (the raw structs) filled with the values in effect and written by serde, so what it
+    /// prints reads back as the same configuration.
     pub fn effective_toml(&self) -> String {
-        use std::fmt::Write as _;
-        let q = |s: &str| format!("{s:?}");
-        let p = |p: &Path| format!("{:?}", p.display().to_string());
-        let d = |d: Duration| q(&ccgate_core::format_duration(d));
+        let source = self.source.as_deref().map_or_else(
+            || "embedded defaults".to_owned(),
+            |s| s.display().to_string(),
+        );
+        let body = toml::to_string(&self.to_raw())
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"));
+        format!("# source: {source}\n{body}")
+    }
+
+    /// The configuration in effect as the file's schema, every key with its value.
+    fn to_raw(&self) -> RawConfig {
+        let text = |s: &str| Some(s.to_owned());
+        let path = |p: &Path| Some(p.display().to_string());
+        let duration = |d: Duration| Some(ccgate_core::format_duration(d));
         // Folders of the data area are written relative to data_dir, as they are read.
-        let in_data = |path: &Path| {
-            path.strip_prefix(&self.data_dir)
-                .unwrap_or(path)
-                .display()
-                .to_string()
-        };
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# source: {}",
-            self.source.as_deref().map_or_else(
-                || "embedded defaults".to_owned(),
-                |s| s.display().to_string()
-            )
-        );
-        let _ = writeln!(out, "data_dir = {}", p(&self.data_dir));
+        let in_data = |p: &Path| path(p.strip_prefix(&self.data_dir).unwrap_or(p));
         let s = &self.smtp;
-        let _ = writeln!(out, "\n[smtp]");
-        let listen: Vec<String> = s.listen.iter().map(|a| q(&a.to_string())).collect();
-        let _ = writeln!(out, "listen = [{}]", listen.join(", "));
-        let _ = writeln!(out, "hostname = {}", q(&s.hostname));
-        let _ = writeln!(out, "max_message_size = {}", s.max_message_size);
-        let _ = writeln!(out, "max_recipients = {}", s.max_recipients);
-        let _ = writeln!(out, "max_connections = {}", s.max_connections);
-        if let Some((cert, key)) = &s.tls {
-            let _ = writeln!(out, "tls_cert = {}\ntls_key = {}", p(cert), p(key));
-        }
         let l = &self.legacy;
-        let _ = writeln!(out, "\n[legacy]");
-        let _ = writeln!(
-            out,
-            "post_office = {}\ngateway_po = {}\ndomain = {}",
-            q(&l.post_office),
-            q(&l.gateway_po),
-            q(&l.domain)
-        );
-        let _ = writeln!(
-            out,
-            "pickup_dir = {}\ndrop_dir = {}",
-            q(&in_data(&l.pickup_dir)),
-            q(&in_data(&l.drop_dir))
-        );
-        let dialect = match l.dialect {
-            DialectChoice::Ie5 => "ie5",
-            DialectChoice::Ie8 => "ie8",
-        };
-        let date_format = match l.date_format {
-            ccgate_ccmail::DateOrder::Us => "us",
-            ccgate_ccmail::DateOrder::Eu => "eu",
-            ccgate_ccmail::DateOrder::Jp => "jp",
-        };
-        let _ = writeln!(
-            out,
-            "dialect = {}\ndate_format = {}\ncodepage = {}",
-            q(dialect),
-            q(date_format),
-            q(l.codepage.name())
-        );
-        let _ = writeln!(
-            out,
-            "import_command = {}",
-            q(l.import_command.as_deref().unwrap_or(""))
-        );
-        let _ = writeln!(
-            out,
-            "import_timeout = {}\npoll_interval = {}",
-            d(l.import_timeout),
-            d(l.poll_interval)
-        );
-        let unknown = match l.unknown_recipients {
-            UnknownRecipients::Bounce => "bounce",
-            UnknownRecipients::Hold => "hold",
-        };
-        let _ = writeln!(out, "unknown_recipients = {}", q(unknown));
-        let _ = writeln!(out, "\n[modern]\ndomain = {}", q(&self.modern.domain));
-        let hop = match &self.modern.next_hop {
-            NextHop::Maildir(path) => format!("maildir:{}", in_data(path)),
-            NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
-        };
-        let _ = writeln!(out, "next_hop = {}", q(&hop));
         let m = &self.modern;
-        let _ = writeln!(
-            out,
-            "concurrency = {}\nconnect_timeout = {}\ncommand_timeout = {}\ndata_timeout = {}",
-            m.concurrency,
-            d(m.connect_timeout),
-            d(m.command_timeout),
-            d(m.data_timeout)
-        );
-        let tls = match &m.tls {
-            ccgate_server::TlsPolicy::None => "none",
-            ccgate_server::TlsPolicy::May => "may",
-            ccgate_server::TlsPolicy::Encrypt => "encrypt",
-            ccgate_server::TlsPolicy::Verify { .. } => "verify",
+        let (ldap, source) = match &self.directory.source {
+            DirectorySource::Csv(csv) => (None, path(csv)),
+            DirectorySource::Ldap { url, .. } => (Some(&self.directory.source), text(url)),
         };
-        let _ = writeln!(out, "tls = {}", q(tls));
-        if let ccgate_server::TlsPolicy::Verify {
-            ca_file: Some(file),
-        } = &m.tls
+        let mut directory = RawDirectory {
+            source,
+            reload_interval: self.directory.reload_interval.and_then(duration),
+            ..RawDirectory::default()
+        };
+        if let Some(DirectorySource::Ldap {
+            base,
+            bind_dn,
+            password_file,
+            filter,
+            attributes,
+            ..
+        }) = ldap
         {
-            let _ = writeln!(out, "tls_ca_file = {}", p(file));
-        }
-        let _ = writeln!(out, "\n[directory]");
-        match &self.directory.source {
-            DirectorySource::Csv(path) => {
-                let _ = writeln!(out, "source = {}", p(path));
-            }
-            DirectorySource::Ldap {
-                url,
-                base,
-                bind_dn,
-                password_file,
-                filter,
-                attributes,
-            } => {
-                let _ = writeln!(out, "source = {}", q(url));
-                // The search base and filter in effect, defaults included.
-                let _ = writeln!(out, "ldap_base = {}", q(base.as_deref().unwrap_or("")));
-                if let Some(dn) = bind_dn {
-                    let _ = writeln!(out, "ldap_bind_dn = {}", q(dn));
-                }
-                let filter = filter
+            // The search base and filter in effect, defaults included.
+            directory.ldap_base = Some(base.clone().unwrap_or_default());
+            directory.ldap_bind_dn.clone_from(bind_dn);
+            directory.ldap_password_file = password_file.as_deref().and_then(path);
+            directory.ldap_filter = Some(
+                filter
                     .clone()
-                    .unwrap_or_else(|| attributes.default_filter());
-                let _ = writeln!(out, "ldap_filter = {}", q(&filter));
-                if let Some(file) = password_file {
-                    let _ = writeln!(out, "ldap_password_file = {}", p(file));
-                }
+                    .unwrap_or_else(|| attributes.default_filter()),
+            );
+            directory.ldap_attributes = Some((**attributes).clone());
+        }
+        let (tls, tls_ca_file) = match &m.tls {
+            ccgate_server::TlsPolicy::None => ("none", None),
+            ccgate_server::TlsPolicy::May => ("may", None),
+            ccgate_server::TlsPolicy::Encrypt => ("encrypt", None),
+            ccgate_server::TlsPolicy::Verify { ca_file } => {
+                ("verify", ca_file.as_deref().and_then(path))
             }
-        }
-        if let Some(interval) = self.directory.reload_interval {
-            let _ = writeln!(out, "reload_interval = {}", d(interval));
-        }
-        if let DirectorySource::Ldap { attributes, .. } = &self.directory.source {
-            let _ = writeln!(out, "\n[directory.ldap_attributes]");
-            for (key, attribute) in attributes.keys() {
-                let _ = writeln!(out, "{key} = {}", q(attribute));
-            }
-        }
-        let cutover = match self.cutover {
-            Cutover::Hold => "hold",
-            Cutover::Legacy => "legacy",
         };
-        let _ = writeln!(out, "\n[migration]\ncutover = {}", q(cutover));
-        let retry: Vec<String> = self.queue.retry.iter().map(|r| d(*r)).collect();
-        let _ = writeln!(out, "\n[queue]\nretry = [{}]", retry.join(", "));
-        let _ = writeln!(
-            out,
-            "max_lifetime = {}\nquarantine_after = {}",
-            d(self.queue.max_lifetime),
-            self.queue.quarantine_after
-        );
-        let _ = writeln!(
-            out,
-            "\n[admin]\nlisten = {}",
-            q(&self.admin_listen.to_string())
-        );
-        if let Some(token) = &self.admin_token_file {
-            let _ = writeln!(out, "token_file = {}", p(token));
+        RawConfig {
+            data_dir: path(&self.data_dir),
+            smtp: RawSmtp {
+                listen: Some(s.listen.iter().map(ToString::to_string).collect()),
+                hostname: text(&s.hostname),
+                max_message_size: Some(SizeValue::Bytes(s.max_message_size)),
+                max_recipients: Some(s.max_recipients),
+                max_connections: Some(s.max_connections),
+                tls_cert: s.tls.as_ref().and_then(|(cert, _)| path(cert)),
+                tls_key: s.tls.as_ref().and_then(|(_, key)| path(key)),
+            },
+            legacy: RawLegacy {
+                post_office: text(&l.post_office),
+                gateway_po: text(&l.gateway_po),
+                domain: text(&l.domain),
+                pickup_dir: in_data(&l.pickup_dir),
+                drop_dir: in_data(&l.drop_dir),
+                dialect: Some(name_of(&l.dialect, DIALECTS)),
+                date_format: Some(name_of(&l.date_format, DATE_FORMATS)),
+                codepage: Some(name_of(&l.codepage, CODEPAGES)),
+                import_command: Some(l.import_command.clone().unwrap_or_default()),
+                import_timeout: duration(l.import_timeout),
+                poll_interval: duration(l.poll_interval),
+                unknown_recipients: Some(name_of(&l.unknown_recipients, UNKNOWN_RECIPIENTS)),
+                post_offices: Some(l.post_offices.clone()),
+                smtp_bulletin_boards: Some(l.smtp_bulletin_boards.clone()),
+                reply_tag_lifetime: Some(format!("{}d", l.reply_tag_lifetime_days)),
+            },
+            modern: RawModern {
+                domain: text(&m.domain),
+                next_hop: Some(match &m.next_hop {
+                    NextHop::Maildir(dir) => {
+                        format!("maildir:{}", in_data(dir).unwrap_or_default())
+                    }
+                    NextHop::Smtp { host, port } => format!("smtp://{host}:{port}"),
+                }),
+                concurrency: u32::try_from(m.concurrency).ok(),
+                connect_timeout: duration(m.connect_timeout),
+                command_timeout: duration(m.command_timeout),
+                data_timeout: duration(m.data_timeout),
+                tls: text(tls),
+                tls_ca_file,
+            },
+            directory,
+            migration: RawMigration {
+                cutover: Some(name_of(&self.cutover, CUTOVERS)),
+            },
+            queue: RawQueue {
+                retry: Some(
+                    self.queue
+                        .retry
+                        .iter()
+                        .map(|r| ccgate_core::format_duration(*r))
+                        .collect(),
+                ),
+                max_lifetime: duration(self.queue.max_lifetime),
+                quarantine_after: Some(self.queue.quarantine_after),
+                min_free: Some(match self.queue.min_free {
+                    Some(n) => SizeValue::Bytes(n),
+                    None => SizeValue::Text("auto".to_owned()),
+                }),
+            },
+            admin: RawAdmin {
+                listen: Some(self.admin_listen.to_string()),
+                token_file: self.admin_token_file.as_deref().and_then(path),
+                trace_size: Some(SizeValue::Bytes(self.trace_size)),
+            },
         }
-        let _ = writeln!(out, "trace_size = {}", self.trace_size);
-        out
     }
 }
 
@@ -860,6 +950,29 @@ mod tests {
             text.lines().skip(1).collect::<Vec<_>>()
         );
         assert!(text.contains("retry = [\"90s\", \"2h\"]"), "{text}");
+    }
+
+    #[test]
+    fn effective_config_escapes_as_toml() {
+        // Quotes, backslashes and non-ASCII survive `ccgate config` and read back the same.
+        let path = Path::new("/etc/ccgate.toml");
+        let c = Config::parse(
+            "[legacy]\nimport_command = 'C:\\bin\\import.exe /q \"x\" é'\n",
+            path,
+        )
+        .unwrap();
+        let text = c.effective_toml();
+        let again = Config::parse(&text, path).unwrap();
+        assert_eq!(
+            again.legacy.import_command.as_deref(),
+            Some(r#"C:\bin\import.exe /q "x" é"#),
+            "{text}"
+        );
+        assert!(c.changed_keys(&again).is_empty());
+        // A control character: Rust's `{:?}` would write `\u{1b}`, which TOML does not read.
+        let c = Config::parse("[legacy]\nimport_command = \"x\\u001b\"\n", path).unwrap();
+        let again = Config::parse(&c.effective_toml(), path).unwrap();
+        assert_eq!(again.legacy.import_command.as_deref(), Some("x\u{1b}"));
     }
 
     #[test]
@@ -980,6 +1093,7 @@ mod tests {
                 "legacy.unknown_recipients",
             ),
             ("[modern]\nconcurrency = 0", "modern.concurrency"),
+            ("[smtp]\nhostname = \"mx\\r\\n250 ok\"", "smtp.hostname"),
             ("[modern]\ntls = \"dane\"", "modern.tls"),
             ("[modern]\ntls_ca_file = \"ca.pem\"", "modern.tls_ca_file"),
             (

@@ -101,5 +101,8 @@ pub fn router_config(config: &Config) -> RouterConfig {
             DialectChoice::Ie5 => ccgate_ccmail::Dialect::Ie5,
             DialectChoice::Ie8 => ccgate_ccmail::Dialect::Ie8,
         },
+        post_offices: config.legacy.post_offices.clone(),
+        smtp_bulletin_boards: config.legacy.smtp_bulletin_boards.clone(),
+        reply_tags: None,
     }
 }

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use ccgate_ccmail::{LegacyAddress, Message};
+use ccgate_ccmail::{Header, LegacyAddress, Message};
 use ccgate_convert::{
     AddressMap, ConvertOptions, LegacyContext, Mailbox, legacy_to_mime, mime_to_legacy,
 };
 use ccgate_core::{EmailAddress, Envelope, ReversePath};
-use ccgate_queue::Route;
+use ccgate_queue::{Route, SUPPRESSED_LANE};
 use ccgate_router::Router;
 use ccgate_server::{
     Accepted, DirectoryRouting, LegacyCodec, PickupCodec, UNKNOWN_LANE, UNROUTABLE_LANE,
@@ -86,8 +86,21 @@ impl PickupCodec for Codec {
         }
         let mut recipients = Vec::new();
         let mut routes = Vec::new();
+        let ndr = is_legacy_ndr(message);
         for rcpt in &mime.recipients {
             match self.routing.route_from_legacy(rcpt) {
+                // A legacy non-delivery report for mail from another system's robot (a bounce,
+                // postmaster): not relayed back out (no backscatter, no loops). Queued to the
+                // `suppressed` lane, whose agent fails it with the reason in the log.
+                Ok(route)
+                    if ndr
+                        && route.destination == "modern"
+                        && is_mail_system_address(&route.deliver_to) =>
+                {
+                    warn!(message_id = %mime.message_id, to = %rcpt, "legacy non-delivery report to a mail system's address: not relayed back out");
+                    recipients.push(rcpt.clone());
+                    routes.push(Route::new(SUPPRESSED_LANE, rcpt.clone()));
+                }
                 Ok(route) => {
                     recipients.push(rcpt.clone());
                     routes.push(route);
@@ -116,14 +129,78 @@ impl PickupCodec for Codec {
         if recipients.is_empty() {
             return Err(format!("no recipient (message {})", mime.message_id));
         }
+        // A non-delivery report leaves with the null sender, as bounces do (RFC 5321 §4.5.5):
+        // nothing bounces it back.
+        let sender = if ndr {
+            ReversePath::Null
+        } else {
+            ReversePath::Mailbox(mime.sender)
+        };
         Ok(Accepted {
-            envelope: Envelope {
-                sender: ReversePath::Mailbox(mime.sender),
-                recipients,
-            },
+            envelope: Envelope { sender, recipients },
             routes,
             body: mime.bytes,
             message_id: mime.message_id,
         })
+    }
+}
+
+/// True for a legacy non-delivery report: from the post office's postmaster or a mailer
+/// daemon, or with the subject routers and Import give their reports.
+fn is_legacy_ndr(message: &Message) -> bool {
+    const SUBJECTS: [&str; 6] = [
+        "message not deliverable",
+        "not deliverable",
+        "undeliverable",
+        "non-delivery",
+        "nondeliverable",
+        "delivery failure",
+    ];
+    message.headers.iter().any(|header| match header {
+        Header::From(from) => {
+            let from = from.trim().to_ascii_lowercase();
+            from.starts_with("postmaster") || from.starts_with("mailer-daemon")
+        }
+        Header::Subject(subject) => {
+            let subject = subject.trim().to_ascii_lowercase();
+            SUBJECTS.iter().any(|s| subject.starts_with(s))
+        }
+        _ => false,
+    })
+}
+
+/// `postmaster@...` or `MAILER-DAEMON@...`: another mail system, never sent a report.
+fn is_mail_system_address(address: &EmailAddress) -> bool {
+    ["postmaster", "mailer-daemon"]
+        .iter()
+        .any(|robot| address.local().eq_ignore_ascii_case(robot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from: &str, subject: &str) -> Message {
+        Message {
+            headers: vec![
+                Header::From(from.to_owned()),
+                Header::Subject(subject.to_owned()),
+            ],
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn legacy_reports_are_recognised() {
+        assert!(is_legacy_ndr(&message("Postmaster at HQ", "x")));
+        assert!(is_legacy_ndr(&message(
+            "Router at HQ",
+            "Message not deliverable"
+        )));
+        assert!(!is_legacy_ndr(&message("Smith, John at HQ", "lunch")));
+        assert!(is_mail_system_address(
+            &"MAILER-DAEMON@far.test".parse().unwrap()
+        ));
+        assert!(!is_mail_system_address(&"alice@far.test".parse().unwrap()));
     }
 }

@@ -38,7 +38,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which LDAP attribute holds each field of a directory row: the `[directory.ldap_attributes]`
 /// table, any key left out keeping its default.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AttributeMap {
     /// The primary SMTP address.

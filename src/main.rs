@@ -12,6 +12,7 @@ mod directory_source;
 mod gateway;
 mod ldap;
 mod progress;
+mod reply_keys;
 mod samples;
 
 use std::process::ExitCode;

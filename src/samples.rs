@@ -46,6 +46,13 @@ import_timeout = "60s"
 poll_interval = "15s"
 unknown_recipients = "bounce"       # legacy recipients the directory lacks: bounce (a non-delivery
                                     # report to the legacy sender) or hold (for the administrator)
+post_offices = ["HQ"]               # legacy post offices reachable from SMTP for names outside the
+                                    # directory (default: post_office); list every post office
+                                    # whose users mail out through the gateway
+smtp_bulletin_boards = []           # bulletin boards reachable from SMTP (default: none)
+reply_tag_lifetime = "30d"          # how long the reply address of a legacy sender outside the
+                                    # directory stays valid (whole days, 1d-730d); the tag key in
+                                    # data_dir/reply-tag.keys is rotated this often
 
 [modern]
 domain = "modern.example.com"       # SMTP domain of migrated mailboxes
@@ -80,6 +87,8 @@ cutover = "hold"                    # mail for users in state migrating: hold or
 retry = ["1m", "5m", "15m", "1h", "4h"]   # then the last value repeats, with jitter
 max_lifetime = "5d"                 # then bounce
 quarantine_after = 5                # crashes/timeouts of one message before it is set aside
+min_free = "auto"                   # refuse new mail (452 4.3.1) below this much free space;
+                                    # auto: 1.5 x max_message_size, at most 10% of the disk
 
 [admin]
 listen = "127.0.0.1:8025"           # HTTP: the console at /, /metrics, /healthz, /readyz, /queue/summary

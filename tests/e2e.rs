@@ -13,6 +13,7 @@ mod check;
 mod console;
 mod convert;
 mod directory;
+mod diskfull;
 mod docs;
 mod ldap;
 mod progress;

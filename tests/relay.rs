@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::util::ccgate;
+use crate::util::{RawSmtp, ccgate};
 
 /// A running gateway on a temporary folder; killed on drop.
 struct Relay {
@@ -91,44 +91,25 @@ impl Relay {
     /// Sends one message by SMTP; answers the reply to the end of data, or the command refused
     /// and its reply.
     fn send(&self, from: &str, to: &str, message: &str) -> String {
-        let mut stream = TcpStream::connect(&self.smtp).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut reply = || {
-            let mut all = String::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                all.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                    return all;
-                }
-            }
-        };
-        reply();
+        let mut smtp = RawSmtp::open(&self.smtp);
         for command in [
-            "EHLO client.test\r\n".to_owned(),
-            format!("MAIL FROM:<{from}>\r\n"),
-            format!("RCPT TO:<{to}>\r\n"),
-            "DATA\r\n".to_owned(),
+            "EHLO client.test".to_owned(),
+            format!("MAIL FROM:<{from}>"),
+            format!("RCPT TO:<{to}>"),
+            "DATA".to_owned(),
         ] {
-            stream.write_all(command.as_bytes()).unwrap();
-            let r = reply();
-            if !(r.starts_with('2') || r.starts_with("354")) {
+            let r = smtp.cmd(&command);
+            if !(r.code / 100 == 2 || r.code == 354) {
                 // Refused before the data: that reply, with the command it answered.
-                let _ = stream.write_all(b"QUIT\r\n");
-                return format!("{} -> {r}", command.trim_end());
+                let _ = smtp.send(b"QUIT\r\n");
+                return format!("{command} -> {}", r.first());
             }
         }
-        stream
-            .write_all(message.replace('\n', "\r\n").as_bytes())
-            .unwrap();
-        stream.write_all(b"\r\n.\r\n").unwrap();
-        let end = reply();
-        stream.write_all(b"QUIT\r\n").unwrap();
-        end
+        smtp.send(message.replace('\n', "\r\n").as_bytes()).unwrap();
+        smtp.send(b"\r\n.\r\n").unwrap();
+        let end = smtp.reply().expect("a reply to the end of data");
+        let _ = smtp.send(b"QUIT\r\n");
+        end.first()
     }
 
     /// Puts an export file into the pickup folder (written under a hidden name, then renamed).
@@ -736,4 +717,252 @@ fn mail_reaches_a_real_smtp_next_hop_from_both_sides() {
     wait_for("an empty queue", || {
         relay.queue_list().trim().is_empty().then_some(())
     });
+}
+
+/// The tag of a reply address for `legacy` made `days_ago` days ago with the key in the data
+/// folder, computed by Python's hmac from the documented format (an independent check).
+fn python_tag(python: &Path, data: &Path, legacy: &str, days_ago: u32) -> String {
+    let script = r#"
+import base64, hashlib, hmac, sys, time
+keys, legacy, days_ago = sys.argv[1], sys.argv[2], int(sys.argv[3])
+key = next(l.split()[2] for l in open(keys) if l.startswith("current "))
+stamp = (int(time.time()) // 86400 - days_ago) % 1024
+mac = hmac.new(bytes.fromhex(key), f"{stamp}:{legacy.lower()}".encode(), hashlib.sha256).digest()[:5]
+alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+print(alphabet[stamp >> 5] + alphabet[stamp & 31] + base64.b32encode(mac).decode().lower())
+"#;
+    let out = crate::util::python(
+        python,
+        data,
+        "tag.py",
+        script,
+        &[
+            data.join("reply-tag.keys").to_str().unwrap(),
+            legacy,
+            &days_ago.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+// See: issue 13 (only reply addresses the gateway issued cross; interface.md §5, last rule).
+#[test]
+fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
+    let Some(python) = crate::util::require_python("reply tags") else {
+        return;
+    };
+    let relay = Relay::start("post_offices = [\"HQ\", \"BRANCH\"]\nreply_tag_lifetime = \"30d\"");
+    let keys = relay.data().join("reply-tag.keys");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the key file is private");
+
+    // A legacy sender nobody put in the directory writes to the Internet.
+    relay.export("STRANGER.TXT", "Message:\nFrom: Stranger, Sam at BRANCH\nTo: alice@example.org at SMTPGW\nSubject: hello\nContents:\nText item:\nHello Alice, from a stranger.\n");
+    let to_alice = wait_for("Sam's mail in the modern Maildir", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("from a stranger"))
+    });
+    // The envelope sender, and the From: address (folded after the display name).
+    let return_path = header(&to_alice, "Return-Path");
+    let issued = return_path[0]
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned();
+    assert!(
+        issued.starts_with("IMCEACCMAIL-Stranger+2C+20Sam+20at+20BRANCH.")
+            && issued.ends_with("@legacy.example.com"),
+        "{to_alice}"
+    );
+    assert!(
+        to_alice
+            .replace("\r\n", "\n")
+            .contains(&format!("From: \"Stranger, Sam\"\n <{issued}>")),
+        "From: carries the same tagged address\n{to_alice}"
+    );
+
+    // Alice replies to the address she was given: accepted, and it lands in Sam's mailbox.
+    let reply = relay.send(
+        "alice@example.org",
+        &issued,
+        "Subject: RE: hello\n\nHello Sam, reply received.",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let import = wait_for("the reply as an import file", || {
+        relay
+            .imports()
+            .into_iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .find(|t| t.contains("reply received"))
+    });
+    assert_eq!(header(&import, "To"), ["Stranger, Sam at BRANCH"]);
+
+    // A tag made 29 days ago still works (Python makes it from the documented format).
+    let (untagged, _) = issued.split_once('@').unwrap();
+    let (untagged, _) = untagged.rsplit_once('.').unwrap();
+    let legacy = "Stranger, Sam at BRANCH";
+    let aged = format!(
+        "{untagged}.{}@legacy.example.com",
+        python_tag(&python, &relay.data(), legacy, 29)
+    );
+    let reply = relay.send("alice@example.org", &aged, "Subject: late\n\nA late reply.");
+    assert!(reply.starts_with("250"), "{aged}: {reply}");
+
+    // Expired, missing, forged, another name's tag, a post office not listed, a board: 550.
+    let expired = format!(
+        "{untagged}.{}@legacy.example.com",
+        python_tag(&python, &relay.data(), legacy, 31)
+    );
+    let issued_tag = issued
+        .split_once('@')
+        .and_then(|(l, _)| l.rsplit_once('.'))
+        .unwrap()
+        .1
+        .to_owned();
+    let refused = [
+        expired.clone(),
+        format!("{untagged}@legacy.example.com"),
+        format!("{untagged}.abcdefghij@legacy.example.com"),
+        format!("IMCEACCMAIL-Other+2C+20Sam+20at+20BRANCH.{issued_tag}@legacy.example.com"),
+        "IMCEACCMAIL-Anyone+20at+20OTHERPO@legacy.example.com".to_owned(),
+        format!(
+            "IMCEACCMAIL-Anyone+20at+20OTHERPO.{}@legacy.example.com",
+            python_tag(&python, &relay.data(), "Anyone at OTHERPO", 0)
+        ),
+        "IMCEACCMAIL-+23Social+20at+20HQ@legacy.example.com".to_owned(),
+    ];
+    for to in &refused {
+        let reply = relay.send("mallory@example.net", to, "Subject: x\n\nx");
+        assert!(
+            reply.starts_with("RCPT TO:") && reply.contains("550 5.1.1"),
+            "{to}: {reply}"
+        );
+    }
+
+    // `ccgate route` explains the tag.
+    let route = |address: &str| {
+        let out = ccgate()
+            .arg("--config")
+            .arg(relay.dir.path().join("ccgate.toml"))
+            .args(["route", address])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let explained = [
+        (
+            issued.as_str(),
+            "reply tag valid (issued today, valid 30 more day(s))",
+        ),
+        (expired.as_str(), "reply tag expired (issued 31 days ago"),
+        (refused[1].as_str(), "no reply tag"),
+        (refused[2].as_str(), "forged reply tag"),
+        (
+            refused[4].as_str(),
+            "post office OTHERPO is not in [legacy] post_offices",
+        ),
+    ];
+    for (address, expected) in explained {
+        let text = route(address);
+        assert!(text.contains(expected), "{address}: {text}");
+    }
+}
+
+// See: issue 13 ("no backscatter, no loops"). The legacy post office refuses (import exit 5)
+// every message: the ordinary sender gets one bounce; MAILER-DAEMON, postmaster, the null
+// sender and auto-submitted mail get none, and the log says why, with the queue id.
+#[test]
+fn bounces_are_not_sent_to_robots_or_for_auto_submitted_mail() {
+    let script_dir = tempfile::tempdir().unwrap();
+    let script = script_dir.path().join("import.sh");
+    fs::write(&script, "#!/bin/sh\nexit 5\n").unwrap();
+    let _ = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    let relay = Relay::start(&format!(
+        "import_command = \"{}\"\nimport_timeout = \"10s\"",
+        script.display()
+    ));
+    for (from, subject, extra) in [
+        ("MAILER-DAEMON@far.test", "robot", ""),
+        ("postmaster@far.test", "pm", ""),
+        ("", "null", ""),
+        ("list@far.test", "auto", "Auto-Submitted: auto-generated\n"),
+        ("alice@example.org", "ordinary", ""),
+    ] {
+        let reply = relay.send(
+            from,
+            "john.smith@legacy.example.com",
+            &format!("From: <{from}>\n{extra}Subject: {subject}\n\nbody {subject}"),
+        );
+        assert!(reply.starts_with("250"), "{from}: {reply}");
+    }
+    let dsn = wait_for("the ordinary sender's bounce", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("multipart/report"))
+    });
+    assert_eq!(header(&dsn, "Delivered-To"), ["alice@example.org"]);
+    for reason in [
+        "the sender is MAILER-DAEMON, a mail system's address",
+        "the sender is postmaster, a mail system's address",
+        "the message is Auto-Submitted: auto-generated",
+    ] {
+        let line = wait_for(reason, || {
+            relay.logged(&["not delivered", "bounce suppressed", reason])
+        });
+        assert!(line.contains("queue_id="), "{line}");
+    }
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
+    let bounces: Vec<String> = relay
+        .maildir()
+        .into_iter()
+        .filter(|m| m.contains("multipart/report"))
+        .collect();
+    assert_eq!(bounces.len(), 1, "one bounce, to alice only");
+}
+
+// See: issue 13 ("legacy non-delivery reports of such mail are not relayed back out").
+#[test]
+fn a_legacy_non_delivery_report_to_a_robot_is_not_relayed_back_out() {
+    let relay = Relay::start("");
+    relay.export("NDR.TXT", "Message:\nFrom: Postmaster at HQ\nTo: MAILER-DAEMON@far.test at SMTPGW\nTo: alice@example.org at SMTPGW\nSubject: Message not deliverable\nContents:\nText item:\nNot deliverable to Ghost at HQ.\n");
+    let to_alice = wait_for("the report for alice", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("Not deliverable to Ghost"))
+    });
+    assert_eq!(header(&to_alice, "Delivered-To"), ["alice@example.org"]);
+    assert_eq!(
+        header(&to_alice, "Return-Path"),
+        ["<>"],
+        "a report leaves with the null sender"
+    );
+    let line = wait_for("the log line", || {
+        relay.logged(&[
+            "not delivered",
+            "MAILER-DAEMON@far.test",
+            "bounce suppressed",
+        ])
+    });
+    assert!(line.contains("queue_id="), "{line}");
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
+    let copies = relay
+        .maildir()
+        .into_iter()
+        .filter(|m| m.contains("Not deliverable to Ghost"))
+        .count();
+    assert_eq!(
+        copies, 1,
+        "nothing for MAILER-DAEMON@far.test, and no bounce of it"
+    );
 }

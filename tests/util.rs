@@ -514,33 +514,33 @@ impl RawSmtp {
         self.writer.write_all(bytes)
     }
 
-    /// Reads one reply; `Ok(None)` at end of stream.
+    /// Reads one reply (through the gateway's own [`ccgate_smtp::ReplyReader`]); `Ok(None)` at
+    /// end of stream.
     pub fn try_reply(&mut self) -> std::io::Result<Option<Reply>> {
-        let mut lines = Vec::new();
+        let mut reader = ccgate_smtp::ReplyReader::new();
+        let mut started = false;
         loop {
             let mut raw = Vec::new();
             let n = self.reader.read_until(b'\n', &mut raw)?;
             if n == 0 {
-                return if lines.is_empty() {
-                    Ok(None)
-                } else {
+                return if started {
                     Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
-                        format!("reply cut short after {lines:?}"),
+                        "reply cut short",
                     ))
+                } else {
+                    Ok(None)
                 };
             }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("not an SMTP reply line: {line:?}"),
-                )
-            })?;
-            lines.push(line.get(4..).unwrap_or_default().to_owned());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(Some(Reply { code, lines }));
+            started = true;
+            let done = reader
+                .push_line(&raw)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if let Some(reply) = done {
+                return Ok(Some(Reply {
+                    code: reply.code,
+                    lines: reply.lines,
+                }));
             }
         }
     }

@@ -69,8 +69,35 @@ pub fn spool_options(config: &Config) -> SpoolOptions {
         },
         quarantine_after: config.queue.quarantine_after.max(1),
         reporting_mta: config.smtp.hostname.clone(),
+        // Postfix wants 1.5 x message_size_limit free before it takes a message; capped at a
+        // tenth of the file system unless set, so a small volume still takes mail.
+        min_free: config
+            .queue
+            .min_free
+            .unwrap_or(config.smtp.max_message_size.saturating_mul(3) / 2),
+        min_free_cap_percent: if config.queue.min_free.is_some() {
+            0
+        } else {
+            10
+        },
+        attempt_timeout: attempt_timeout(config),
         ..defaults
     }
+}
+
+/// A lease outlives every attempt an agent can make: the longest of the next hop's
+/// (connect, a few commands, data) and the import command's timeouts, plus a margin, and
+/// never less than the spool's default. The SMTP agent also stops an attempt at the lease's
+/// deadline, so no message is ever in two attempts at once.
+fn attempt_timeout(config: &Config) -> std::time::Duration {
+    let margin = std::time::Duration::from_secs(60);
+    let m = &config.modern;
+    let smtp = m.connect_timeout + m.command_timeout * 6 + m.data_timeout;
+    let legacy = config.legacy.import_timeout;
+    SpoolOptions::default()
+        .attempt_timeout
+        .max(smtp + margin)
+        .max(legacy + margin)
 }
 
 fn open_view(dir: &std::path::Path) -> anyhow::Result<QueueView> {
@@ -190,7 +217,7 @@ fn write_text(out: &mut impl Write, m: &MessageInfo) -> io::Result<()> {
         if let Some(next) = r.next_attempt {
             line.push_str(&format!(
                 " next={}",
-                ccgate_queue::rfc5322_date(next.saturating_mul(1000))
+                ccgate_core::rfc5322_date_ms(next.saturating_mul(1000))
             ));
         }
         writeln!(out, "{line}")?;
@@ -244,7 +271,7 @@ fn show(view: &QueueView, id: QueueId, now: SystemTime) -> anyhow::Result<ExitCo
             writeln!(
                 out,
                 "    {}  {}",
-                ccgate_queue::rfc5322_date(h.at_ms),
+                ccgate_core::rfc5322_date_ms(h.at_ms),
                 h.event
             )?;
         }

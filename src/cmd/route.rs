@@ -56,7 +56,9 @@ pub fn run(
             return Ok(ExitCode::from(1));
         }
     };
-    let router_config = directory_source::router_config(config);
+    let mut router_config = directory_source::router_config(config);
+    // Read the keys `ccgate run` made; without them tags are explained as unverifiable.
+    router_config.reply_tags = crate::reply_keys::KeyFile::of(config).open_existing(config)?;
     let router = Router::new(&directory, &router_config);
     let stdout = io::stdout();
     let mut out = stdout.lock();

@@ -68,10 +68,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let directory = load_directory(&config).await?;
     metrics.directory_loaded(Ok(directory.len() as u64));
     let handle = Arc::new(DirectoryHandle::new(directory));
-    let directory_routing = Arc::new(DirectoryRouting::new(
-        Arc::clone(&handle),
-        directory_source::router_config(&config),
-    ));
+    // Reply tags: the key is made on first run and rotated when due (reply_keys.rs).
+    let key_file = crate::reply_keys::KeyFile::of(&config);
+    let reply_tags = key_file.open_or_create(&config)?;
+    info!(file = %key_file.path().display(), lifetime_days = reply_tags.lifetime_days(), "reply-tag keys");
+    let mut router_config = directory_source::router_config(&config);
+    router_config.reply_tags = Some(reply_tags.clone());
+    let directory_routing = Arc::new(DirectoryRouting::new(Arc::clone(&handle), router_config));
     let routing: Arc<dyn Routing> = directory_routing.clone();
     let mut settings = SmtpSettings::new(config.smtp.listen.clone(), &config.smtp.hostname);
     settings.max_message_size = config.smtp.max_message_size;
@@ -153,6 +156,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     ));
     let refuse = RefuseAgent::new(Arc::clone(&spool), Arc::clone(&metrics));
     tasks.spawn(refuse.run(shutdown.subscribe()));
+    let suppress = ccgate_server::SuppressAgent::new(Arc::clone(&spool), Arc::clone(&metrics));
+    tasks.spawn(suppress.run(shutdown.subscribe()));
     let write = ccgate_ccmail::WriteOptions {
         dialect: match config.legacy.dialect {
             crate::config::DialectChoice::Ie5 => ccgate_ccmail::Dialect::Ie5,
@@ -213,6 +218,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tokio::time::interval_at(tokio::time::Instant::now() + every, every)
     };
     let mut reload_timer = timer(&config);
+    let hour = Duration::from_secs(3600);
+    let mut key_timer = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
@@ -230,6 +237,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 reload(&config, &directory_routing, &spool, &metrics).await;
             }
             _ = reload_timer.tick() => reload(&config, &directory_routing, &spool, &metrics).await,
+            _ = key_timer.tick() => {
+                if let Err(e) = key_file.rotate_if_due(&reply_tags, SystemTime::now()) {
+                    warn!(error = %format!("{e:#}"), "reply-tag key rotation failed; the keys in service stay");
+                }
+            }
         }
     }
     shutdown.trigger();

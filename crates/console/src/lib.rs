@@ -80,6 +80,7 @@ pub struct Parts {
 pub struct Console {
     parts: Parts,
     reads: Semaphore,
+    scans: tokio::sync::Mutex<()>,
     sessions: auth::Sessions,
     flow: flow::Flow,
     loopback_only: bool,
@@ -93,6 +94,7 @@ impl Console {
         Self {
             parts,
             reads: Semaphore::new(MAX_READS),
+            scans: tokio::sync::Mutex::new(()),
             sessions: auth::Sessions::default(),
             flow,
             loopback_only: listen.ip().is_loopback(),
@@ -109,6 +111,24 @@ impl Console {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ConsoleError> {
         let _permit = self.reads.acquire().await.map_err(|_| ConsoleError::Busy)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| ConsoleError::Busy)
+    }
+}
+
+impl Console {
+    /// Runs a whole-spool scan for monitoring (`/metrics`, `/queue/summary`) on the blocking
+    /// pool, one at a time: concurrent scrapes queue behind it rather than each holding the
+    /// spool's lock and a thread.
+    ///
+    /// # Errors
+    /// [`ConsoleError::Busy`] when the task could not run.
+    pub async fn scan<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ConsoleError> {
+        let _one = self.scans.lock().await;
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|_| ConsoleError::Busy)

@@ -1,7 +1,8 @@
-//! The admin listener's connections: at most [`MAX_CONNECTIONS`] at once (the next waits in
-//! the kernel's backlog), and a request must arrive within [`READ_TIMEOUT`] of the accept and
-//! the whole exchange end within [`CONNECTION_TIMEOUT`], so slow or idle clients cannot hold
-//! the console (nor take anything from SMTP).
+//! The admin listener's connections: at most [`MAX_CONNECTIONS`] at once (more are closed
+//! unanswered, as the admin listener always did), and a request must arrive within
+//! [`READ_TIMEOUT`] of the accept and the whole exchange end within [`CONNECTION_TIMEOUT`]
+//! (a cutover of many people may take longer than a scrape), so slow or idle clients cannot
+//! hold the console (nor take anything from SMTP).
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep, sleep_until};
 
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once; more are closed unanswered.
+pub const MAX_CONNECTIONS: usize = 32;
 /// Reading stops this long after the accept (the request must be in by then).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is closed this long after the accept, answered or not.
@@ -91,10 +92,15 @@ impl axum::serve::Listener for Capped {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let permit = Arc::clone(&self.permits).acquire_owned().await.ok();
         loop {
             match self.listener.accept().await {
                 Ok((stream, addr)) => {
+                    let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                        tracing::debug!(peer = %addr, "admin connection refused: {MAX_CONNECTIONS} already open");
+                        drop(stream);
+                        continue;
+                    };
+                    let permit = Some(permit);
                     let now = Instant::now();
                     return (
                         Conn {

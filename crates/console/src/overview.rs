@@ -21,7 +21,7 @@ struct Snapshot {
     depth: Depth,
     summary: Summary,
     lanes: Vec<LaneInfo>,
-    healthy: bool,
+    status: ccgate_queue::SpoolStatus,
     states: [(PersonState, u64); 3],
     entries: usize,
     generation: u64,
@@ -75,7 +75,7 @@ pub async fn page(State(console): State<Arc<Console>>, viewer: Viewer) -> Respon
                 depth: c.parts.spool.depth(now),
                 summary: c.parts.spool.summary(now),
                 lanes: c.parts.spool.lanes(now),
-                healthy: c.parts.spool.is_healthy(),
+                status: c.parts.spool.status(),
                 states,
                 entries: directory.len(),
                 generation: c.parts.routing.handle().generation(),
@@ -188,7 +188,7 @@ fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup 
                     thead { tr { th scope="col" { "part" } th scope="col" { "state" } th scope="col" { "detail" } } }
                     tbody {
                         tr { td { "SMTP listener" } td { (flag(ready, "up", "starting")) } td { "" } }
-                        tr { td { "Spool" } td { (flag(s.healthy, "writing", "stopped (see the log)")) } td { (s.depth.messages.iter().map(|(_, n)| n).sum::<u64>()) " messages queued; " (free(s.spool_free)) } }
+                        tr { td { "Spool" } td { @if s.status == ccgate_queue::SpoolStatus::Accepting { span.ok { "✔ taking mail" } } @else { span.bad { "✖ " (s.status) } } } td { (s.depth.messages.iter().map(|(_, n)| n).sum::<u64>()) " messages queued; " (free(s.spool_free)) } }
                         @for lane in &s.lanes {
                             tr { td { "Lane " code { (lane.name) } } td { (lane_status(lane)) } td { (lane.in_flight) " of " (lane.limit) " attempts running" } }
                         }

@@ -1,9 +1,14 @@
 //! SMTP addresses and envelopes.
 //!
 //! Validation follows RFC 5321 §4.1.2 (`Mailbox = Local-part "@" ( Domain / address-literal )`),
-//! widened for SMTPUTF8 (RFC 6531): any non-ASCII UTF-8 is accepted in both parts. The domain is
-//! stored lower-cased so that comparisons and routing are case-insensitive on it; the local part
-//! keeps its case, because RFC 5321 leaves its interpretation to the receiving host.
+//! widened for SMTPUTF8 (RFC 6531): non-ASCII UTF-8 is accepted in both parts, except control
+//! characters (C0, DEL and the C1 range U+0080-U+009F), which no real mailbox holds, which the
+//! legacy side's address reader refuses too, and which would only confuse logs and terminals.
+//! Address literals (`user@[192.0.2.1]`) are valid here, as RFC 5321 has them; the legacy side
+//! cannot write them (brackets), so the converter leaves such an address out rather than write
+//! it. The domain is stored lower-cased so that comparisons and routing are case-insensitive on
+//! it; the local part keeps its case, because RFC 5321 leaves its interpretation to the
+//! receiving host.
 
 use std::fmt;
 use std::str::FromStr;
@@ -105,7 +110,12 @@ impl From<EmailAddress> for String {
 }
 
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || is_utf8_non_ascii(c)
+}
+
+/// RFC 6531's UTF8-non-ascii, less the C1 control characters.
+fn is_utf8_non_ascii(c: char) -> bool {
+    !c.is_ascii() && !c.is_control()
 }
 
 fn check_local(local: &str) -> Result<(), &'static str> {
@@ -125,7 +135,7 @@ fn check_local(local: &str) -> Result<(), &'static str> {
                     _ => return Err("bad quoted pair in local part"),
                 },
                 '"' => return Err("unescaped quote in local part"),
-                c if c.is_ascii_control() => return Err("control character in local part"),
+                c if c.is_control() => return Err("control character in local part"),
                 _ => {}
             }
         }
@@ -168,7 +178,7 @@ fn check_domain(domain: &str) -> Result<(), &'static str> {
         }
         if !label
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || is_utf8_non_ascii(c))
         {
             return Err("bad character in domain");
         }
@@ -274,6 +284,10 @@ mod tests {
             "a@[1.2.3]",
             "a@ex ample.com",
             "\"a\"b\"@x.com",
+            "a\u{85}b@example.com",
+            "\"a\u{9f}b\"@example.com",
+            "\"a\u{7f}\"@example.com",
+            "a@ex\u{80}ample.com",
         ] {
             assert!(
                 input.parse::<EmailAddress>().is_err(),

@@ -2,11 +2,16 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod date;
 mod error;
 mod id;
 mod units;
 
 pub use address::{EmailAddress, Envelope, ReversePath};
+pub use date::{
+    civil_from_days, day_name, days_from_civil, month_name, rfc5322_date, rfc5322_date_at,
+    rfc5322_date_ms,
+};
 pub use error::CoreError;
 pub use id::QueueId;
 pub use units::{format_duration, parse_duration, parse_size};

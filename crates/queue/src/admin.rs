@@ -416,7 +416,7 @@ impl State {
                     (_, Some((until, reason))) => Some(format!(
                         "destination {} is not responding until {}{}",
                         self.lane_name(r.dest),
-                        crate::bounce::rfc5322_date(until),
+                        ccgate_core::rfc5322_date_ms(until),
                         reason.map(|t| format!(": {t}")).unwrap_or_default()
                     )),
                     _ => error_text.clone(),
@@ -568,7 +568,7 @@ pub(crate) fn describe(record: &Record, id: QueueId) -> Option<HistoryEntry> {
                     let what = match r.kind {
                         ResultKind::Delivered => "delivered".to_owned(),
                         ResultKind::Deferred { next_ms } => {
-                            format!("deferred until {}", crate::bounce::rfc5322_date(next_ms))
+                            format!("deferred until {}", ccgate_core::rfc5322_date_ms(next_ms))
                         }
                         ResultKind::Failed => "failed".to_owned(),
                     };

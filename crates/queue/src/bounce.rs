@@ -67,7 +67,10 @@ pub fn build_dsn(input: &DsnInput<'_>) -> Vec<u8> {
     ));
     line(&format!("To: <{}>", one_line(input.to)));
     line("Subject: Undelivered Mail Returned to Sender");
-    line(&format!("Date: {}", rfc5322_date(input.now_ms)));
+    line(&format!(
+        "Date: {}",
+        ccgate_core::rfc5322_date_ms(input.now_ms)
+    ));
     line(&format!(
         "Message-ID: <{}.{}.bounce@{host}>",
         input.queue_id, input.now_ms
@@ -110,7 +113,10 @@ pub fn build_dsn(input: &DsnInput<'_>) -> Vec<u8> {
     line("");
     line(&format!("Reporting-MTA: dns; {host}"));
     line(&format!("X-Ccgate-Queue-ID: {}", input.queue_id));
-    line(&format!("Arrival-Date: {}", rfc5322_date(input.arrival_ms)));
+    line(&format!(
+        "Arrival-Date: {}",
+        ccgate_core::rfc5322_date_ms(input.arrival_ms)
+    ));
     for r in input.recipients {
         line("");
         line(&format!(
@@ -126,7 +132,10 @@ pub fn build_dsn(input: &DsnInput<'_>) -> Vec<u8> {
             line(&format!("Diagnostic-Code: smtp; {}", one_line(diag)));
         }
         if let Some(at) = r.last_attempt_ms {
-            line(&format!("Last-Attempt-Date: {}", rfc5322_date(at)));
+            line(&format!(
+                "Last-Attempt-Date: {}",
+                ccgate_core::rfc5322_date_ms(at)
+            ));
         }
     }
     line("");
@@ -161,6 +170,72 @@ pub fn header_section(message: &[u8]) -> &[u8] {
         start = i + 1;
     }
     capped
+}
+
+/// The lane of bounces that must not be sent (see [`suppression`]): its agent fails them at
+/// once, so the log says why and nothing is sent; a bounce has the null sender, so its failure
+/// bounces no further.
+pub const SUPPRESSED_LANE: &str = "suppressed";
+
+/// The header a suppressed bounce carries first, with the reason (read by the lane's agent).
+pub const SUPPRESSED_HEADER: &str = "X-Ccgate-Bounce-Suppressed";
+
+/// Why a bounce for a message from `sender` (whose header section is `original_headers`) must
+/// not be sent, if it must not (backscatter and loops): the null sender (RFC 5321 §4.5.5),
+/// `postmaster` or `MAILER-DAEMON` (another system's robot), mail marked `Auto-Submitted:`
+/// other than `no` (RFC 3834 §2), or a message that already had a bounce (one per message).
+pub fn suppression(sender: &str, original_headers: &[u8], earlier_bounce: bool) -> Option<String> {
+    if sender.is_empty() {
+        return Some("the sender is the null sender <>".to_owned());
+    }
+    let local = sender.rsplit_once('@').map_or(sender, |(local, _)| local);
+    let local = local.trim_matches('"');
+    for robot in ["postmaster", "mailer-daemon"] {
+        if local.eq_ignore_ascii_case(robot) {
+            return Some(format!("the sender is {local}, a mail system's address"));
+        }
+    }
+    if let Some(value) = header_value(original_headers, "auto-submitted") {
+        let keyword = value
+            .split([';', '(', ' ', '\t'])
+            .find(|w| !w.is_empty())
+            .unwrap_or_default();
+        if !keyword.eq_ignore_ascii_case("no") {
+            return Some(format!("the message is Auto-Submitted: {keyword}"));
+        }
+    }
+    if earlier_bounce {
+        return Some("a bounce was already sent for this message".to_owned());
+    }
+    None
+}
+
+/// The reason a suppressed bounce carries ([`SUPPRESSED_HEADER`]), if it is one.
+pub fn suppressed_reason(bounce: &[u8]) -> Option<String> {
+    header_value(header_section(bounce), SUPPRESSED_HEADER)
+}
+
+/// The first value of a header (unfolded, trimmed), by name without regard to case.
+fn header_value(headers: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(headers);
+    let mut found: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if let Some(value) = &mut found {
+            if line.starts_with([' ', '\t']) {
+                value.push(' ');
+                value.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((field, value)) = line.split_once(':')
+            && field.trim().eq_ignore_ascii_case(name)
+        {
+            found = Some(value.trim().to_owned());
+        }
+    }
+    found
 }
 
 /// Copies `text` line by line with CRLF endings (bare CR or LF become CRLF), ending with CRLF.
@@ -219,57 +294,39 @@ fn one_line(s: &str) -> String {
     out.trim_end().to_owned()
 }
 
-/// `Tue, 1 Jul 2025 12:34:56 +0000` for a time in ms since the epoch (UTC).
-pub fn rfc5322_date(ms: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    let weekday = DAYS
-        .get(usize::try_from(days % 7).unwrap_or(0))
-        .unwrap_or(&"Thu");
-    let month = MONTHS
-        .get(usize::try_from(m.saturating_sub(1)).unwrap_or(0))
-        .unwrap_or(&"Jan");
-    format!(
-        "{weekday}, {d} {month} {y} {:02}:{:02}:{:02} +0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31): Howard Hinnant's algorithm.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn dates() {
-        for (ms, text) in [
-            (0, "Thu, 1 Jan 1970 00:00:00 +0000"),
-            (951_782_400_000, "Tue, 29 Feb 2000 00:00:00 +0000"),
-            (1_751_373_296_000, "Tue, 1 Jul 2025 12:34:56 +0000"),
+    fn bounces_are_suppressed_for_robots_auto_submitted_mail_and_repeats() {
+        let plain = b"From: a@b.test\r\nSubject: hi\r\n";
+        assert_eq!(suppression("a@b.test", plain, false), None);
+        for sender in [
+            "",
+            "MAILER-DAEMON@x.test",
+            "postmaster@y.test",
+            "Postmaster",
         ] {
-            assert_eq!(rfc5322_date(ms), text);
+            assert!(suppression(sender, plain, false).is_some(), "{sender}");
         }
+        let auto = b"From: a@b.test\r\nAuto-Submitted:\r\n auto-replied (vacation)\r\n";
+        assert_eq!(
+            suppression("a@b.test", auto, false).as_deref(),
+            Some("the message is Auto-Submitted: auto-replied")
+        );
+        let not_auto = b"auto-submitted: No\r\n";
+        assert_eq!(suppression("a@b.test", not_auto, false), None);
+        assert_eq!(
+            suppression("a@b.test", plain, true).as_deref(),
+            Some("a bounce was already sent for this message")
+        );
+        let dsn = format!("{SUPPRESSED_HEADER}: why not\r\nFrom: x\r\n\r\nbody\r\n");
+        assert_eq!(
+            suppressed_reason(dsn.as_bytes()).as_deref(),
+            Some("why not")
+        );
+        assert_eq!(suppressed_reason(b"From: x\r\n\r\n"), None);
     }
 
     #[test]

@@ -129,6 +129,43 @@ fn take_answer(path: &Path) -> Result<Option<AdminReport>> {
     Ok(Some(report))
 }
 
+/// Largest control request read; a request names ids and filters, a few KiB at most.
+const MAX_REQUEST: u64 = 1 << 20;
+
+/// Reads a request file, refusing anything but a regular file of sane size.
+fn read_request(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_REQUEST {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, more than a request can be ({MAX_REQUEST})",
+            meta.len()
+        )));
+    }
+    fs::read(path)
+}
+
+/// Writes the answer `<stem>.done` durably.
+fn answer(dirs: &crate::store::Dirs, stem: &str, report: &AdminReport) -> Result<()> {
+    let done = dirs.control.join(format!("{stem}{DONE_SUFFIX}"));
+    let json = serde_json::to_vec(report).map_err(|e| QueueError::BadControl {
+        path: done.clone(),
+        reason: e.to_string(),
+    })?;
+    store::write_durably(&dirs.tmp, &done, &json)
+}
+
+/// Renames a request that cannot be removed to `<name>.bad`, out of the way of later ticks
+/// (left for the administrator to look at). If even that fails it is retried next tick,
+/// which answers it again without stopping anything else.
+fn set_aside(path: &Path) {
+    let mut bad = path.as_os_str().to_owned();
+    bad.push(".bad");
+    let _ = fs::rename(path, PathBuf::from(bad));
+}
+
 /// Carries out every pending request in `control/` (owner side); returns how many.
 pub(crate) fn process(spool: &Spool, now: SystemTime) -> Result<usize> {
     let dirs = spool.dirs();
@@ -160,24 +197,32 @@ pub(crate) fn process(spool: &Spool, now: SystemTime) -> Result<usize> {
     }
     requests.sort();
     for (stem, path) in &requests {
-        let report = match fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice::<AdminRequest>(&bytes) {
-                Ok(request) => spool.admin(&request, now)?,
-                Err(e) => AdminReport {
-                    error: Some(format!("{}: invalid request: {e}", path.display())),
-                    ..AdminReport::default()
-                },
-            },
+        // Junk in the control folder (an unreadable or oversized file, a folder named like a
+        // request) is answered with an error and set aside: it never stops housekeeping.
+        let bytes = match read_request(path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).at(path),
+            Err(e) => {
+                let report = AdminReport {
+                    error: Some(format!("{}: cannot read the request: {e}", path.display())),
+                    ..AdminReport::default()
+                };
+                answer(dirs, stem, &report)?;
+                set_aside(path);
+                continue;
+            }
         };
-        let json = serde_json::to_vec(&report).map_err(|e| QueueError::BadControl {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let done = dirs.control.join(format!("{stem}{DONE_SUFFIX}"));
-        store::write_durably(&dirs.tmp, &done, &json)?;
-        fs::remove_file(path).at(path)?;
+        let report = match serde_json::from_slice::<AdminRequest>(&bytes) {
+            Ok(request) => spool.admin(&request, now)?,
+            Err(e) => AdminReport {
+                error: Some(format!("{}: invalid request: {e}", path.display())),
+                ..AdminReport::default()
+            },
+        };
+        answer(dirs, stem, &report)?;
+        if fs::remove_file(path).is_err() {
+            set_aside(path);
+        }
     }
     if !requests.is_empty() {
         store::sync_dir(&dirs.control)?;

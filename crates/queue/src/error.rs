@@ -73,6 +73,15 @@ pub enum QueueError {
         /// SMTP server answers with 452 4.3.1 rather than 451 4.3.0.
         disk_full: bool,
     },
+    /// The spool is not taking new mail right now: its file system is below `min_free`, or a
+    /// write failed (and was rolled back) and the writer is retrying. Clears by itself.
+    #[error("the spool is not taking new mail for now: {reason}")]
+    NotAccepting {
+        /// Why.
+        reason: String,
+        /// Whether it is about space (452 4.3.1 rather than 451 4.3.0).
+        disk_full: bool,
+    },
     /// [`crate::Spool::enqueue_with_id`] was given an id already in the queue.
     #[error("queue id {id} is already in the queue")]
     DuplicateId {
@@ -128,7 +137,7 @@ impl QueueError {
     /// server reports as `452 4.3.1` and that clears by itself once space is freed.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            Self::Poisoned { disk_full, .. } => *disk_full,
+            Self::Poisoned { disk_full, .. } | Self::NotAccepting { disk_full, .. } => *disk_full,
             Self::Io { source, .. } => is_disk_full_io(source),
             _ => false,
         }

@@ -21,19 +21,20 @@ pub use admin::{
     QueueState, RecipientInfo, Summary, SummaryRow,
 };
 pub use bounce::{
-    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, build_dsn, header_section, rfc5322_date,
+    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, SUPPRESSED_HEADER, SUPPRESSED_LANE, build_dsn,
+    header_section, suppressed_reason, suppression,
 };
 pub use clock::now;
 pub use control::{Via, admin_request};
 pub use error::{QueueError, Result};
 pub use outcome::{DeliveryError, DeliveryResult, FailureScope, Severity, StatusCode};
-pub use record::{AdminAction, MAX_BODY_LEN, MAX_RECORD_LEN, RcptState};
+pub use record::{AdminAction, MAX_BODY_LEN, MAX_RECORD_LEN, MAX_REPLY_TEXT, RcptState};
 pub use recover::{Discarded, RecoveryReport};
 pub use schedule::{
     AGE_BUCKETS, DeadPolicy, LaneHealth, LaneStatus, RetryPolicy, age_bucket, retry_delay,
 };
 pub use spool::{
-    Completion, LaneInfo, Lease, LeaseId, LeasedRecipient, Route, Spool, SpoolOptions, TickReport,
-    Unrouted, spool_dir,
+    Completion, DEFAULT_MIN_FREE, LaneInfo, Lease, LeaseId, LeasedRecipient, Route, Spool,
+    SpoolOptions, SpoolStatus, TickReport, Unrouted, spool_dir,
 };
 pub use view::QueueView;

@@ -311,21 +311,14 @@ impl Record {
 
     /// Appends the complete frame of this record to `out`.
     pub fn encode_frame(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&JOURNAL_MAGIC);
-        out.push(self.type_code());
-        out.extend_from_slice(&[0; 4]);
-        let payload_start = out.len();
-        let mut enc = Enc(out);
-        self.encode_payload(&mut enc);
-        let payload_len = out.len().saturating_sub(payload_start);
-        let len_bytes = u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes();
-        if let Some(slot) = out.get_mut(start + 3..start + 7) {
-            slot.copy_from_slice(&len_bytes);
-        }
-        let crc = crc32fast::hash(out.get(start + 2..).unwrap_or_default());
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.push(COMMIT);
+        frame_with(self.type_code(), out, |e| self.encode_payload(e));
+    }
+
+    /// Appends the frame of this record to `out` if its payload fits [`MAX_RECORD_LEN`], the
+    /// limit recovery enforces; otherwise leaves `out` as it was and returns the payload's
+    /// size (a record recovery would throw away must never be written).
+    pub fn try_encode_frame(&self, out: &mut Vec<u8>) -> Result<(), u64> {
+        checked(out, |out| self.encode_frame(out))
     }
 
     fn encode_payload(&self, e: &mut Enc<'_>) {
@@ -637,6 +630,91 @@ fn array<const N: usize>(bytes: Option<&[u8]>) -> [u8; N] {
     out
 }
 
+/// Writes the frame of `payload` with `type_code` to `out`.
+fn frame_with(type_code: u8, out: &mut Vec<u8>, payload: impl FnOnce(&mut Enc<'_>)) {
+    let start = out.len();
+    out.extend_from_slice(&JOURNAL_MAGIC);
+    out.push(type_code);
+    out.extend_from_slice(&[0; 4]);
+    let payload_start = out.len();
+    let mut enc = Enc(out);
+    payload(&mut enc);
+    let payload_len = out.len().saturating_sub(payload_start);
+    let len_bytes = u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes();
+    if let Some(slot) = out.get_mut(start + 3..start + 7) {
+        slot.copy_from_slice(&len_bytes);
+    }
+    let crc = crc32fast::hash(out.get(start + 2..).unwrap_or_default());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.push(COMMIT);
+}
+
+/// Runs `encode`, then undoes it if the frame's payload is larger than [`MAX_RECORD_LEN`].
+fn checked(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), u64> {
+    let start = out.len();
+    encode(out);
+    let payload = out
+        .len()
+        .saturating_sub(start)
+        .saturating_sub(FRAME_OVERHEAD);
+    if payload > MAX_RECORD_LEN {
+        out.truncate(start);
+        return Err(payload as u64);
+    }
+    Ok(())
+}
+
+/// Appends the enqueue (or snapshot) frame of `m` without building a [`Record`]; the caller
+/// has checked its size ([`MessageRec::fits`]).
+pub(crate) fn encode_message_frame(m: &MessageRec, snapshot: bool, out: &mut Vec<u8>) {
+    frame_with(if snapshot { 3 } else { 2 }, out, |e| encode_message(e, m));
+}
+
+/// Longest reply or error text stored per recipient; longer texts are cut. A next hop's
+/// reply can be long (multi-line), and a message's records must stay within
+/// [`MAX_RECORD_LEN`] whatever its recipients were told.
+pub const MAX_REPLY_TEXT: usize = 1000;
+
+/// Cuts `text` to [`MAX_REPLY_TEXT`] bytes at a character boundary, marking the cut.
+pub(crate) fn cap_text(text: &str) -> String {
+    if text.len() <= MAX_REPLY_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_REPLY_TEXT - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", text.get(..end).unwrap_or_default())
+}
+
+/// `text` cut to at most [`MAX_REPLY_TEXT`] bytes, at a character boundary.
+fn cut_text(text: &str) -> &str {
+    let mut end = text.len().min(MAX_REPLY_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+/// Bytes a recipient's record can grow by over its life: an error with capped texts.
+pub(crate) const RCPT_GROWTH: u64 = 2 * MAX_REPLY_TEXT as u64 + 64;
+
+impl MessageRec {
+    /// Checks that this message's record, and every later record about it (a snapshot after
+    /// each recipient has been given an error of the longest stored size), fits in
+    /// [`MAX_RECORD_LEN`]. Returns the worst-case payload size otherwise.
+    pub(crate) fn fits(&self) -> Result<(), u64> {
+        let mut buf = Vec::new();
+        encode_message_frame(self, false, &mut buf);
+        let payload = buf.len().saturating_sub(FRAME_OVERHEAD) as u64;
+        let worst = payload.saturating_add((self.rcpts.len() as u64).saturating_mul(RCPT_GROWTH));
+        if worst > MAX_RECORD_LEN as u64 {
+            return Err(worst);
+        }
+        Ok(())
+    }
+}
+
 fn encode_message(e: &mut Enc<'_>, m: &MessageRec) {
     e.id(m.id);
     e.u64(m.arrival_ms);
@@ -750,8 +828,10 @@ fn encode_error(e: &mut Enc<'_>, err: Option<&ErrorRec>) {
             e.u16(s.detail());
         }
     }
-    e.opt_str(err.diagnostic.as_deref());
-    e.str(&err.text);
+    // Stored texts are capped (see `MAX_REPLY_TEXT`); the spool caps them when it makes
+    // them, this keeps the format's promise whoever built the value.
+    e.opt_str(err.diagnostic.as_deref().map(cut_text));
+    e.str(cut_text(&err.text));
     e.u64(err.at_ms);
 }
 

@@ -246,55 +246,77 @@ fn replay_segment(
                 pos += len;
                 good_end = pos;
             }
-            Frame::Incomplete => {
-                if mode == Mode::Reader && is_last {
-                    // Most likely being written right now.
-                    return Ok(base + good_end as u64);
+            Frame::Incomplete | Frame::Invalid(_) => {
+                let reason = match record::check_frame(rest) {
+                    Frame::Invalid(reason) => reason,
+                    _ => "length runs past the end of the segment",
+                };
+                // A length field can be corrupted into a plausible value that runs past the
+                // end: that is a torn tail only if no valid frame follows and this is the
+                // segment that was being written. Anywhere else, resynchronise on the next
+                // frame that checks out, so no acknowledged record after it is lost.
+                let next = next_valid_frame(buf, pos + 1);
+                match next {
+                    None if is_last => {
+                        if mode == Mode::Reader {
+                            // Most likely being written right now.
+                            return Ok(base + good_end as u64);
+                        }
+                        report.discarded.push(Discarded {
+                            path: path.to_path_buf(),
+                            offset: base + pos as u64,
+                            len: (buf.len() - pos) as u64,
+                            reason: format!(
+                                "incomplete or corrupt record at the end ({reason}; a torn write, never acknowledged)"
+                            ),
+                        });
+                        break;
+                    }
+                    _ => {
+                        let stop = next.unwrap_or(buf.len());
+                        report.discarded.push(Discarded {
+                            path: path.to_path_buf(),
+                            offset: base + pos as u64,
+                            len: (stop - pos) as u64,
+                            reason: format!("corrupt record ({reason}); skipped"),
+                        });
+                        pos = stop;
+                        if next.is_some() {
+                            good_end = pos;
+                        }
+                    }
                 }
-                report.discarded.push(Discarded {
-                    path: path.to_path_buf(),
-                    offset: base + pos as u64,
-                    len: (buf.len() - pos) as u64,
-                    reason: "incomplete record at the end (torn write, never acknowledged)"
-                        .to_owned(),
-                });
-                break;
-            }
-            Frame::Invalid(reason) => {
-                // Resynchronise on the next frame that checks out.
-                let next = (pos + 1..buf.len()).find(|&p| {
-                    buf.get(p..p + 2) == Some(&record::JOURNAL_MAGIC[..])
-                        && matches!(
-                            record::check_frame(buf.get(p..).unwrap_or_default()),
-                            Frame::Complete { .. }
-                        )
-                });
-                let stop = next.unwrap_or(buf.len());
-                if mode == Mode::Reader && is_last && next.is_none() {
-                    return Ok(base + good_end as u64);
-                }
-                report.discarded.push(Discarded {
-                    path: path.to_path_buf(),
-                    offset: base + pos as u64,
-                    len: (stop - pos) as u64,
-                    reason: format!("corrupt record ({reason})"),
-                });
-                if next.is_none() {
-                    break;
-                }
-                pos = stop;
             }
         }
     }
     let good_end = base + good_end as u64;
     let total = base + buf.len() as u64;
-    if mode == Mode::Owner && good_end < total {
-        // Cut the torn tail so the next append and the next recovery start clean.
+    if mode == Mode::Owner && is_last && good_end < total {
+        // Cut the torn tail of the newest segment (only there can a write have been torn) so
+        // the next recovery starts clean. Older segments are never cut: their bad bytes are
+        // skipped at every recovery and go when compaction removes the segment.
         let f = OpenOptions::new().write(true).open(path).at(path)?;
         f.set_len(good_end).at(path)?;
         f.sync_all().at(path)?;
     }
     Ok(good_end)
+}
+
+/// The offset of the first valid journal frame at or after `from`, if any.
+fn next_valid_frame(buf: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(rest) = buf.get(at..) {
+        let skip = rest.windows(2).position(|w| w == record::JOURNAL_MAGIC)?;
+        at += skip;
+        if matches!(
+            record::check_frame(buf.get(at..).unwrap_or_default()),
+            Frame::Complete { .. }
+        ) {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
 }
 
 /// Removes every file in `tmp/` (writes that never reached their rename).

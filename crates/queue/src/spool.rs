@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,8 +27,8 @@ use crate::bounce::{self, DsnInput, DsnRecipient};
 use crate::error::{IoContext, QueueError, Result};
 use crate::outcome::{DeliveryError, DeliveryResult, FailureScope, Severity, StatusCode};
 use crate::record::{
-    AdminAction, BodyRef, ErrorRec, MAX_BODY_LEN, MAX_STRING_LEN, MessageRec, RcptRec, RcptResult,
-    RcptState, Record, ResultKind, RouteRec,
+    self, AdminAction, BodyRef, ErrorRec, MAX_BODY_LEN, MAX_STRING_LEN, MessageRec, RcptRec,
+    RcptResult, RcptState, Record, ResultKind, RouteRec,
 };
 use crate::recover::{self, Mode, RecoveryReport};
 use crate::schedule::{
@@ -58,6 +59,13 @@ pub struct SpoolOptions {
     pub journal_segment_bytes: u64,
     /// Data segments are rotated past this size.
     pub data_segment_bytes: u64,
+    /// New messages are refused (`452 4.3.1`) while the spool's file system has less than
+    /// this many bytes free, so that deliveries still have room to record their outcomes
+    /// (Postfix's `queue_minfree`). 0 turns the check off.
+    pub min_free: u64,
+    /// If not 0, `min_free` is lowered to this percentage of the file system's size, so that
+    /// a default meant for a real disk does not refuse everything on a small volume.
+    pub min_free_cap_percent: u64,
 }
 
 impl Default for SpoolOptions {
@@ -81,6 +89,8 @@ impl Default for SpoolOptions {
             reporting_mta: "localhost".to_owned(),
             journal_segment_bytes: 64 << 20,
             data_segment_bytes: 128 << 20,
+            min_free: DEFAULT_MIN_FREE,
+            min_free_cap_percent: 10,
         }
     }
 }
@@ -220,6 +230,74 @@ pub struct Spool {
     _lock: File,
 }
 
+/// Default of [`SpoolOptions::min_free`]: 64 MiB, room for the outcome records of about a
+/// hundred thousand deliveries and for a new data segment's first messages, so a full disk
+/// stops intake before it can stop deliveries (which are what free the space).
+pub const DEFAULT_MIN_FREE: u64 = 64 << 20;
+
+/// Whether the spool takes new mail, and if not, why ([`Spool::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolStatus {
+    /// Writing and taking new mail.
+    Accepting,
+    /// Less free space than `min_free`: new mail is refused (`452 4.3.1`), deliveries go on.
+    LowSpace {
+        /// Bytes free now.
+        free: u64,
+        /// The configured floor.
+        min_free: u64,
+    },
+    /// A write failed and was rolled back; the writer retries with backoff and resumes by
+    /// itself. New mail is refused meanwhile (`452 4.3.1` when the disk is full).
+    WriteFailing {
+        /// The failed write, as the system said it.
+        reason: String,
+        /// ENOSPC or EDQUOT.
+        disk_full: bool,
+    },
+    /// A failed write could not even be rolled back: only a restart (and recovery) helps.
+    Failed {
+        /// The failure.
+        reason: String,
+    },
+}
+
+impl SpoolStatus {
+    /// A short name for metrics and probes: `accepting`, `low_space`, `disk_full`,
+    /// `write_error` or `failed`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Accepting => "accepting",
+            Self::LowSpace { .. } => "low_space",
+            Self::WriteFailing {
+                disk_full: true, ..
+            } => "disk_full",
+            Self::WriteFailing { .. } => "write_error",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for SpoolStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Accepting => f.write_str("accepting mail"),
+            Self::LowSpace { free, min_free } => write!(
+                f,
+                "not accepting mail: {free} bytes free on the spool's file system, below min_free ({min_free})"
+            ),
+            Self::WriteFailing { reason, .. } => write!(
+                f,
+                "not accepting mail: spool writes fail ({reason}); retrying"
+            ),
+            Self::Failed { reason } => write!(
+                f,
+                "the spool stopped after a write it could not roll back ({reason}); restart the process"
+            ),
+        }
+    }
+}
+
 /// Messages snapshotted per state-lock hold during compaction.
 const COMPACTION_CHUNK: usize = 4096;
 /// Owed bounces built per tick.
@@ -237,12 +315,17 @@ impl Spool {
     pub fn open(dir: &Path, options: SpoolOptions) -> Result<Self> {
         check_options(&options)?;
         let started = Instant::now();
-        std::fs::create_dir_all(dir).at(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .at(dir)?;
         let dirs = Dirs::new(dir);
         let lock_file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&dirs.lock)
             .at(&dirs.lock)?;
         match lock_file.try_lock() {
@@ -487,6 +570,7 @@ impl Spool {
                 error: None,
             })
             .collect();
+        self.check_min_free(body.len() as u64)?;
         let needs_routing = routes.iter().any(|r| r.destination.is_empty());
         let rec = MessageRec {
             id: QueueId::from_u128(0),
@@ -502,9 +586,65 @@ impl Spool {
             bounce_for: None,
             rcpts,
         };
+        rec.fits().map_err(|size| QueueError::TooLarge {
+            what: "message record (recipients and their addresses)",
+            size,
+            max: record::MAX_RECORD_LEN as u64,
+        })?;
         let (id, ticket) = self.push_message(id, rec, body.to_vec(), None)?;
         self.shared.wait(ticket)?;
         Ok(id)
+    }
+
+    /// Refuses a new message of `size` bytes while free space is below `min_free` (or would
+    /// fall below it by writing the message).
+    fn check_min_free(&self, size: u64) -> Result<()> {
+        if self.options.min_free == 0 {
+            return Ok(());
+        }
+        let (free, min_free) = self.free_and_floor()?;
+        if free < min_free.saturating_add(size) {
+            return Err(QueueError::NotAccepting {
+                reason: format!(
+                    "{free} bytes free on the spool's file system; min_free is {min_free}"
+                ),
+                disk_full: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// Free bytes now, and the `min_free` in force (capped to a share of the file system).
+    fn free_and_floor(&self) -> Result<(u64, u64)> {
+        let (free, size) = store::space(&self.shared.dirs.root)?;
+        let mut floor = self.options.min_free;
+        if self.options.min_free_cap_percent > 0 {
+            floor = floor.min(size / 100 * self.options.min_free_cap_percent.min(100));
+        }
+        Ok((free, floor))
+    }
+
+    /// Whether the spool takes new mail now, and if not, why (for `/readyz` and metrics).
+    pub fn status(&self) -> SpoolStatus {
+        match self.shared.writer_status() {
+            (_, Some(reason)) => SpoolStatus::Failed { reason },
+            (Some(stall), None) => SpoolStatus::WriteFailing {
+                reason: stall.reason,
+                disk_full: stall.disk_full,
+            },
+            (None, None) => match self.free_and_floor() {
+                Ok((free, min_free)) if self.options.min_free > 0 && free < min_free => {
+                    SpoolStatus::LowSpace { free, min_free }
+                }
+                _ => SpoolStatus::Accepting,
+            },
+        }
+    }
+
+    /// False only when the spool cannot recover by itself (a failed write could not be rolled
+    /// back): the liveness probe, so that a supervisor restarts the process.
+    pub fn is_alive(&self) -> bool {
+        self.shared.check().is_ok()
     }
 
     /// Gives `rec` a fresh id and hands it to the writer. `bounce` marks the recipients of the
@@ -559,7 +699,7 @@ impl Spool {
     fn push_applied(&self, records: &[Record]) -> Result<u64> {
         let mut bytes = Vec::new();
         for rec in records {
-            rec.encode_frame(&mut bytes);
+            encode_checked(rec, &mut bytes)?;
         }
         self.shared.push(Request::Records {
             bytes,
@@ -568,11 +708,15 @@ impl Spool {
     }
 
     fn apply_and_push_locked(&self, state: &mut State, records: &[Record]) -> Result<u64> {
+        // Encode (and check) every record before any is applied.
         let mut bytes = Vec::new();
+        let mut lens = Vec::with_capacity(records.len());
         for rec in records {
             let start = bytes.len();
-            rec.encode_frame(&mut bytes);
-            let len = u32::try_from(bytes.len() - start).unwrap_or(u32::MAX);
+            encode_checked(rec, &mut bytes)?;
+            lens.push(u32::try_from(bytes.len() - start).unwrap_or(u32::MAX));
+        }
+        for (rec, len) in records.iter().zip(lens) {
             let seg = state.active_journal;
             state.apply(rec, seg, len);
         }
@@ -592,7 +736,8 @@ impl Spool {
     /// # Errors
     /// [`QueueError::Poisoned`] after a failed write.
     pub fn lease(&self, lane: &str, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
-        self.shared.check()?;
+        // No new attempt while writes fail: its outcome could not be recorded.
+        self.shared.check_writing()?;
         let now_ms = to_ms(now);
         let mut state = lock(&self.shared.state);
         let Some(lane_id) = state.find_lane(lane) else {
@@ -838,7 +983,7 @@ impl Spool {
                         scope: FailureScope::Message,
                         status: Some(StatusCode::EXPIRED),
                         diagnostic: last.and_then(|e| e.diagnostic.clone()),
-                        text,
+                        text: record::cap_text(&text),
                         at_ms: now_ms,
                     }),
                 }
@@ -912,8 +1057,8 @@ impl Spool {
                     severity: e.severity(),
                     scope: e.scope(),
                     status: Some(e.effective_status()),
-                    diagnostic: e.diagnostic().map(str::to_owned),
-                    text,
+                    diagnostic: e.diagnostic().map(record::cap_text),
+                    text: record::cap_text(&text),
                     at_ms: now_ms,
                 };
                 let (kind, err) = match &result {
@@ -989,7 +1134,7 @@ impl Spool {
                         name: lease.lane.clone(),
                         at_ms: now_ms,
                         dead_until_ms: until,
-                        reason: e,
+                        reason: record::cap_text(&e),
                     });
                 }
             }
@@ -1009,6 +1154,22 @@ impl Spool {
         Ok(completion)
     }
 
+    /// Renews a lease before its delivery starts: its deadline becomes `now` plus the attempt
+    /// timeout. Returns false if the lease has already timed out (its recipients were given
+    /// back to the queue and may be in another attempt): then the caller must not deliver.
+    /// An agent that takes several leases at once calls this before each delivery, so a lease
+    /// never times out while it waits its turn.
+    pub fn renew(&self, lease: &mut Lease, now: SystemTime) -> bool {
+        let mut state = lock(&self.shared.state);
+        let Some(slot) = state.leases.get_mut(&lease.id.0) else {
+            return false;
+        };
+        let deadline_ms = to_ms(now).saturating_add(duration_ms(self.options.attempt_timeout));
+        slot.deadline_ms = slot.deadline_ms.max(deadline_ms);
+        lease.deadline = from_ms(slot.deadline_ms);
+        true
+    }
+
     /// Gives a lease back unfinished (clean shutdown): no attempt is counted and the
     /// recipients are due again at once.
     ///
@@ -1025,7 +1186,7 @@ impl Spool {
     /// Builds and queues the bounce a message owes, if any; returns its id.
     fn send_bounce(&self, id: QueueId, now: SystemTime) -> Result<Option<QueueId>> {
         let now_ms = to_ms(now);
-        let (sender, arrival_ms, body, idxs, recipients) = {
+        let (sender, arrival_ms, body, idxs, recipients, earlier_bounce) = {
             let mut state = lock(&self.shared.state);
             let Some(msg) = state.messages.get_mut(&id) else {
                 return Ok(None);
@@ -1033,6 +1194,11 @@ impl Spool {
             if msg.sender.is_empty() {
                 return Ok(None);
             }
+            // One bounce per message: recipients already reported mean one was sent.
+            let earlier_bounce = msg
+                .rcpts
+                .iter()
+                .any(|r| r.flags & (crate::state::BOUNCED | BOUNCE_QUEUED) != 0);
             let mut idxs = Vec::new();
             let mut recipients = Vec::new();
             for (i, r) in msg.rcpts.iter_mut().enumerate() {
@@ -1063,12 +1229,14 @@ impl Spool {
                 msg.body,
                 idxs,
                 recipients,
+                earlier_bounce,
             )
         };
         // Read the original headers outside the lock. An unreadable body still gets a bounce.
         let original = recover::read_body(&self.shared.dirs, id, &body).unwrap_or_default();
         let headers = bounce::header_section(&original);
-        let dsn = bounce::build_dsn(&DsnInput {
+        let suppressed = bounce::suppression(&sender, headers, earlier_bounce);
+        let mut dsn = bounce::build_dsn(&DsnInput {
             reporting_mta: &self.options.reporting_mta,
             queue_id: id,
             to: &sender,
@@ -1077,6 +1245,14 @@ impl Spool {
             recipients: &recipients,
             original_headers: headers,
         });
+        // A bounce that must not be sent (backscatter, loops) is still queued, so the recipients
+        // it reports on are settled as usual, but straight into the `suppressed` lane with the
+        // reason on top: its agent fails it at once, and the log and the listing say why.
+        if let Some(reason) = &suppressed {
+            let mut marked = format!("{}: {reason}\r\n", bounce::SUPPRESSED_HEADER).into_bytes();
+            marked.append(&mut dsn);
+            dsn = marked;
+        }
         let rec = MessageRec {
             id: QueueId::from_u128(0),
             arrival_ms: now_ms,
@@ -1085,14 +1261,18 @@ impl Spool {
                 ..BodyRef::default()
             },
             sender: String::new(),
-            needs_routing: true,
+            needs_routing: suppressed.is_none(),
             crashes: 0,
             quarantine: None,
             bounce_for: Some((id, idxs.clone())),
             rcpts: vec![RcptRec {
                 addr: sender,
                 orig: None,
-                dest: String::new(),
+                dest: if suppressed.is_some() {
+                    bounce::SUPPRESSED_LANE.to_owned()
+                } else {
+                    String::new()
+                },
                 state: RcptState::Pending,
                 attempts: 0,
                 next_ms: now_ms,
@@ -1106,9 +1286,10 @@ impl Spool {
         Ok(Some(bounce_id))
     }
 
-    /// False once a write failed and the spool stopped (`Poisoned`): the readiness probe.
+    /// True while the spool takes new mail ([`Spool::status`] is `Accepting`): the readiness
+    /// probe.
     pub fn is_healthy(&self) -> bool {
-        self.shared.check().is_ok()
+        self.status() == SpoolStatus::Accepting
     }
 
     /// Messages waiting for the router (bounces, requeued mail), at most `max`.
@@ -1253,6 +1434,10 @@ impl Spool {
     /// [`QueueError::Poisoned`] after a failed write; [`QueueError::Io`].
     pub fn tick(&self, now: SystemTime) -> Result<TickReport> {
         self.shared.check()?;
+        if self.shared.check_writing().is_err() {
+            // Writes fail for now (a full disk): housekeeping waits for the writer to resume.
+            return Ok(TickReport::default());
+        }
         let now_ms = to_ms(now);
         let mut report = TickReport::default();
 
@@ -1573,6 +1758,16 @@ impl Drop for Spool {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// Encodes a record, refusing one larger than recovery accepts.
+fn encode_checked(rec: &Record, out: &mut Vec<u8>) -> Result<()> {
+    rec.try_encode_frame(out)
+        .map_err(|size| QueueError::TooLarge {
+            what: "journal record",
+            size,
+            max: record::MAX_RECORD_LEN as u64,
+        })
 }
 
 /// Applies a record and keeps it for the writer.

@@ -328,7 +328,7 @@ impl State {
                         scope: FailureScope::Message,
                         status: None,
                         diagnostic: None,
-                        text: reason.clone(),
+                        text: crate::record::cap_text(reason),
                         at_ms: *at_ms,
                     }));
                     if r.state != RcptState::Held {

@@ -11,15 +11,26 @@
 //!
 //! A journal record therefore never reaches the disk before the body it points to. New
 //! segment files are written under `tmp/`, synced, renamed into place and their folder synced,
-//! so a segment either exists with a valid header or not at all. A failed write or fsync
-//! poisons the writer: the state of the disk is unknown, every later call fails until the
-//! spool is reopened and recovery has read what is really there.
+//! so a segment either exists with a valid header or not at all.
+//!
+//! A failed write or fsync (a full disk, a quota, an I/O error) is rolled back, not guessed:
+//! both segments are cut back to their length before the pass, so the bytes whose fate the
+//! kernel no longer knows are gone, and what is retried is written again from memory. New
+//! messages of the failed pass are refused (their callers answer `452 4.3.1`); state changes
+//! (outcomes, attempts, admin actions, bounces) were already applied in memory, so they stay
+//! queued and are retried, in order, with backoff. While the writer is stalled, new messages
+//! are refused at once and no new attempts start; it resumes by itself once a write succeeds.
+//! Only a failed rollback stops the spool for good (`Poisoned`): then nobody knows what is on
+//! disk and the process must be restarted so recovery reads it.
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ccgate_core::QueueId;
 
@@ -62,7 +73,11 @@ impl Dirs {
         let mut created = false;
         for dir in [&self.journal, &self.data, &self.tmp, &self.control] {
             if !dir.is_dir() {
-                fs::create_dir_all(dir).at(dir)?;
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .at(dir)?;
                 created = true;
             }
         }
@@ -133,16 +148,55 @@ pub(crate) fn write_durably(tmp_dir: &Path, dest: &Path, contents: &[u8]) -> Res
         .map(|n| format!("{}.tmp", n.to_string_lossy()))
         .unwrap_or_else(|| "file.tmp".to_owned());
     let tmp = tmp_dir.join(name);
-    {
-        let mut f = File::create(&tmp).at(&tmp)?;
+    let written = (|| {
+        let mut f = create_private(&tmp)?;
         f.write_all(contents).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+        f.sync_all().at(&tmp)
+    })();
+    if let Err(e) = written {
+        // A full disk leaves a partial file behind: it would only take more space.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, dest).at(dest)?;
     if let Some(parent) = dest.parent() {
         sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Creates (or truncates) a file readable and writable by the owner only (mode 0600): queued
+/// mail is nobody else's business, whatever the process umask.
+pub(crate) fn create_private(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .at(path)
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path`.
+///
+/// # Errors
+/// [`QueueError::Io`] when the file system cannot be asked.
+pub(crate) fn free_space(path: &Path) -> Result<u64> {
+    space(path).map(|(free, _)| free)
+}
+
+/// Bytes free for an unprivileged writer, and the size of the file system holding `path`.
+///
+/// # Errors
+/// [`QueueError::Io`] when the file system cannot be asked.
+pub(crate) fn space(path: &Path) -> Result<(u64, u64)> {
+    let st = rustix::fs::statvfs(path)
+        .map_err(std::io::Error::from)
+        .at(path)?;
+    Ok((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }
 
 /// An open segment being appended to.
@@ -182,6 +236,14 @@ impl Segment {
     fn sync(&self) -> Result<()> {
         self.file.sync_data().at(&self.path)
     }
+
+    /// Cuts the segment back to `len` after a failed write: what lay beyond is dropped from
+    /// the file and from the page cache, so nothing half-written can reach the disk later.
+    fn roll_back(&mut self, len: u64) -> Result<()> {
+        self.file.set_len(len).at(&self.path)?;
+        self.len = len;
+        Ok(())
+    }
 }
 
 /// A unit of work for the writer.
@@ -198,13 +260,90 @@ pub(crate) enum Request {
     },
 }
 
+/// Why the writer is not taking new messages right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stall {
+    /// The failed write, as the system said it.
+    pub reason: String,
+    /// ENOSPC or EDQUOT.
+    pub disk_full: bool,
+}
+
+/// Wakes one waiter (per-caller wake-ups: a finished pass wakes only the callers whose
+/// tickets it made durable, not everyone waiting on the spool).
+#[derive(Debug, Default)]
+struct Signal {
+    fired: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal {
+    fn fire(&self) {
+        *lock(&self.fired) = true;
+        self.cv.notify_one();
+    }
+
+    fn wait(&self) {
+        let mut fired = lock(&self.fired);
+        while !*fired {
+            fired = self.cv.wait(fired).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Request {
+    /// A new message from outside (not a bounce): refused rather than retried when the disk
+    /// is full, so the client is told `452` and nothing unacknowledged waits in memory.
+    /// A bounce is retried instead: the message it reports on already counts it as queued.
+    fn refusable(&self) -> bool {
+        matches!(self, Self::Enqueue { rec, .. } if rec.bounce_for.is_none())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     requests: Vec<(u64, Request)>,
     next_ticket: u64,
     durable: u64,
+    /// Tickets whose write was refused (a new message during a failed pass), with the error.
+    failed: HashMap<u64, Stall>,
+    /// Callers waiting, by ticket.
+    waiters: BTreeMap<u64, Vec<Arc<Signal>>>,
+    stalled: Option<Stall>,
     poisoned: Option<(String, bool)>,
     shutdown: bool,
+}
+
+impl Queue {
+    fn poisoned_error(&self) -> Option<QueueError> {
+        self.poisoned
+            .as_ref()
+            .map(|(reason, disk_full)| QueueError::Poisoned {
+                reason: reason.clone(),
+                disk_full: *disk_full,
+            })
+    }
+
+    /// Wakes the waiters of every ticket up to `upto`.
+    fn wake_upto(&mut self, upto: u64) {
+        let later = self.waiters.split_off(&upto.saturating_add(1));
+        let done = std::mem::replace(&mut self.waiters, later);
+        for signal in done.into_values().flatten() {
+            signal.fire();
+        }
+    }
+
+    fn wake_one(&mut self, ticket: u64) {
+        for signal in self.waiters.remove(&ticket).into_iter().flatten() {
+            signal.fire();
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for signal in std::mem::take(&mut self.waiters).into_values().flatten() {
+            signal.fire();
+        }
+    }
 }
 
 /// Sizes at which segments are rotated.
@@ -221,7 +360,6 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     queue: Mutex<Queue>,
     work: Condvar,
-    done: Condvar,
 }
 
 /// Locks a mutex, ignoring poisoning: the data behind these mutexes stays consistent because
@@ -231,6 +369,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// First pause before a stalled writer tries again; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest pause between two tries of a stalled writer: space freed is noticed within it.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// Free bytes a stalled writer waits for after a full disk before it tries to write again.
+const RESUME_FREE: u64 = 1 << 20;
+
 impl Shared {
     pub fn new(dirs: Dirs, state: State) -> Self {
         Self {
@@ -238,17 +383,20 @@ impl Shared {
             state: Mutex::new(state),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
-            done: Condvar::new(),
         }
     }
 
-    /// Hands a request to the writer; returns its ticket.
+    /// Hands a request to the writer; returns its ticket. While the writer is stalled a new
+    /// message is refused at once ([`QueueError::NotAccepting`]); state changes are queued.
     pub fn push(&self, request: Request) -> Result<u64> {
         let mut q = lock(&self.queue);
-        if let Some((reason, disk_full)) = &q.poisoned {
-            return Err(QueueError::Poisoned {
-                reason: reason.clone(),
-                disk_full: *disk_full,
+        if let Some(e) = q.poisoned_error() {
+            return Err(e);
+        }
+        if let (Some(stall), true) = (&q.stalled, request.refusable()) {
+            return Err(QueueError::NotAccepting {
+                reason: stall.reason.clone(),
+                disk_full: stall.disk_full,
             });
         }
         q.next_ticket += 1;
@@ -264,37 +412,78 @@ impl Shared {
         lock(&self.queue).next_ticket
     }
 
-    /// Waits until `ticket` is durable.
+    /// Waits until `ticket` is durable (or was refused).
     pub fn wait(&self, ticket: u64) -> Result<()> {
-        let mut q = lock(&self.queue);
         loop {
-            if q.durable >= ticket {
-                return Ok(());
-            }
-            if let Some((reason, disk_full)) = &q.poisoned {
-                return Err(QueueError::Poisoned {
-                    reason: reason.clone(),
-                    disk_full: *disk_full,
-                });
-            }
-            q = self.done.wait(q).unwrap_or_else(PoisonError::into_inner);
+            let signal = {
+                let mut q = lock(&self.queue);
+                if let Some(stall) = q.failed.remove(&ticket) {
+                    return Err(QueueError::NotAccepting {
+                        reason: stall.reason,
+                        disk_full: stall.disk_full,
+                    });
+                }
+                if q.durable >= ticket {
+                    return Ok(());
+                }
+                if let Some(e) = q.poisoned_error() {
+                    return Err(e);
+                }
+                if q.shutdown && q.stalled.is_some() {
+                    return Err(QueueError::NotAccepting {
+                        reason: "the spool is closing while writes fail".to_owned(),
+                        disk_full: q.stalled.as_ref().is_some_and(|s| s.disk_full),
+                    });
+                }
+                let signal = Arc::new(Signal::default());
+                q.waiters
+                    .entry(ticket)
+                    .or_default()
+                    .push(Arc::clone(&signal));
+                signal
+            };
+            signal.wait();
         }
     }
 
-    /// Fails if the writer has stopped after an error.
+    /// Fails if the writer has stopped for good after an error it could not roll back.
     pub fn check(&self) -> Result<()> {
-        match &lock(&self.queue).poisoned {
-            Some((reason, disk_full)) => Err(QueueError::Poisoned {
-                reason: reason.clone(),
-                disk_full: *disk_full,
+        match lock(&self.queue).poisoned_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails while the writer cannot write (stalled or stopped): no new work should start.
+    pub fn check_writing(&self) -> Result<()> {
+        let q = lock(&self.queue);
+        if let Some(e) = q.poisoned_error() {
+            return Err(e);
+        }
+        match &q.stalled {
+            Some(stall) => Err(QueueError::NotAccepting {
+                reason: stall.reason.clone(),
+                disk_full: stall.disk_full,
             }),
             None => Ok(()),
         }
     }
 
+    /// Why the writer is not writing, if it is not: `(stall, poisoned)`.
+    pub fn writer_status(&self) -> (Option<Stall>, Option<String>) {
+        let q = lock(&self.queue);
+        (
+            q.stalled.clone(),
+            q.poisoned.as_ref().map(|(reason, _)| reason.clone()),
+        )
+    }
+
     /// Asks the writer to finish what is queued and stop.
     pub fn shutdown(&self) {
-        lock(&self.queue).shutdown = true;
+        let mut q = lock(&self.queue);
+        q.shutdown = true;
+        q.wake_all();
+        drop(q);
         self.work.notify_all();
     }
 }
@@ -317,117 +506,197 @@ impl Writer {
     }
 
     fn run(mut self, shared: &Shared) {
+        let mut backoff = MIN_BACKOFF;
         loop {
-            let batch = {
+            let mut batch = {
                 let mut q = lock(&shared.queue);
-                while q.requests.is_empty() && !q.shutdown {
-                    q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+                if q.stalled.is_some() {
+                    // Pause before trying again; pushes meanwhile do not cut the pause short.
+                    let until = std::time::Instant::now() + backoff;
+                    while !q.shutdown {
+                        let left = until.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        q = shared
+                            .work
+                            .wait_timeout(q, left)
+                            .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+                    }
+                    if q.shutdown {
+                        // Nothing more can be written: the waiters learn it, the records
+                        // not written are lost as by a crash (recovery reads what is there).
+                        q.requests.clear();
+                        q.wake_all();
+                        return;
+                    }
+                } else {
+                    while q.requests.is_empty() && !q.shutdown {
+                        q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+                    }
+                    if q.requests.is_empty() {
+                        return;
+                    }
+                }
+                let full = q.stalled.as_ref().is_some_and(|s| s.disk_full);
+                if full && free_space(&shared.dirs.root).is_ok_and(|n| n < RESUME_FREE) {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
                 }
                 if q.requests.is_empty() {
-                    return;
+                    // Stalled with nothing to retry: the next message will tell.
+                    q.stalled = None;
+                    backoff = MIN_BACKOFF;
+                    continue;
                 }
                 std::mem::take(&mut q.requests)
             };
             let last = batch.last().map_or(0, |(t, _)| *t);
-            let result = self.commit(batch, shared);
-            let mut q = lock(&shared.queue);
-            match result {
-                Ok(()) => q.durable = last,
-                Err(e) => {
+            match self.commit(&mut batch, shared) {
+                Ok(effects) => {
+                    self.apply(batch, effects, shared);
+                    let mut q = lock(&shared.queue);
+                    q.durable = last;
+                    q.stalled = None;
+                    q.wake_upto(last);
+                    backoff = MIN_BACKOFF;
+                }
+                Err(PassError::Write(e)) => {
+                    let stall = Stall {
+                        reason: e.to_string(),
+                        disk_full: e.is_disk_full(),
+                    };
+                    let (refused, retry): (Vec<_>, Vec<_>) =
+                        batch.into_iter().partition(|(_, r)| r.refusable());
+                    let mut q = lock(&shared.queue);
+                    for (ticket, _) in refused {
+                        q.failed.insert(ticket, stall.clone());
+                        q.wake_one(ticket);
+                    }
+                    // New messages that came in meanwhile are refused too; the rest waits.
+                    let newer = std::mem::take(&mut q.requests);
+                    q.requests = retry;
+                    for (ticket, request) in newer {
+                        if request.refusable() {
+                            q.failed.insert(ticket, stall.clone());
+                            q.wake_one(ticket);
+                        } else {
+                            q.requests.push((ticket, request));
+                        }
+                    }
+                    if q.stalled.is_some() {
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                    q.stalled = Some(stall);
+                }
+                Err(PassError::RollBack(e)) => {
+                    let mut q = lock(&shared.queue);
                     q.poisoned = Some((e.to_string(), e.is_disk_full()));
                     q.requests.clear();
-                    drop(q);
-                    shared.done.notify_all();
+                    q.wake_all();
                     return;
                 }
             }
-            drop(q);
-            shared.done.notify_all();
         }
     }
 
-    fn commit(&mut self, batch: Vec<(u64, Request)>, shared: &Shared) -> Result<()> {
-        // 1. Bodies.
-        let mut data_buf = Vec::new();
-        let mut data_dirty = false;
-        let mut pending = Vec::with_capacity(batch.len());
-        for (_, request) in batch {
-            match request {
-                Request::Enqueue { mut rec, body } => {
-                    let frame_len = (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64
-                        + body.len() as u64;
-                    let used = self.data.len + data_buf.len() as u64;
-                    if used > 0 && used + frame_len > self.limits.data_bytes {
-                        self.data.append(&data_buf)?;
-                        data_buf.clear();
-                        self.data.sync()?;
-                        self.rotate_data(shared)?;
-                    }
-                    let offset = self.data.len + data_buf.len() as u64;
-                    record::encode_body_frame(rec.id, &body, rec.body.crc, &mut data_buf);
-                    rec.body = BodyRef {
-                        seg: self.data.seq,
-                        offset,
-                        len: body.len() as u64,
-                        crc: rec.body.crc,
-                    };
-                    data_dirty = true;
-                    pending.push(Request::Enqueue {
-                        rec,
-                        body: Vec::new(),
-                    });
+    /// Writes one pass durably: bodies, fsync, records, fsync. On failure both segments are
+    /// cut back to where they were and the requests are left as they came, to be retried.
+    fn commit(
+        &mut self,
+        batch: &mut [(u64, Request)],
+        shared: &Shared,
+    ) -> Result<Vec<(u32, u32)>, PassError> {
+        // Rotate first, so a pass writes to one data and one journal segment and can be
+        // rolled back whole.
+        let data_total: u64 = batch
+            .iter()
+            .map(|(_, r)| match r {
+                Request::Enqueue { body, .. } => {
+                    (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64 + body.len() as u64
                 }
-                other => pending.push(other),
+                Request::Records { .. } => 0,
+            })
+            .sum();
+        if data_total > 0
+            && self.data.len > 0
+            && self.data.len + data_total > self.limits.data_bytes
+        {
+            self.rotate_data(shared).map_err(PassError::Write)?;
+        }
+
+        // 1. Bodies.
+        let mut data_buf = Vec::with_capacity(usize::try_from(data_total).unwrap_or(0));
+        for (_, request) in batch.iter_mut() {
+            if let Request::Enqueue { rec, body } = request {
+                let offset = self.data.len + data_buf.len() as u64;
+                record::encode_body_frame(rec.id, body, rec.body.crc, &mut data_buf);
+                rec.body = BodyRef {
+                    seg: self.data.seq,
+                    offset,
+                    len: body.len() as u64,
+                    crc: rec.body.crc,
+                };
             }
         }
-        if data_dirty {
-            self.data.append(&data_buf)?;
-            self.data.sync()?;
-        }
-        drop(data_buf);
 
         // 2. Journal records, in request order.
         let mut jbuf = Vec::new();
-        let mut effects: Vec<(u32, Effect)> = Vec::with_capacity(pending.len());
-        for request in pending {
-            let (frag, effect) = match request {
+        let mut lens = Vec::with_capacity(batch.len());
+        for (_, request) in batch.iter() {
+            let start = jbuf.len();
+            match request {
                 Request::Enqueue { rec, .. } => {
-                    let record = Record::Enqueue(*rec);
-                    let mut frag = Vec::new();
-                    record.encode_frame(&mut frag);
-                    let len = u32::try_from(frag.len()).unwrap_or(u32::MAX);
-                    (frag, Effect::Insert(record, len))
+                    record::encode_message_frame(rec, false, &mut jbuf);
                 }
-                Request::Records { bytes, snapshots } => (bytes, Effect::Snapshots(snapshots)),
-            };
-            let used = self.journal.len + jbuf.len() as u64;
-            if used > self.journal.base && used + frag.len() as u64 > self.limits.journal_bytes {
-                self.journal.append(&jbuf)?;
-                jbuf.clear();
-                self.journal.sync()?;
-                self.note_journal_size(shared);
-                self.rotate_journal(shared)?;
+                Request::Records { bytes, .. } => jbuf.extend_from_slice(bytes),
             }
-            jbuf.extend_from_slice(&frag);
-            effects.push((self.journal.seq, effect));
+            lens.push(u32::try_from(jbuf.len() - start).unwrap_or(u32::MAX));
         }
-        if !jbuf.is_empty() {
-            self.journal.append(&jbuf)?;
-            self.journal.sync()?;
+        if self.journal.len > self.journal.base
+            && self.journal.len + jbuf.len() as u64 > self.limits.journal_bytes
+        {
+            self.note_journal_size(shared);
+            self.rotate_journal(shared).map_err(PassError::Write)?;
         }
 
-        // 3. Apply: new messages become visible only now that they are durable.
+        let (data_start, journal_start) = (self.data.len, self.journal.len);
+        let written = (|| {
+            if !data_buf.is_empty() {
+                self.data.append(&data_buf)?;
+                self.data.sync()?;
+            }
+            if !jbuf.is_empty() {
+                self.journal.append(&jbuf)?;
+                self.journal.sync()?;
+            }
+            Ok::<(), QueueError>(())
+        })();
+        if let Err(e) = written {
+            // Never retry an fsync on the same pages: cut them off and write them again.
+            self.journal
+                .roll_back(journal_start)
+                .and_then(|()| self.data.roll_back(data_start))
+                .map_err(PassError::RollBack)?;
+            return Err(PassError::Write(e));
+        }
+        let seg = self.journal.seq;
+        Ok(lens.into_iter().map(|len| (seg, len)).collect())
+    }
+
+    /// Applies a durable pass: new messages become visible only now.
+    fn apply(&self, batch: Vec<(u64, Request)>, effects: Vec<(u32, u32)>, shared: &Shared) {
         let mut state = lock(&shared.state);
         state
             .journal_sizes
             .insert(self.journal.seq, self.journal.len);
-        for (seg, effect) in effects {
-            match effect {
-                Effect::Insert(record, len) => {
-                    state.apply(&record, seg, len);
+        for ((_, request), (seg, len)) in batch.into_iter().zip(effects) {
+            match request {
+                Request::Enqueue { rec, .. } => {
+                    state.apply(&Record::Enqueue(*rec), seg, len);
                 }
-                Effect::Snapshots(list) => {
-                    for (id, len) in list {
+                Request::Records { snapshots, .. } => {
+                    for (id, len) in snapshots {
                         if let Some(msg) = state.messages.get_mut(&id) {
                             let old = u64::from(msg.rec_len);
                             msg.first_seg = seg;
@@ -441,7 +710,6 @@ impl Writer {
                 }
             }
         }
-        Ok(())
     }
 
     fn note_journal_size(&self, shared: &Shared) {
@@ -468,9 +736,12 @@ impl Writer {
     }
 }
 
-enum Effect {
-    Insert(Record, u32),
-    Snapshots(Vec<(QueueId, u32)>),
+/// How a writer pass failed.
+enum PassError {
+    /// A write or fsync failed and was rolled back: retry later.
+    Write(QueueError),
+    /// The roll-back itself failed: what is on disk is unknown.
+    RollBack(QueueError),
 }
 
 /// Creates journal segment `seq` (with its header record).

@@ -232,6 +232,120 @@ fn permanent_failure_bounces_to_the_sender() {
     assert!(spool.is_empty());
 }
 
+/// Fails every recipient of the next lease of `lane` with 5.1.1; returns the bounce queued.
+fn fail_next(spool: &Spool, lane: &str, at: SystemTime) -> Option<QueueId> {
+    let lease = spool.lease(lane, 1, at).unwrap().remove(0);
+    let results: Vec<_> = lease
+        .recipients
+        .iter()
+        .map(|_| {
+            Err(
+                DeliveryError::permanent(FailureScope::Recipient, "no such user")
+                    .with_status(StatusCode::new(5, 1, 1).unwrap()),
+            )
+        })
+        .collect();
+    spool.complete(lease, &results, at).unwrap().bounce
+}
+
+// Issue 13: no backscatter, no loops.
+#[test]
+fn bounces_to_robots_auto_submitted_mail_and_second_bounces_are_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let robot = enqueue(
+        &spool,
+        "MAILER-DAEMON@far.test",
+        &[("bob@example.com", "legacy")],
+        t(0),
+    );
+    let bounce = fail_next(&spool, "legacy", t(1)).expect("queued, to be suppressed");
+    let listed = spool.list(&Filter::default(), t(1));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].queue_id, bounce.to_string());
+    assert!(spool.show(robot, t(1)).is_err(), "the original leaves");
+    assert!(
+        spool.unrouted(10).is_empty(),
+        "a suppressed bounce is never routed"
+    );
+    assert_eq!(listed[0].recipients[0].destination, "suppressed");
+    let lease = spool.lease("suppressed", 1, t(2)).unwrap().remove(0);
+    assert_eq!(lease.bounce_of, Some(robot));
+    let text = String::from_utf8(spool.lease_body(&lease).unwrap()).unwrap();
+    assert_eq!(
+        ccgate_queue::suppressed_reason(text.as_bytes()).as_deref(),
+        Some("the sender is MAILER-DAEMON, a mail system's address"),
+        "{text}"
+    );
+    let done = spool
+        .complete(
+            lease,
+            &[Err(DeliveryError::permanent(
+                FailureScope::Recipient,
+                "suppressed",
+            ))],
+            t(3),
+        )
+        .unwrap();
+    assert!(
+        done.finished && done.bounce.is_none(),
+        "no bounce of a bounce"
+    );
+    assert!(spool.is_empty());
+
+    // Auto-Submitted mail.
+    let envelope = Envelope {
+        sender: "list@example.org".parse::<ReversePath>().unwrap(),
+        recipients: vec![addr("carol@example.com")],
+    };
+    spool
+        .enqueue(
+            &envelope,
+            &[Route::new("legacy", addr("carol@example.com"))],
+            b"From: list@example.org\r\nAuto-Submitted: auto-generated\r\n\r\nx\r\n",
+            t(10),
+        )
+        .unwrap();
+    fail_next(&spool, "legacy", t(11)).expect("queued, to be suppressed");
+    assert!(spool.unrouted(10).is_empty());
+    let lease = spool.lease("suppressed", 1, t(12)).unwrap().remove(0);
+    let text = spool.lease_body(&lease).unwrap();
+    assert_eq!(
+        ccgate_queue::suppressed_reason(&text).as_deref(),
+        Some("the message is Auto-Submitted: auto-generated")
+    );
+    spool
+        .complete(
+            lease,
+            &[Err(DeliveryError::permanent(FailureScope::Recipient, "x"))],
+            t(13),
+        )
+        .unwrap();
+
+    // One message, two failures at different times: one bounce, the second suppressed.
+    let two = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("bob@example.com", "legacy"), ("dan@example.com", "modern")],
+        t(20),
+    );
+    fail_next(&spool, "legacy", t(21)).expect("the first bounce");
+    assert_eq!(
+        spool.unrouted(10).len(),
+        1,
+        "the first bounce is routed and sent"
+    );
+    fail_next(&spool, "modern", t(22)).expect("queued, to be suppressed");
+    assert!(spool.show(two, t(22)).is_err());
+    assert_eq!(spool.unrouted(10).len(), 1, "the second is not routed");
+    let lease = spool.lease("suppressed", 1, t(23)).unwrap().remove(0);
+    assert_eq!(lease.bounce_of, Some(two));
+    assert_eq!(
+        ccgate_queue::suppressed_reason(&spool.lease_body(&lease).unwrap()).as_deref(),
+        Some("a bounce was already sent for this message")
+    );
+}
+
 #[test]
 fn expired_mail_fails_and_is_bounced() {
     let dir = tempfile::tempdir().unwrap();
@@ -874,4 +988,111 @@ fn depth_counts_recipients_by_destination_and_state() {
     assert_eq!(depth[&("modern".into(), QueueState::Active)], 0);
     assert_eq!(depth[&("legacy".into(), QueueState::Active)], 1);
     assert_eq!(depth.values().sum::<u64>(), 3);
+}
+
+#[test]
+fn a_renewed_lease_does_not_time_out_and_an_expired_one_cannot_be_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let a = enqueue(
+        &spool,
+        "s@example.com",
+        &[("x@example.com", "modern")],
+        t(0),
+    );
+    let b = enqueue(
+        &spool,
+        "s@example.com",
+        &[("y@example.com", "modern")],
+        t(0),
+    );
+    let mut leases = spool.lease("modern", 2, t(0)).unwrap();
+    assert_eq!(leases.len(), 2);
+    let mut second = leases.pop().unwrap();
+    let mut first = leases.pop().unwrap();
+    // The first is renewed 20 s in (of 30): still its own at 40 s.
+    assert!(spool.renew(&mut first, t(20)));
+    assert_eq!(first.deadline, t(50));
+    let report = spool.tick(t(40)).unwrap();
+    assert_eq!(report.timed_out, vec![second.queue_id]);
+    // The second timed out: it may be in another attempt now, so it cannot be renewed.
+    assert!(!spool.renew(&mut second, t(41)));
+    assert!(spool.complete(first, &[Ok(())], t(45)).unwrap().finished);
+    assert!([a, b].contains(&second.queue_id));
+    spool.close().unwrap();
+}
+
+#[test]
+fn junk_in_the_control_folder_never_stops_housekeeping() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let id = enqueue(
+        &spool,
+        "s@example.com",
+        &[("x@example.com", "modern")],
+        t(0),
+    );
+    let control = dir.path().join("control");
+    // A folder named like a request (unreadable as a file), garbage, and a real request
+    // sorted after both.
+    std::fs::create_dir(control.join("01-folder.req")).unwrap();
+    std::fs::write(control.join("02-garbage.req"), b"\xff\xfe not json").unwrap();
+    let hold = ccgate_queue::AdminRequest {
+        action: ccgate_queue::AdminAction::Hold,
+        ids: vec![id.to_string()],
+        all: false,
+        filter: ccgate_queue::Filter::default(),
+    };
+    std::fs::write(
+        control.join("03-hold.req"),
+        serde_json::to_vec(&hold).unwrap(),
+    )
+    .unwrap();
+
+    let report = spool.tick(t(1)).unwrap();
+    assert_eq!(report.control_requests, 3);
+    assert_eq!(state_of(&spool, id, t(1)), vec![RcptState::Held]);
+    for stem in ["01-folder", "02-garbage", "03-hold"] {
+        assert!(
+            control.join(format!("{stem}.done")).is_file(),
+            "{stem} answered"
+        );
+    }
+    let folder_answer = std::fs::read_to_string(control.join("01-folder.done")).unwrap();
+    assert!(
+        folder_answer.contains("cannot read the request"),
+        "{folder_answer}"
+    );
+    // The folder was set aside, not retried at every tick; housekeeping goes on.
+    assert!(control.join("01-folder.req.bad").is_dir());
+    assert_eq!(spool.tick(t(2)).unwrap().control_requests, 0);
+    spool.close().unwrap();
+}
+
+#[test]
+fn spool_files_are_0600_and_folders_0700() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("queue");
+    let spool = open(&root);
+    enqueue(
+        &spool,
+        "s@example.com",
+        &[("x@example.com", "modern")],
+        t(0),
+    );
+    spool.close().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root), 0o700);
+    let mut files = 0;
+    for sub in ["journal", "data", "tmp", "control"] {
+        assert_eq!(mode(&root.join(sub)), 0o700, "{sub}");
+        for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            files += 1;
+        }
+    }
+    assert_eq!(mode(&root.join("lock")), 0o600);
+    assert!(files >= 2);
 }

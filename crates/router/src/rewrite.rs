@@ -5,7 +5,8 @@
 //!   SMTP address (`SMTP:`, else the first `smtp:`, else the target address); an address that
 //!   carries an SMTP address (`user@domain at GW`, phrases, SMTP one-offs) keeps it; anything
 //!   else gets a **generated** address in the legacy domain ([`encode_generated`]) that the
-//!   router maps back to the legacy address.
+//!   router maps back to the legacy address. For a name not in the directory the generated
+//!   address carries a reply tag ([`encode_tagged`], `tag.rs`) when tags are configured.
 //! - **SMTP → legacy** ([`Router::legacy_form`]): a directory user whose mail goes to the
 //!   legacy post office becomes `legacy_name at post_office` (a reply stays inside the legacy
 //!   system); any other directory user becomes `primary@domain at GATEWAYPO`, so the reply
@@ -37,6 +38,7 @@ use ccgate_core::{EmailAddress, ReversePath};
 use crate::directory::{Entry, Matched};
 use crate::error::Error;
 use crate::route::{Destination, Router};
+use crate::tag::looks_like_tag;
 
 /// Longest local part RFC 5321 §4.5.3.1.1 allows.
 const MAX_LOCAL_LEN: usize = 64;
@@ -59,6 +61,20 @@ pub enum Generated {
 /// # Errors
 /// [`Error::Unencodable`] when neither form fits in 64 octets.
 pub fn encode_generated(address: &LegacyAddress, domain: &str) -> Result<EmailAddress, Error> {
+    encode_tagged(address, domain, None)
+}
+
+/// Encodes a legacy address as [`encode_generated`] does, with a reply tag
+/// ([`crate::ReplyTags::make`]) after the address: `IMCEACCMAIL-<address>.<tag>` (a `.` never
+/// appears in the encoded address) or `"Name%PO%<tag>"`. The tag counts towards the 64 octets.
+///
+/// # Errors
+/// [`Error::Unencodable`] when neither form fits in 64 octets.
+pub fn encode_tagged(
+    address: &LegacyAddress,
+    domain: &str,
+    tag: Option<&str>,
+) -> Result<EmailAddress, Error> {
     let text = address.to_string();
     let mut local = String::with_capacity(IMCEA_CCMAIL.len().saturating_add(text.len() * 2));
     local.push_str(IMCEA_CCMAIL);
@@ -70,6 +86,10 @@ pub fn encode_generated(address: &LegacyAddress, domain: &str) -> Result<EmailAd
             local.push(hex_digit(byte >> 4));
             local.push(hex_digit(byte & 0x0f));
         }
+    }
+    if let Some(tag) = tag {
+        local.push('.');
+        local.push_str(tag);
     }
     let unencodable = || Error::Unencodable {
         address: text.clone(),
@@ -86,6 +106,11 @@ pub fn encode_generated(address: &LegacyAddress, domain: &str) -> Result<EmailAd
         LegacyAddress::BulletinBoard { name, po: Some(po) } => ("#", name, po),
         _ => return Err(unencodable()),
     };
+    // `%` separates the post office (and the tag): a form that would not read back the same
+    // is not issued.
+    if po.contains('%') || (tag.is_none() && name.contains('%') && looks_like_tag(po)) {
+        return Err(unencodable());
+    }
     let mut quoted = String::from("\"");
     for c in prefix.chars().chain(name.chars()) {
         if c == '"' || c == '\\' {
@@ -94,7 +119,16 @@ pub fn encode_generated(address: &LegacyAddress, domain: &str) -> Result<EmailAd
         quoted.push(c);
     }
     quoted.push('%');
-    quoted.push_str(po);
+    for c in po.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    if let Some(tag) = tag {
+        quoted.push('%');
+        quoted.push_str(tag);
+    }
     quoted.push('"');
     if quoted.len() > MAX_LOCAL_LEN {
         return Err(unencodable());
@@ -105,13 +139,27 @@ pub fn encode_generated(address: &LegacyAddress, domain: &str) -> Result<EmailAd
 /// Decodes a generated address: `IMCEACCMAIL-...`, `IMCEAEX-...` or PMDF's `"Name%PO"` /
 /// `name%po`. `None` for anything else (and for encodings that do not decode cleanly).
 pub fn decode_generated(address: &EmailAddress) -> Option<Generated> {
+    decode_tagged(address).map(|(generated, _)| generated)
+}
+
+/// Decodes a generated address as [`decode_generated`] does, and returns its reply tag, if it
+/// has one: the text after the last `.` of an `IMCEACCMAIL-` form, or after the last `%` of a
+/// `Name%PO%tag` form, when that text has the shape of a tag ([`crate::parse_tag`]). The tag is
+/// returned as written; checking it is [`crate::ReplyTags::verify`]'s job.
+pub fn decode_tagged(address: &EmailAddress) -> Option<(Generated, Option<String>)> {
     let local = address.local();
     if let Some(rest) = strip_prefix_ignore_case(local, IMCEA_CCMAIL) {
+        let (rest, tag) = match rest.rsplit_once('.') {
+            Some((head, tag)) if looks_like_tag(tag) => (head, Some(tag.to_owned())),
+            _ => (rest, None),
+        };
         let text = unhex(rest, false)?;
-        return parse_address(&text).ok().map(Generated::Legacy);
+        return parse_address(&text)
+            .ok()
+            .map(|legacy| (Generated::Legacy(legacy), tag));
     }
     if let Some(rest) = strip_prefix_ignore_case(local, IMCEA_EX) {
-        return unhex(rest, true).map(Generated::X500);
+        return unhex(rest, true).map(|dn| (Generated::X500(dn), None));
     }
     let text = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
         Some(inner) => {
@@ -127,13 +175,19 @@ pub fn decode_generated(address: &EmailAddress) -> Option<Generated> {
         }
         None => local.to_owned(),
     };
+    let (text, tag) = match text.rsplit_once('%') {
+        Some((head, tag)) if head.contains('%') && looks_like_tag(tag) => {
+            (head, Some(tag.to_owned()))
+        }
+        _ => (text.as_str(), None),
+    };
     let (name, po) = text.rsplit_once('%')?;
     if name.trim().is_empty() || po.trim().is_empty() {
         return None;
     }
     parse_address(&format!("{name} at {po}"))
         .ok()
-        .map(Generated::Legacy)
+        .map(|legacy| (Generated::Legacy(legacy), tag))
 }
 
 fn hex_digit(nibble: u8) -> char {
@@ -296,13 +350,19 @@ impl Router<'_> {
             });
         }
         let with_po = self.with_post_office(address);
+        // Not in the directory: the reply address carries a tag, so that it is accepted back.
+        let tag = self
+            .config()
+            .reply_tags
+            .as_ref()
+            .map(|tags| tags.make(&with_po.to_string(), self.today()));
         let display = match &with_po {
             LegacyAddress::Name { name, .. } => Some(name.clone()),
             LegacyAddress::BulletinBoard { name, .. } => Some(format!("#{name}")),
             other => other.display_name().map(str::to_owned),
         };
         Ok(SmtpForm {
-            address: encode_generated(&with_po, &self.config().legacy_domain)?,
+            address: encode_tagged(&with_po, &self.config().legacy_domain, tag.as_deref())?,
             display,
             form: AddressForm::Generated,
             matched: None,
@@ -547,6 +607,32 @@ mod tests {
             let address: EmailAddress = smtp.parse().unwrap();
             assert_eq!(decode_generated(&address), None, "{smtp}");
         }
+    }
+
+    #[test]
+    fn pmdf_forms_that_would_not_read_back_are_not_issued() {
+        // Found by the router_reply_tag fuzz target: a `%` in the post office.
+        let address = LegacyAddress::Name {
+            name: "Stranle aSm".to_owned(),
+            po: Some("BRANbsmithHQC%a%aH".to_owned()),
+            literal: false,
+        };
+        assert!(matches!(
+            encode_tagged(&address, "legacy.example.com", Some("ra4rbz7lxn")),
+            Err(Error::Unencodable { .. })
+        ));
+        // And a `\` or `"` in the post office is escaped like one in the name.
+        let address = LegacyAddress::Name {
+            name: "St%x\\\\pth with a longer name here".to_owned(),
+            po: Some("Haa\\\\\\".to_owned()),
+            literal: false,
+        };
+        let encoded = encode_tagged(&address, "legacy.example.com", Some("rabg5z5t4s")).unwrap();
+        assert!(encoded.local().starts_with('"'), "{encoded}");
+        assert_eq!(
+            decode_tagged(&encoded),
+            Some((Generated::Legacy(address), Some("rabg5z5t4s".to_owned())))
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ use ccgate_ccmail::{Dialect, LegacyAddress, RenderOptions, parse_address};
 use ccgate_core::{EmailAddress, Envelope};
 
 use crate::directory::{Directory, Entry, Matched, State};
-use crate::rewrite::{Generated, decode_generated};
+use crate::rewrite::{Generated, decode_tagged};
+use crate::tag::{Day, ReplyTags, TagStatus};
 
 /// What the router needs to know of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,14 @@ pub struct RouterConfig {
     /// What the post office's Import accepts (`[legacy] dialect`): how legacy addresses are
     /// rendered.
     pub dialect: Dialect,
+    /// The legacy post offices a name that is not in the directory may be addressed at from
+    /// SMTP (`[legacy] post_offices`); empty means the connected one alone.
+    pub post_offices: Vec<String>,
+    /// Bulletin boards reachable from SMTP (`[legacy] smtp_bulletin_boards`); none by default.
+    pub smtp_bulletin_boards: Vec<String>,
+    /// The keys and lifetime of reply tags; without them no generated form of a name outside
+    /// the directory is accepted from SMTP, and none is issued with a tag.
+    pub reply_tags: Option<ReplyTags>,
 }
 
 impl Default for RouterConfig {
@@ -44,6 +53,9 @@ impl Default for RouterConfig {
             gateway_po: "SMTPGW".to_owned(),
             cutover: Cutover::Hold,
             dialect: Dialect::Ie8,
+            post_offices: Vec::new(),
+            smtp_bulletin_boards: Vec::new(),
+            reply_tags: None,
         }
     }
 }
@@ -66,6 +78,22 @@ impl RouterConfig {
 
     fn is_gateway(&self, po: &str) -> bool {
         po.eq_ignore_ascii_case(&self.gateway_po)
+    }
+
+    /// True for a post office that SMTP mail may reach (`[legacy] post_offices`, by default the
+    /// connected one).
+    pub fn serves_post_office(&self, po: &str) -> bool {
+        if self.post_offices.is_empty() {
+            return po.eq_ignore_ascii_case(&self.post_office);
+        }
+        self.post_offices.iter().any(|p| p.eq_ignore_ascii_case(po))
+    }
+
+    /// True for a bulletin board configured as reachable from SMTP.
+    pub fn board_reachable(&self, name: &str) -> bool {
+        self.smtp_bulletin_boards
+            .iter()
+            .any(|b| b.trim_start_matches('#').eq_ignore_ascii_case(name))
     }
 }
 
@@ -321,6 +349,10 @@ pub enum Step {
         /// The entry's post office.
         home: String,
     },
+    /// The reply tag of a generated form, checked.
+    Tag(TagStatus),
+    /// A bulletin board configured as reachable from SMTP.
+    BoardReachable,
 }
 
 impl fmt::Display for Step {
@@ -336,6 +368,10 @@ impl fmt::Display for Step {
                 f,
                 "written at {given}, the entry's post office is {home} (names are unique whatever the post office)"
             ),
+            Self::Tag(status) => status.fmt(f),
+            Self::BoardReachable => {
+                f.write_str("a bulletin board listed in [legacy] smtp_bulletin_boards")
+            }
         }
     }
 }
@@ -386,6 +422,13 @@ pub enum Rule {
     NoRouteForType(String),
     /// A display name with no address.
     DisplayNameOnly,
+    /// A generated form, from SMTP, for a name not in the directory, at a post office not in
+    /// `[legacy] post_offices`.
+    PostOfficeNotServed(String),
+    /// A generated form, from SMTP, for a bulletin board not configured as reachable.
+    BulletinBoardNotReachable,
+    /// A generated form, from SMTP, for a name not in the directory, without a valid tag.
+    ReplyTag(TagStatus),
 }
 
 impl fmt::Display for Rule {
@@ -430,6 +473,21 @@ impl fmt::Display for Rule {
                 return write!(f, "ccgate has no route for {kind} addresses");
             }
             Self::DisplayNameOnly => "a display name alone carries no address",
+            Self::PostOfficeNotServed(po) => {
+                return write!(
+                    f,
+                    "not in the directory, and post office {po} is not in [legacy] post_offices: not reachable from SMTP"
+                );
+            }
+            Self::BulletinBoardNotReachable => {
+                "bulletin board not listed in [legacy] smtp_bulletin_boards: not reachable from SMTP"
+            }
+            Self::ReplyTag(status) => {
+                return write!(
+                    f,
+                    "not in the directory, {status}: only reply addresses this gateway issued are accepted"
+                );
+            }
         })
     }
 }
@@ -446,12 +504,39 @@ pub struct Routed {
 pub struct Router<'a> {
     directory: &'a Directory,
     config: &'a RouterConfig,
+    today: Day,
+    accepted: bool,
 }
 
 impl<'a> Router<'a> {
     /// A router over this directory and config.
+    /// The day (for reply tags) is today by the system clock; see [`Router::on`].
     pub fn new(directory: &'a Directory, config: &'a RouterConfig) -> Self {
-        Self { directory, config }
+        Self::on(directory, config, Day::today())
+    }
+
+    /// A router that takes `today` as the day, for reply tags it makes and checks.
+    pub fn on(directory: &'a Directory, config: &'a RouterConfig, today: Day) -> Self {
+        Self {
+            directory,
+            config,
+            today,
+            accepted: false,
+        }
+    }
+
+    /// The same router for mail already accepted (routed after DATA, delivered, requeued,
+    /// bounced): reply tags and `[legacy] post_offices` were checked at RCPT and are not
+    /// checked again, so a tag that expires while the mail waits does not strand it.
+    #[must_use]
+    pub fn accepted(mut self) -> Self {
+        self.accepted = true;
+        self
+    }
+
+    /// The day reply tags are made and checked on.
+    pub fn today(&self) -> Day {
+        self.today
     }
 
     /// The directory.
@@ -538,12 +623,15 @@ impl<'a> Router<'a> {
         let domain = address.domain();
         if self.config.is_our_domain(domain) {
             if decode {
-                match decode_generated(address) {
-                    Some(Generated::Legacy(legacy)) => {
-                        let decision = self.legacy(origin, &legacy, false);
+                match decode_tagged(address) {
+                    Some((Generated::Legacy(legacy), tag)) => {
+                        let mut decision = self.legacy(origin, &legacy, false);
+                        if origin == Origin::Smtp && !self.accepted {
+                            decision = self.guard_generated(decision, &legacy, tag.as_deref());
+                        }
                         return with_step(decision, Step::Generated(legacy));
                     }
-                    Some(Generated::X500(dn)) => {
+                    Some((Generated::X500(dn), _)) => {
                         if let Some(matched) = self.directory.lookup_x500(&dn) {
                             return with_step(self.for_entry(matched), Step::ImceaEx(dn));
                         }
@@ -575,6 +663,50 @@ impl<'a> Router<'a> {
                 },
                 Rule::OutsideFromLegacy,
             ),
+        }
+    }
+
+    /// The policy for a generated form received by SMTP (interface.md §5, last rule): a name in
+    /// the directory is taken as it is; anything else must be at a post office in
+    /// `[legacy] post_offices` and carry a valid reply tag (a bulletin board must be listed in
+    /// `[legacy] smtp_bulletin_boards` instead), or it is refused with `550 5.1.1`.
+    fn guard_generated(
+        &self,
+        decided: Decision,
+        legacy: &LegacyAddress,
+        tag: Option<&str>,
+    ) -> Decision {
+        if decided.matched.is_some() {
+            return decided;
+        }
+        let Destination::Legacy { address } = &decided.destination else {
+            return decided;
+        };
+        let (po, board) = match address {
+            LegacyAddress::Name { po, .. } => (po.as_deref(), None),
+            LegacyAddress::BulletinBoard { name, po } => (po.as_deref(), Some(name.as_str())),
+            _ => (None, None),
+        };
+        let po = po.unwrap_or(&self.config.post_office);
+        if !self.config.serves_post_office(po) {
+            return decision(reject_unknown(), Rule::PostOfficeNotServed(po.to_owned()));
+        }
+        if let Some(board) = board {
+            return if self.config.board_reachable(board) {
+                with_step(decided, Step::BoardReachable)
+            } else {
+                decision(reject_unknown(), Rule::BulletinBoardNotReachable)
+            };
+        }
+        let status = match (&self.config.reply_tags, tag) {
+            (_, None) => TagStatus::Missing,
+            (None, Some(_)) => TagStatus::NoKey,
+            (Some(tags), tag) => tags.verify(&legacy.to_string(), tag, self.today),
+        };
+        if status.is_valid() {
+            with_step(decided, Step::Tag(status))
+        } else {
+            decision(reject_unknown(), Rule::ReplyTag(status))
         }
     }
 

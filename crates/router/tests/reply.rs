@@ -13,8 +13,8 @@
 use ccgate_ccmail::{Dialect, LegacyAddress, parse_address};
 use ccgate_core::EmailAddress;
 use ccgate_router::{
-    Cutover, Destination, Directory, Matched, MatchedBy, Origin, RawEntry, RawField, Router,
-    RouterConfig,
+    Cutover, Day, Destination, Directory, Matched, MatchedBy, Origin, RawEntry, RawField,
+    RejectCode, ReplyTags, Router, RouterConfig, TagKey, TagKeys, decode_tagged,
 };
 use proptest::prelude::*;
 
@@ -89,12 +89,49 @@ fn raw(index: usize, user: &User) -> RawEntry {
     }
 }
 
-fn config(hold: bool, ie8: bool) -> RouterConfig {
+/// Tags valid this many days in the tests.
+const LIFETIME: u16 = 30;
+
+fn config(hold: bool, ie8: bool, key: [u8; 32]) -> RouterConfig {
     RouterConfig {
         cutover: if hold { Cutover::Hold } else { Cutover::Legacy },
         dialect: if ie8 { Dialect::Ie8 } else { Dialect::Ie5 },
+        post_offices: vec!["HQ".to_owned(), "BRANCH".to_owned(), "Ferguson".to_owned()],
+        reply_tags: Some(ReplyTags::new(
+            TagKeys {
+                current: TagKey::new(key),
+                previous: None,
+            },
+            LIFETIME,
+        )),
         ..RouterConfig::default()
     }
+}
+
+fn refused(decision: &Destination) -> bool {
+    matches!(
+        decision,
+        Destination::Reject {
+            code: RejectCode::UserUnknown,
+            ..
+        }
+    )
+}
+
+/// The same address with its reply tag replaced by `tag` (or removed).
+fn retagged(address: &EmailAddress, tag: Option<&str>) -> EmailAddress {
+    let local = address.local();
+    let (head, quoted) = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        Some(inner) => (inner.rsplit_once('%').unwrap().0.to_owned(), true),
+        None => (local.rsplit_once('.').unwrap().0.to_owned(), false),
+    };
+    let local = match (tag, quoted) {
+        (Some(tag), true) => format!("\"{head}%{tag}\""),
+        (Some(tag), false) => format!("{head}.{tag}"),
+        (None, true) => format!("\"{head}\""),
+        (None, false) => head,
+    };
+    EmailAddress::new(&local, address.domain()).unwrap()
 }
 
 /// What the legacy side receives: the rendered text, read back.
@@ -116,12 +153,16 @@ proptest! {
         ie8 in any::<bool>(),
         outside in "[a-z]{1,8}(\\.[a-z]{1,5})?@[a-z]{1,8}\\.(test|org)",
         outside_display in proptest::option::of("[A-Za-z ,]{1,16}"),
-        stranger in "[A-Z][a-z]{1,8}, [A-Z][a-z]{1,8}",
+        stranger in "[A-Z][a-z]{1,8}(, [A-Z][a-z]{1,8}| [A-Z][a-z]{10,30})",
+        key in any::<[u8; 32]>(),
+        today in 0u32..100_000,
+        later in 0u16..=LIFETIME,
+        mutation in (0usize..10, 0usize..32),
     ) {
         let rows: Vec<RawEntry> = users.iter().enumerate().map(|(i, u)| raw(i, u)).collect();
         let directory = Directory::from_raw(rows).unwrap();
-        let config = config(hold, ie8);
-        let router = Router::new(&directory, &config);
+        let config = config(hold, ie8, key);
+        let router = Router::on(&directory, &config, Day(today));
 
         for entry in directory.entries() {
             // The sender's current mailbox: where mail for the entry goes now.
@@ -166,29 +207,94 @@ proptest! {
             "{} -> {}", outside, received
         );
 
-        // A legacy sender missing from the directory: the generated address routes back to it.
+        // A legacy sender missing from the directory: the tagged address the gateway issues
+        // is accepted back at RCPT (today and until the lifetime ends, also by a router on
+        // another day) and routes to that sender; the same address expired, without its tag,
+        // with a mutated tag or tagged for another name is refused with 550 5.1.1.
+        let later_router = Router::on(&directory, &config, Day(today + u32::from(later)));
+        let expired_router =
+            Router::on(&directory, &config, Day(today + u32::from(LIFETIME) + 1));
+        let accepted = |address: &EmailAddress| {
+            router.route_smtp(Origin::Smtp, address).destination
+        };
+        let mut issued = Vec::new();
         for text in [
             format!("{stranger} at BRANCH"),
             stranger.clone(),
             format!(",{stranger} at Ferguson"),
-            "#Social at PO5".to_owned(),
         ] {
             let sender = parse_address(&text).unwrap();
             let smtp = router.smtp_form(&sender).unwrap();
-            let reply = router.route_smtp(Origin::Smtp, &smtp.address);
-            let expected = match &sender {
-                LegacyAddress::Name { name, po: None, literal } => LegacyAddress::Name {
-                    name: name.clone(),
-                    po: Some(config.post_office.clone()),
-                    literal: *literal,
+            let expected = Destination::Legacy {
+                address: match &sender {
+                    LegacyAddress::Name { name, po: None, literal } => LegacyAddress::Name {
+                        name: name.clone(),
+                        po: Some(config.post_office.clone()),
+                        literal: *literal,
+                    },
+                    other => other.clone(),
                 },
-                other => other.clone(),
             };
+            let (_, tag) = decode_tagged(&smtp.address).unwrap();
+            let tag = tag.unwrap();
+            prop_assert_eq!(&accepted(&smtp.address), &expected, "{} -> {}", text, smtp.address);
+            let case_changed = EmailAddress::new(
+                &smtp.address.local().to_uppercase(),
+                smtp.address.domain(),
+            ).unwrap();
+            // A peer that changes the case of the local part: names are case-insensitive.
             prop_assert_eq!(
-                reply.destination,
-                Destination::Legacy { address: expected },
-                "{} -> {}", text, smtp.address
+                format!("{:?}", accepted(&case_changed)).to_lowercase(),
+                format!("{expected:?}").to_lowercase(),
+                "{}", case_changed
             );
+            prop_assert_eq!(
+                &later_router.route_smtp(Origin::Smtp, &smtp.address).destination,
+                &expected,
+                "{} a few days later", smtp.address
+            );
+            prop_assert!(
+                refused(&expired_router.route_smtp(Origin::Smtp, &smtp.address).destination),
+                "{} expired", smtp.address
+            );
+            prop_assert!(
+                refused(&accepted(&retagged(&smtp.address, None))),
+                "{} without its tag", smtp.address
+            );
+            // One character of the tag changed (to another base32 character).
+            let (at, by) = mutation;
+            let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
+            let mut mutated: Vec<u8> = tag.to_ascii_lowercase().into_bytes();
+            let old = mutated[at];
+            let old_index = alphabet.iter().position(|&c| c == old).unwrap();
+            mutated[at] = alphabet[(old_index + 1 + by % 31) % 32];
+            let mutated = String::from_utf8(mutated).unwrap();
+            prop_assert!(
+                refused(&accepted(&retagged(&smtp.address, Some(&mutated)))),
+                "{} with tag {}", smtp.address, mutated
+            );
+            // Mail already accepted is routed whatever its tag says.
+            prop_assert_eq!(
+                &expired_router.accepted().route_smtp(Origin::Smtp, &smtp.address).destination,
+                &expected
+            );
+            issued.push((smtp.address, tag));
+        }
+        // A tag made for one name does not open another.
+        if let [(first, first_tag), (second, _), ..] = issued.as_slice() {
+            let swapped = retagged(second, Some(first_tag));
+            prop_assert!(
+                first == second || refused(&accepted(&swapped)),
+                "{} with the tag of {}", swapped, first
+            );
+        }
+
+        // Post offices outside [legacy] post_offices and bulletin boards are not reachable
+        // from SMTP, whatever the tag.
+        for text in [format!("{stranger} at PO5"), "#Social at HQ".to_owned()] {
+            let sender = parse_address(&text).unwrap();
+            let smtp = router.smtp_form(&sender).unwrap();
+            prop_assert!(refused(&accepted(&smtp.address)), "{} -> {}", text, smtp.address);
         }
     }
 }

@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+use ccgate_core::EmailAddress;
 use ccgate_router::{
     Cutover, Decision, Destination, Directory, Origin, Recipient, Router, RouterConfig, SmtpForm,
 };
@@ -268,18 +269,63 @@ fn interface_section_5() {
             &hold,
             "reject 550 5.1.1",
         ),
-        // Generated addresses route back to their legacy address...
+        // Generated addresses route back to their legacy address from the legacy side...
         (
-            S,
+            L,
             "IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ@legacy.example.com",
             &hold,
             "legacy Nobody, Known at HQ",
         ),
         (
-            S,
+            L,
             "\"Nobody, Known%HQ\"@legacy.example.com",
             &hold,
             "legacy Nobody, Known at HQ",
+        ),
+        // ... but from SMTP, a name outside the directory needs the tag the gateway issued
+        // (tests/reply.rs), and no post office or bulletin board is open to strangers.
+        (
+            S,
+            "IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ@legacy.example.com",
+            &hold,
+            "reject 550 5.1.1",
+        ),
+        (
+            S,
+            "\"Nobody, Known%HQ\"@legacy.example.com",
+            &hold,
+            "reject 550 5.1.1",
+        ),
+        (
+            S,
+            "IMCEACCMAIL-Anyone+20at+20OTHERPO@legacy.example.com",
+            &hold,
+            "reject 550 5.1.1",
+        ),
+        (
+            S,
+            "IMCEACCMAIL-BB+20at+20HQ@legacy.example.com",
+            &hold,
+            "reject 550 5.1.1",
+        ),
+        (
+            S,
+            "IMCEACCMAIL-+23Social+20at+20HQ@legacy.example.com",
+            &hold,
+            "reject 550 5.1.1",
+        ),
+        (
+            S,
+            "IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ.aaaaaaaaaa@legacy.example.com",
+            &hold,
+            "reject 550 5.1.1",
+        ),
+        // A name in the directory keeps its plain generated form.
+        (
+            S,
+            "IMCEACCMAIL-Doe+2C+20Jane+20at+20HQ@legacy.example.com",
+            &hold,
+            "legacy Doe, Jane at HQ | legacy_name Doe, Jane at HQ",
         ),
         (
             S,
@@ -452,5 +498,68 @@ fn decisions_serialize_for_route_json() {
     assert_eq!(
         json["matched"]["entry"]["proxy_addresses"][2],
         "CCMAIL:Smith, Bob at EXSITE"
+    );
+}
+
+/// `ccgate route` explains the tag of a generated form (issue 13 item 5).
+#[test]
+fn why_explains_reply_tags() {
+    let directory = directory();
+    let tags = ccgate_router::ReplyTags::new(
+        ccgate_router::TagKeys {
+            current: ccgate_router::TagKey::new([1; 32]),
+            previous: None,
+        },
+        30,
+    );
+    let config = RouterConfig {
+        reply_tags: Some(tags),
+        ..RouterConfig::default()
+    };
+    let day = ccgate_router::Day(20_000);
+    let router = Router::on(&directory, &config, day);
+    let issued = router
+        .smtp_form(&ccgate_ccmail::parse_address("Nobody, Known at HQ").unwrap())
+        .unwrap()
+        .address;
+    let why = |router: &Router<'_>, address: &EmailAddress| {
+        let decision = router.route_smtp(Origin::Smtp, address);
+        (summary(&decision), decision.why.to_string())
+    };
+    let (got, text) = why(&router, &issued);
+    assert_eq!(got, "legacy Nobody, Known at HQ", "{text}");
+    assert!(
+        text.contains("reply tag valid (issued today, valid 30 more day(s))"),
+        "{text}"
+    );
+
+    let later = Router::on(&directory, &config, ccgate_router::Day(20_045));
+    let (got, text) = why(&later, &issued);
+    assert_eq!(got, "reject 550 5.1.1");
+    assert!(
+        text.contains("reply tag expired (issued 45 days ago; reply addresses stay valid 30 days)"),
+        "{text}"
+    );
+
+    let (local, _) = issued.local().rsplit_once('.').unwrap();
+    let missing = EmailAddress::new(local, issued.domain()).unwrap();
+    let (got, text) = why(&router, &missing);
+    assert_eq!(got, "reject 550 5.1.1");
+    assert!(text.contains("no reply tag"), "{text}");
+
+    let forged = EmailAddress::new(&format!("{local}.abcdefghij"), issued.domain()).unwrap();
+    let (got, text) = why(&router, &forged);
+    assert_eq!(got, "reject 550 5.1.1");
+    assert!(text.contains("forged reply tag"), "{text}");
+
+    let other_po = router
+        .smtp_form(&ccgate_ccmail::parse_address("Nobody, Known at OTHERPO").unwrap())
+        .unwrap()
+        .address;
+    let (got, text) = why(&router, &other_po);
+    assert_eq!(got, "reject 550 5.1.1");
+    assert!(
+        text.contains("post office OTHERPO is not in [legacy] post_offices"),
+        "{text}"
     );
 }

@@ -4,9 +4,15 @@
 //! | path | answer |
 //! |---|---|
 //! | `/metrics` | Prometheus text format 0.0.4 |
-//! | `/healthz` | `200 ok` while the process serves requests |
-//! | `/readyz` | `200 ready` when the SMTP listener is up and the spool can write, else `503` |
+//! | `/healthz` | `200 ok` unless the process cannot recover by itself (`503`: restart it) |
+//! | `/readyz` | `200 ready` when the SMTP listener is up and the spool takes mail, else `503` with the reason |
 //! | `/queue/summary` | the `ccgate queue summary` table as JSON |
+//!
+//! A full disk makes `/readyz` fail (the load balancer sends mail elsewhere) but not
+//! `/healthz`: the spool resumes by itself when space returns, and a restart would not help.
+//! Scans of the spool (`/metrics`, `/queue/summary`) run on the blocking pool, one at a time,
+//! so a slow scrape never holds an async worker; at most [`MAX_CONNECTIONS`] connections are
+//! served at once, more are closed at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use std::time::Duration;
 use ccgate_queue::Spool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, Semaphore, watch};
 use tracing::{debug, warn};
 
 use crate::ServerError;
@@ -25,6 +31,8 @@ use crate::shutdown::stopped;
 
 /// Largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
+/// Admin connections served at once; more are closed unanswered.
+pub const MAX_CONNECTIONS: usize = 32;
 
 /// The admin HTTP listener.
 #[derive(Debug)]
@@ -33,6 +41,9 @@ pub struct AdminServer {
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
     ready: Arc<AtomicBool>,
+    /// One spool scan at a time.
+    scan: Mutex<()>,
+    connections: Arc<Semaphore>,
 }
 
 impl AdminServer {
@@ -54,6 +65,8 @@ impl AdminServer {
             metrics,
             spool,
             ready,
+            scan: Mutex::new(()),
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         })
     }
 
@@ -69,12 +82,18 @@ impl AdminServer {
             tokio::select! {
                 () = stopped(&mut stop) => return,
                 accepted = this.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
+                        let Ok(permit) = Arc::clone(&this.connections).try_acquire_owned() else {
+                            debug!(%peer, "admin connection refused: {MAX_CONNECTIONS} already open");
+                            drop(stream);
+                            continue;
+                        };
                         let this = Arc::clone(&this);
                         tokio::spawn(async move {
                             if let Err(e) = tokio::time::timeout(Duration::from_secs(10), this.answer(stream)).await {
                                 debug!(error = %e, "admin request timed out");
                             }
+                            drop(permit);
                         });
                     }
                     Err(e) => {
@@ -124,24 +143,73 @@ impl AdminServer {
         }
         let path = path.split('?').next().unwrap_or("");
         let (status, kind, body): (u16, &str, Vec<u8>) = match path {
-            "/metrics" => (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics.render(Some(&self.spool)).into_bytes(),
-            ),
-            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.ready.load(Ordering::Relaxed) && self.spool.is_healthy() => {
-                (200, "text/plain", b"ready\n".to_vec())
+            "/metrics" => {
+                let (metrics, spool) = (Arc::clone(&self.metrics), Arc::clone(&self.spool));
+                match self.scan(move || metrics.render(Some(&spool))).await {
+                    Some(text) => (
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        text.into_bytes(),
+                    ),
+                    None => (503, "text/plain", b"scan failed\n".to_vec()),
+                }
             }
-            "/readyz" => (503, "text/plain", b"not ready\n".to_vec()),
+            "/healthz" if self.spool.is_alive() => (200, "text/plain", b"ok\n".to_vec()),
+            "/healthz" => (
+                503,
+                "text/plain",
+                format!("failed: {}\n", self.spool.status()).into_bytes(),
+            ),
+            "/readyz" => {
+                let spool = Arc::clone(&self.spool);
+                let status = tokio::task::spawn_blocking(move || spool.status()).await;
+                match status {
+                    Ok(ccgate_queue::SpoolStatus::Accepting)
+                        if self.ready.load(Ordering::Relaxed) =>
+                    {
+                        (200, "text/plain", b"ready\n".to_vec())
+                    }
+                    Ok(ccgate_queue::SpoolStatus::Accepting) => (
+                        503,
+                        "text/plain",
+                        b"not ready: the SMTP listener is not up yet\n".to_vec(),
+                    ),
+                    Ok(status) => (
+                        503,
+                        "text/plain",
+                        format!("not ready: {}: {status}\n", status.reason()).into_bytes(),
+                    ),
+                    Err(_) => (503, "text/plain", b"not ready\n".to_vec()),
+                }
+            }
             "/queue/summary" => {
-                let summary = self.spool.summary(std::time::SystemTime::now());
-                let json = serde_json::json!({ "columns": summary.columns, "rows": summary.rows });
-                (200, "application/json", format!("{json}\n").into_bytes())
+                let spool = Arc::clone(&self.spool);
+                let json = self
+                    .scan(move || {
+                        let summary = spool.summary(std::time::SystemTime::now());
+                        serde_json::json!({ "columns": summary.columns, "rows": summary.rows })
+                    })
+                    .await;
+                match json {
+                    Some(json) => (200, "application/json", format!("{json}\n").into_bytes()),
+                    None => (503, "text/plain", b"scan failed\n".to_vec()),
+                }
             }
             _ => (404, "text/plain", b"not found\n".to_vec()),
         };
         let _ = respond(&mut stream, status, kind, &body, head_only).await;
+    }
+}
+
+impl AdminServer {
+    /// Runs a scan of the spool on the blocking pool, one at a time (concurrent scrapes
+    /// queue behind it rather than each holding the spool's lock and a thread).
+    async fn scan<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _one = self.scan.lock().await;
+        tokio::task::spawn_blocking(work).await.ok()
     }
 }
 

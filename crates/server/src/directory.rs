@@ -1,7 +1,11 @@
 //! The listener's [`Routing`] backed by the directory and the router.
 //!
 //! - RCPT: the router's decision for an SMTP-origin recipient: `550 5.1.1` for an unknown user
-//!   in our domains, `554 5.7.1` outside them, accepted otherwise (legacy, modern, or held).
+//!   in our domains (and for a generated form of a name outside the directory without a valid
+//!   reply tag, or at a post office not in `[legacy] post_offices`), `554 5.7.1` outside them,
+//!   accepted otherwise (legacy, modern, or held).
+//! - Once accepted, mail is routed without checking reply tags again
+//!   ([`Router::accepted`]): a tag that expires while the mail waits does not strand it.
 //! - Queueing: `Legacy` goes to the `legacy` lane under the address as received (the legacy
 //!   agent asks the router again for the legacy name); `Modern` to the `modern` lane,
 //!   rewritten to the target address; `Hold` (a user being migrated) to the `cutover` lane,
@@ -51,7 +55,7 @@ impl DirectoryRouting {
     /// router sends to the legacy post office.
     pub fn legacy_recipient(&self, rcpt: &EmailAddress) -> Option<String> {
         let directory = self.handle.current();
-        let router = Router::new(&directory, &self.config);
+        let router = Router::new(&directory, &self.config).accepted();
         match router.route_smtp(Origin::Smtp, rcpt).destination {
             Destination::Legacy { address } => router.render(&address).ok(),
             _ => None,
@@ -100,7 +104,9 @@ impl Routing for DirectoryRouting {
 
     fn route(&self, _sender: &ReversePath, rcpt: &EmailAddress) -> Route {
         let directory = self.handle.current();
-        let decision = Router::new(&directory, &self.config).route_smtp(Origin::Smtp, rcpt);
+        let decision = Router::new(&directory, &self.config)
+            .accepted()
+            .route_smtp(Origin::Smtp, rcpt);
         to_route(decision.destination, rcpt)
     }
 }

@@ -76,8 +76,14 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
         }
     };
     let n = leases.len();
-    for lease in leases {
+    for mut lease in leases {
         let queue_id = lease.queue_id;
+        if !spool.renew(&mut lease, SystemTime::now()) {
+            // It timed out while earlier leases of the pass were delivered: its recipients
+            // are back in the queue, maybe in another attempt already. Never deliver twice.
+            warn!(queue_id = %queue_id, lane = %lane, "lease expired before its turn; not delivered");
+            continue;
+        }
         let started = Instant::now();
         let outcome = agent.deliver(&lease);
         metrics.observe_delivery(lane, started.elapsed());

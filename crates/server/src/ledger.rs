@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -30,22 +31,11 @@ impl Ledger {
             path: path.to_path_buf(),
             source,
         };
-        let mut keys = HashSet::new();
-        if let Ok(file) = File::open(path) {
-            for line in BufReader::new(file).split(b'\n') {
-                let line = line.map_err(io)?;
-                // Only complete lines count: a torn append has no newline and no `.` end mark.
-                if let Some(key) = line
-                    .strip_suffix(b".")
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                {
-                    keys.insert(key.to_owned());
-                }
-            }
-        }
+        let keys = Self::read_keys(path)?;
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(crate::private::FILE_MODE)
             .open(path)
             .map_err(io)?;
         // After a torn append, start the next key on a line of its own.
@@ -57,6 +47,35 @@ impl Ledger {
             path: path.to_path_buf(),
             inner: Mutex::new((keys, file)),
         })
+    }
+
+    /// The keys recorded in the ledger file at `path`, read without opening it for writing
+    /// (`ccgate replay --dry-run`); an empty set when there is no file yet.
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when the file exists but cannot be read.
+    pub fn read_keys(path: &Path) -> Result<HashSet<String>, ServerError> {
+        let io = |source| ServerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut keys = HashSet::new();
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
+            Err(e) => return Err(io(e)),
+        };
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(io)?;
+            // Only complete lines count: a torn append has no newline and no `.` end mark.
+            if let Some(key) = line
+                .strip_suffix(b".")
+                .and_then(|k| std::str::from_utf8(k).ok())
+            {
+                keys.insert(key.to_owned());
+            }
+        }
+        Ok(keys)
     }
 
     /// True when `key` was recorded.

@@ -2,13 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use ccgate_core::{EmailAddress, Envelope, QueueId};
 use ccgate_queue::{Route, Spool};
 use ccgate_smtp::{
     Error as SmtpError, Event, QueueError, RcptVerdict, RecipientPolicy, Session, SessionConfig,
-    for_error, rfc5322_date,
+    for_error,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -269,7 +269,8 @@ async fn handle(
                 ..
             }) => {
                 let id = QueueId::generate();
-                let header = trace.received_header(&id, &rfc5322_date(unix_now()));
+                let header =
+                    trace.received_header(&id, &ccgate_core::rfc5322_date_at(SystemTime::now()));
                 let result = queue(&shared, id, envelope, header, data).await;
                 if let Some(reply) = session.message_queued(result) {
                     reply.encode(&mut wire);
@@ -429,10 +430,4 @@ async fn queue(
             Err(QueueError::Temporary)
         }
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -1,6 +1,6 @@
 //! The `modern` lane's embedded next hop: a Maildir (`maildir:PATH`).
 //!
-//! One file per delivery attempt in `new/`, written to `tmp/`, fsynced, renamed, and the folder
+//! Folders are created 0700 and messages 0600. One file per delivery attempt in `new/`, written to `tmp/`, fsynced, renamed, and the folder
 //! fsynced, before the recipients are reported delivered. `Return-Path:` and one
 //! `Delivered-To:` per recipient are added on top, as a local delivery agent does.
 
@@ -44,7 +44,8 @@ impl MaildirAgent {
     ) -> Result<Self, ServerError> {
         for sub in ["tmp", "new", "cur"] {
             let dir = root.join(sub);
-            fs::create_dir_all(&dir).map_err(|source| ServerError::Io { path: dir, source })?;
+            crate::private::create_dirs(&dir)
+                .map_err(|source| ServerError::Io { path: dir, source })?;
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -95,7 +96,7 @@ impl MaildirAgent {
             head.push_str(&format!("Delivered-To: {}\r\n", r.address));
         }
         let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
+            let mut file = crate::private::create_file(&tmp)?;
             file.write_all(head.as_bytes())?;
             file.write_all(&body)?;
             file.sync_all()?;

@@ -264,6 +264,29 @@ impl Metrics {
         );
         drop(inner);
         if let Some(spool) = spool {
+            let status = spool.status();
+            let _ = writeln!(
+                out,
+                "# HELP ccgate_spool_accepting 1 while the spool takes new mail, 0 while it refuses it (452/451; see ccgate_spool_status).\n# TYPE ccgate_spool_accepting gauge\nccgate_spool_accepting {}",
+                u8::from(status == ccgate_queue::SpoolStatus::Accepting)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP ccgate_spool_status Why the spool is or is not taking mail: 1 for the reason in force (accepting, low_space: below min_free, disk_full or write_error: writes fail and are retried, failed: restart needed).\n# TYPE ccgate_spool_status gauge"
+            );
+            for reason in [
+                "accepting",
+                "low_space",
+                "disk_full",
+                "write_error",
+                "failed",
+            ] {
+                let _ = writeln!(
+                    out,
+                    "ccgate_spool_status{{reason=\"{reason}\"}} {}",
+                    u8::from(status.reason() == reason)
+                );
+            }
             let now = std::time::SystemTime::now();
             let depth = spool.depth(now);
             let _ = writeln!(

@@ -198,6 +198,9 @@ impl SmtpAgent {
     }
 }
 
+/// An SMTP attempt is stopped this long before its lease expires.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// One connection's worth of delivery: lease, deliver on the cached connection, record.
 async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut cached: Option<Connection> = None;
@@ -248,7 +251,27 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         };
         let started = Instant::now();
         let results = match body {
-            Ok(body) => inner.deliver(&mut cached, &lease, &body).await,
+            Ok(body) => {
+                // The attempt ends before its lease does, so the spool never hands the same
+                // recipients to a second attempt while this one still runs.
+                let left = lease
+                    .deadline
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .saturating_sub(LEASE_MARGIN);
+                match tokio::time::timeout(left, inner.deliver(&mut cached, &lease, &body)).await {
+                    Ok(results) => results,
+                    Err(_) => {
+                        // The connection is in an unknown state: never reuse it.
+                        cached = None;
+                        let err = DeliveryError::transient(
+                            FailureScope::Message,
+                            "delivery attempt stopped at its lease deadline",
+                        );
+                        vec![Err(err); lease.recipients.len()]
+                    }
+                }
+            }
             Err(e) => {
                 let err = DeliveryError::transient(
                     FailureScope::Message,

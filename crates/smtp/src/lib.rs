@@ -10,7 +10,10 @@
 //! - [`reply`]: the [`Reply`] type, every reply text, and [`for_error`].
 //! - [`session`]: the [`Session`] state machine the I/O layer drives.
 //! - [`error`]: the crate's [`Error`].
+//! - [`client`]: the client side: [`ReplyReader`] for a server's replies, [`Capabilities`]
+//!   from its EHLO reply (with [`encode_data`], what an SMTP client needs besides sockets).
 
+pub mod client;
 pub mod command;
 pub mod error;
 pub mod framing;
@@ -19,6 +22,9 @@ pub mod session;
 
 // The core types that appear in this crate's API, so its users need not name ccgate-core.
 pub use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+pub use client::{
+    Capabilities, MAX_REPLY_LINE, MAX_REPLY_LINES, ReplyError, ReplyReader, ServerReply,
+};
 pub use command::{Body, Command, ForwardPath, MailParams, parse_command};
 pub use error::{Error, Part, QueueError, RelayTrick, Verb};
 pub use framing::{
@@ -27,5 +33,5 @@ pub use framing::{
 pub use reply::{EnhancedStatus, Reply, for_error};
 pub use session::{
     Event, Limits, MAX_ERRORS, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, Output, Protocol, RcptVerdict,
-    RecipientPolicy, Session, SessionConfig, Trace, rfc5322_date,
+    RecipientPolicy, Session, SessionConfig, Trace,
 };

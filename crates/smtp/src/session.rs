@@ -240,7 +240,7 @@ impl Trace {
     ///         <date>
     /// ```
     ///
-    /// `date` is an RFC 5322 date, e.g. from [`rfc5322_date`]; control characters in it are
+    /// `date` is an RFC 5322 date, e.g. from [`ccgate_core::rfc5322_date`]; control characters in it are
     /// sent as spaces so the header cannot be split.
     pub fn received_header(&self, queue_id: &QueueId, date: &str) -> String {
         let peer = match self.peer_ip {
@@ -259,50 +259,6 @@ impl Trace {
             protocol = self.protocol.as_str(),
         )
     }
-}
-
-/// Formats seconds since the Unix epoch as an RFC 5322 date in UTC, e.g.
-/// `Mon, 23 Nov 2026 11:23:29 +0000`. Times past the year 9999 are clamped to its end.
-pub fn rfc5322_date(unix_seconds: u64) -> String {
-    const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
-    let secs = unix_seconds.min(LAST_SECOND_OF_9999);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let weekday = match days % 7 {
-        0 => "Thu",
-        1 => "Fri",
-        2 => "Sat",
-        3 => "Sun",
-        4 => "Mon",
-        5 => "Tue",
-        _ => "Wed",
-    };
-    // Civil date from days (H. Hinnant's algorithm), for days >= 0.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    let month = match month {
-        1 => "Jan",
-        2 => "Feb",
-        3 => "Mar",
-        4 => "Apr",
-        5 => "May",
-        6 => "Jun",
-        7 => "Jul",
-        8 => "Aug",
-        9 => "Sep",
-        10 => "Oct",
-        11 => "Nov",
-        _ => "Dec",
-    };
-    format!("{weekday}, {day} {month} {year} {hour:02}:{minute:02}:{second:02} +0000")
 }
 
 #[derive(Debug, Clone)]
@@ -956,20 +912,6 @@ mod tests {
         ];
         for (trace, date, header) in cases {
             assert_eq!(trace.received_header(&id, date), header);
-        }
-    }
-
-    #[test]
-    fn dates() {
-        let cases = [
-            (0, "Thu, 1 Jan 1970 00:00:00 +0000"),
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 +0000"),
-            (1_795_432_209, "Mon, 23 Nov 2026 11:10:09 +0000"),
-            (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 +0000"),
-            (u64::MAX, "Fri, 31 Dec 9999 23:59:59 +0000"),
-        ];
-        for (secs, date) in cases {
-            assert_eq!(rfc5322_date(secs), date, "{secs}");
         }
     }
 

@@ -33,32 +33,47 @@
 //! From the [`PROGRESS_AFTER`]th message on, when standard error is a terminal, a progress bar
 //! shows there: over messages when every input holds one (a Maildir, `.eml` files), else over
 //! the bytes of the inputs with the message count and rate; piped output has none.
+//!
+//! By concern: [`inputs`] finds the messages in the paths given, [`mbox`] splits mbox files,
+//! [`envelope`] makes an envelope from an RFC 5322 message's headers, [`sink`] is where
+//! messages go (nowhere, the spool, or a running gateway) with the ledger check, and
+//! [`handoff`] is the blocking SMTP client for a running gateway's listener (replies read
+//! with `ccgate_smtp`'s reader). This file routes each message and reports it.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use ccgate_ccmail::{ReadError, ReadOptions, Reader};
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
-use ccgate_queue::{QueueError, Route, Spool};
+use ccgate_queue::Route;
 use ccgate_router::{Destination, DirectoryHandle, Origin, Router};
 use ccgate_server::{Accepted, DirectoryRouting, Ledger, PickupCodec, Routing, UNKNOWN_LANE};
-use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use mail_parser::MessageParser;
 
 use crate::config::Config;
 use crate::gateway::Codec;
 use crate::progress::{Progress, Unit};
 
+mod envelope;
+mod handoff;
+mod inputs;
+mod mbox;
+mod sink;
+
+use envelope::{envelope_recipients, envelope_sender};
+use handoff::smtp_hand_over;
+use inputs::{Input, Kind, collect, location};
+use mbox::{Mbox, crlf};
+use sink::{Sink, ledger_path, open_sink, recipient_key};
+
 /// Messages before the progress bar shows (on a terminal only).
 const PROGRESS_AFTER: u64 = 100;
-/// How long an SMTP reply from the running gateway may take.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the command.
 ///
@@ -72,9 +87,17 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
             return Ok(ExitCode::from(2));
         }
     };
+    let mut router_config = crate::directory_source::router_config(config);
+    // Reply tags as `ccgate run` makes them; a dry run writes nothing, so it makes no key.
+    let keys = crate::reply_keys::KeyFile::of(config);
+    router_config.reply_tags = if dry_run {
+        keys.open_existing(config)?
+    } else {
+        Some(keys.open_or_create(config)?)
+    };
     let routing = Arc::new(DirectoryRouting::new(
         Arc::new(DirectoryHandle::new(directory)),
-        crate::directory_source::router_config(config),
+        router_config,
     ));
     let codec = Codec::new(
         Arc::clone(&routing),
@@ -88,7 +111,7 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
     let sink = if dry_run || inputs.is_empty() {
         // Nothing to queue (or a dry run): touch neither the spool nor the ledger.
         Sink::DryRun {
-            seen: read_ledger(&ledger_path(config))?,
+            seen: Ledger::read_keys(&ledger_path(config))?,
         }
     } else {
         match open_sink(config, &mut err) {
@@ -147,399 +170,6 @@ pub fn run(config: &Config, dry_run: bool, paths: &[PathBuf]) -> anyhow::Result<
         ExitCode::SUCCESS
     })
 }
-
-// ---------------------------------------------------------------------------------------------
-// Inputs.
-
-/// What a file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// A legacy export file.
-    Legacy,
-    /// An mbox file.
-    Mbox,
-    /// One RFC 5322 message (an `.eml` file, a Maildir file).
-    Rfc5322,
-}
-
-/// One file to replay.
-#[derive(Debug)]
-struct Input {
-    path: PathBuf,
-    kind: Kind,
-}
-
-/// The files behind `paths`: folders are listed (Maildir `cur/` and `new/`; other folders one
-/// level down), `.und` files refused, empty files skipped.
-fn collect(paths: &[PathBuf], err: &mut impl Write, tally: &mut Tally) -> io::Result<Vec<Input>> {
-    let mut inputs = Vec::new();
-    for path in paths {
-        match fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => collect_dir(path, 0, &mut inputs, err, tally)?,
-            Ok(_) => collect_file(path, &mut inputs, err, tally)?,
-            Err(e) => {
-                writeln!(err, "{}: error: {e}", path.display())?;
-                tally.io_errors += 1;
-            }
-        }
-    }
-    Ok(inputs)
-}
-
-fn collect_dir(
-    dir: &Path,
-    depth: u32,
-    inputs: &mut Vec<Input>,
-    err: &mut impl Write,
-    tally: &mut Tally,
-) -> io::Result<()> {
-    if is_maildir(dir) {
-        for sub in ["cur", "new"] {
-            for path in list(&dir.join(sub), err, tally)? {
-                if path.is_file() {
-                    collect_file(&path, inputs, err, tally)?;
-                }
-            }
-        }
-        return Ok(());
-    }
-    for path in list(dir, err, tally)? {
-        if path.is_dir() {
-            if depth == 0 {
-                collect_dir(&path, depth + 1, inputs, err, tally)?;
-            }
-        } else if path.is_file() {
-            collect_file(&path, inputs, err, tally)?;
-        }
-    }
-    Ok(())
-}
-
-/// A folder's visible entries, sorted; a listing error is reported and gives nothing.
-fn list(dir: &Path, err: &mut impl Write, tally: &mut Tally) -> io::Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            writeln!(err, "{}: error: {e}", dir.display())?;
-            tally.io_errors += 1;
-            return Ok(Vec::new());
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .collect();
-    paths.sort();
-    Ok(paths)
-}
-
-fn is_maildir(dir: &Path) -> bool {
-    dir.join("cur").is_dir() || dir.join("new").is_dir()
-}
-
-fn collect_file(
-    path: &Path,
-    inputs: &mut Vec<Input>,
-    err: &mut impl Write,
-    tally: &mut Tally,
-) -> io::Result<()> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("und"))
-    {
-        writeln!(
-            err,
-            "{}: error: a legacy undeliverable (.und) file is never replayed (KB Q168680: it \
-             holds the non-delivery reports of failed imports); replay the saved original \
-             export instead",
-            path.display()
-        )?;
-        tally.unreadable += 1;
-        return Ok(());
-    }
-    match sniff(path) {
-        Ok(Some(kind)) => inputs.push(Input {
-            path: path.to_path_buf(),
-            kind,
-        }),
-        Ok(None) => writeln!(err, "{}: warning: empty file skipped", path.display())?,
-        Err(e) => {
-            writeln!(err, "{}: error: {e}", path.display())?;
-            tally.io_errors += 1;
-        }
-    }
-    Ok(())
-}
-
-/// The kind of a file by its first non-blank line; `None` for a blank file.
-fn sniff(path: &Path) -> io::Result<Option<Kind>> {
-    let mut head = Vec::new();
-    File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
-    let Some(first) = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.trim_ascii())
-        .find(|l| !l.is_empty())
-    else {
-        return Ok(None);
-    };
-    Ok(Some(if first.starts_with(b"From ") {
-        Kind::Mbox
-    } else if first
-        .get(..8)
-        .is_some_and(|k| k.eq_ignore_ascii_case(b"Message:"))
-    {
-        Kind::Legacy
-    } else {
-        Kind::Rfc5322
-    }))
-}
-
-/// Where a message was found, for the report.
-fn location(path: &Path, line: Option<u64>) -> String {
-    match line {
-        Some(line) => format!("{}:{line}", path.display()),
-        None => path.display().to_string(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// mbox.
-
-/// Messages of an mbox file, one at a time: a `From ` line at the start of the file or after a
-/// blank line separates them; the blank line before a separator belongs to no message;
-/// `>From `, `>>From `, ... lose one `>` (mboxrd).
-struct Mbox<R> {
-    inner: R,
-    line: u64,
-    /// The line number of the separator that starts the next message.
-    next_start: Option<u64>,
-    done: bool,
-}
-
-impl<R: BufRead> Mbox<R> {
-    fn new(inner: R) -> Self {
-        Self {
-            inner,
-            line: 0,
-            next_start: None,
-            done: false,
-        }
-    }
-
-    fn read_line(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
-        buf.clear();
-        let n = self.inner.read_until(b'\n', buf)?;
-        if n > 0 {
-            self.line += 1;
-        }
-        Ok(n > 0)
-    }
-
-    fn next_message(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
-        let mut buf = Vec::new();
-        let start = match self.next_start.take() {
-            Some(start) => start,
-            None => loop {
-                if self.done || !self.read_line(&mut buf)? {
-                    self.done = true;
-                    return Ok(None);
-                }
-                if buf.starts_with(b"From ") {
-                    break self.line;
-                }
-                // Text before the first separator (blank lines) is not a message.
-            },
-        };
-        let mut message = Vec::new();
-        let mut previous_blank = false;
-        loop {
-            if !self.read_line(&mut buf)? {
-                self.done = true;
-                break;
-            }
-            if previous_blank && buf.starts_with(b"From ") {
-                self.next_start = Some(self.line);
-                // The separator's blank line is not part of the message.
-                strip_last_line_end(&mut message);
-                break;
-            }
-            previous_blank = buf.trim_ascii().is_empty();
-            let quoted = buf.iter().take_while(|&&b| b == b'>').count();
-            if quoted > 0 && buf.get(quoted..).is_some_and(|r| r.starts_with(b"From ")) {
-                message.extend_from_slice(buf.get(1..).unwrap_or_default());
-            } else {
-                message.extend_from_slice(&buf);
-            }
-        }
-        Ok(Some((start, message)))
-    }
-}
-
-/// Drops the last line end of `message` (the blank line before an mbox separator).
-fn strip_last_line_end(message: &mut Vec<u8>) {
-    if message.ends_with(b"\r\n") {
-        message.truncate(message.len() - 2);
-    } else if message.ends_with(b"\n") {
-        message.truncate(message.len() - 1);
-    }
-}
-
-/// Every line end as CR LF (as the SMTP listener stores messages).
-fn crlf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut previous = 0u8;
-    for &b in bytes {
-        if b == b'\n' && previous != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        previous = b;
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// The ledger.
-
-fn ledger_path(config: &Config) -> PathBuf {
-    config.data_dir.join("ledger.log")
-}
-
-/// The ledger's keys, read without writing anything (for `--dry-run`): complete lines end in
-/// `.` (see `ccgate_server::Ledger`).
-fn read_ledger(path: &Path) -> anyhow::Result<HashSet<String>> {
-    let mut keys = HashSet::new();
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(keys),
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    };
-    for line in BufReader::new(file).split(b'\n') {
-        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
-        if let Some(key) = line
-            .strip_suffix(b".")
-            .and_then(|k| std::str::from_utf8(k).ok())
-        {
-            keys.insert(key.to_owned());
-        }
-    }
-    Ok(keys)
-}
-
-/// The ledger key of one recipient of an RFC 5322 message.
-fn recipient_key(identity: &str, rcpt: &EmailAddress) -> String {
-    format!("{identity} {}", rcpt.to_lowercase_key())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Where messages go.
-
-/// The running gateway's SMTP listener, once tried.
-enum Listener {
-    NotTried,
-    Open(SmtpClient),
-    Unusable(String),
-}
-
-/// Where replayed messages go.
-enum Sink {
-    /// `--dry-run`: nothing is written; `seen` starts as the ledger's keys.
-    DryRun { seen: HashSet<String> },
-    /// No gateway runs: this process owns the spool.
-    Direct { spool: Box<Spool>, ledger: Ledger },
-    /// `ccgate run` owns the spool.
-    Running {
-        ledger: Ledger,
-        pickup_dir: PathBuf,
-        smtp_addr: Option<SocketAddr>,
-        hostname: String,
-        listener: Listener,
-    },
-}
-
-fn open_sink(config: &Config, err: &mut impl Write) -> anyhow::Result<Sink> {
-    fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("{}: cannot create folder", config.data_dir.display()))?;
-    let spool_dir = ccgate_queue::spool_dir(&config.data_dir);
-    let ledger = || {
-        let path = ledger_path(config);
-        Ledger::open(&path).with_context(|| format!("{}: cannot open the ledger", path.display()))
-    };
-    match Spool::open(&spool_dir, super::queue::spool_options(config)) {
-        Ok(spool) => {
-            for finding in spool.recovery_report().findings() {
-                writeln!(err, "ccgate: warning: spool recovery: {finding}")?;
-            }
-            Ok(Sink::Direct {
-                spool: Box::new(spool),
-                ledger: ledger()?,
-            })
-        }
-        Err(QueueError::Locked { .. }) => {
-            writeln!(
-                err,
-                "ccgate: the spool is owned by a running `ccgate run`: legacy files go through \
-                 its pickup folder, RFC 5322 messages through its SMTP listener"
-            )?;
-            let smtp_addr = config.smtp.listen.first().map(|addr| {
-                let ip = match addr.ip() {
-                    IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                    ip => ip,
-                };
-                SocketAddr::new(ip, addr.port())
-            });
-            Ok(Sink::Running {
-                ledger: ledger()?,
-                pickup_dir: config.legacy.pickup_dir.clone(),
-                smtp_addr,
-                hostname: config.smtp.hostname.clone(),
-                listener: Listener::NotTried,
-            })
-        }
-        Err(e) => Err(e).with_context(|| format!("{}: cannot open the spool", spool_dir.display())),
-    }
-}
-
-impl Sink {
-    fn seen(&self, key: &str) -> bool {
-        match self {
-            Self::DryRun { seen } => seen.contains(key),
-            Self::Direct { ledger, .. } | Self::Running { ledger, .. } => ledger.contains(key),
-        }
-    }
-
-    fn record(&mut self, key: &str) -> anyhow::Result<()> {
-        match self {
-            Self::DryRun { seen } => {
-                seen.insert(key.to_owned());
-            }
-            Self::Direct { ledger, .. } | Self::Running { ledger, .. } => ledger
-                .insert(key)
-                .context("cannot record the message in the ledger")?,
-        }
-        Ok(())
-    }
-
-    /// Releases the spool, says goodbye to the listener.
-    fn finish(self) -> anyhow::Result<()> {
-        match self {
-            Self::DryRun { .. } => Ok(()),
-            Self::Direct { spool, .. } => (*spool).close().context("closing the spool"),
-            Self::Running { listener, .. } => {
-                if let Listener::Open(mut client) = listener {
-                    client.quit();
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The replay.
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -1107,316 +737,9 @@ fn refusals(refused: &[Routed]) -> String {
 
 /// The trace header of a message replay queues itself.
 fn received_header(hostname: &str, id: &QueueId, now: SystemTime) -> Vec<u8> {
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     format!(
         "Received: by {hostname} (ccgate replay) id {id};\r\n\t{}\r\n",
-        ccgate_smtp::rfc5322_date(secs)
+        ccgate_core::rfc5322_date_at(now)
     )
     .into_bytes()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The envelope of an RFC 5322 message.
-
-/// `Return-Path:` (`<>` is the null sender), else `Sender:`, else `From:`.
-fn envelope_sender(parsed: &mail_parser::Message<'_>) -> Result<ReversePath, String> {
-    if let Some((_, raw)) = parsed
-        .headers_raw()
-        .find(|(name, _)| name.eq_ignore_ascii_case("Return-Path"))
-    {
-        let text = raw
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .trim();
-        if text.is_empty() {
-            return Ok(ReversePath::Null);
-        }
-        return text
-            .parse::<EmailAddress>()
-            .map(ReversePath::Mailbox)
-            .map_err(|e| format!("Return-Path {text:?} is not an address: {e}"));
-    }
-    for header in [parsed.sender(), parsed.from()].into_iter().flatten() {
-        if let Some(addr) = header.first().and_then(|a| a.address()) {
-            return addr
-                .parse::<EmailAddress>()
-                .map(ReversePath::Mailbox)
-                .map_err(|e| format!("sender {addr:?} is not an address: {e}"));
-        }
-    }
-    Err("no sender (no Return-Path, Sender or From address)".to_owned())
-}
-
-/// The envelope recipients: the topmost `X-Original-To:` (the address as first received),
-/// else the topmost `Delivered-To:`, else every `To:`, `Cc:` and `Bcc:` address; each once.
-/// The second list holds what is not an address, with why.
-fn envelope_recipients(
-    parsed: &mail_parser::Message<'_>,
-) -> (Vec<EmailAddress>, Vec<(String, String)>) {
-    let mut found: Vec<String> = Vec::new();
-    for name in ["X-Original-To", "Delivered-To"] {
-        if let Some((_, raw)) = parsed
-            .headers_raw()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            found.extend(
-                raw.split(',')
-                    .map(|a| {
-                        a.trim()
-                            .trim_start_matches('<')
-                            .trim_end_matches('>')
-                            .trim()
-                    })
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_owned),
-            );
-            break;
-        }
-    }
-    if found.is_empty() {
-        for header in [HeaderName::To, HeaderName::Cc, HeaderName::Bcc] {
-            for value in parsed.header_values(header) {
-                if let HeaderValue::Address(list) = value {
-                    found.extend(list.iter().filter_map(|a| a.address().map(str::to_owned)));
-                }
-            }
-        }
-    }
-    let mut good: Vec<EmailAddress> = Vec::new();
-    let mut bad = Vec::new();
-    for text in found {
-        match text.parse::<EmailAddress>() {
-            Ok(addr) => {
-                if !good
-                    .iter()
-                    .any(|g| g.to_lowercase_key() == addr.to_lowercase_key())
-                {
-                    good.push(addr);
-                }
-            }
-            Err(e) => bad.push((text, e.to_string())),
-        }
-    }
-    (good, bad)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Handing RFC 5322 messages to a running gateway over SMTP.
-
-/// What the listener did: the queue id, the recipients it took, those it refused.
-type HandedOver = (String, Vec<EmailAddress>, Vec<(EmailAddress, String)>);
-
-/// Sends one message to the running gateway's listener (connecting on first use).
-fn smtp_hand_over(
-    addr: Option<SocketAddr>,
-    hostname: &str,
-    listener: &mut Listener,
-    envelope: &Envelope,
-    body: &[u8],
-) -> Result<HandedOver, String> {
-    if let Listener::NotTried = listener {
-        *listener = match addr {
-            Some(addr) if addr.port() != 0 => match SmtpClient::connect(addr, hostname) {
-                Ok(client) => Listener::Open(client),
-                Err(e) => Listener::Unusable(format!(
-                    "`ccgate run` owns the spool but its SMTP listener {addr} does not answer \
-                     ({e}); stop the gateway and replay again"
-                )),
-            },
-            _ => Listener::Unusable(
-                "`ccgate run` owns the spool and its SMTP port is not fixed in the config \
-                 ([smtp] listen); stop the gateway and replay again"
-                    .to_owned(),
-            ),
-        };
-    }
-    let result = match listener {
-        Listener::Open(client) => client.send(envelope, body),
-        Listener::Unusable(why) => return Err(why.clone()),
-        Listener::NotTried => return Err("no SMTP listener".to_owned()),
-    };
-    result.map_err(|e| {
-        let why = format!("the gateway's SMTP listener failed: {e}");
-        *listener = Listener::Unusable(why.clone());
-        why
-    })
-}
-
-/// A plain SMTP client for the gateway's own listener.
-struct SmtpClient {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    eightbit: bool,
-    smtputf8: bool,
-}
-
-impl SmtpClient {
-    fn connect(addr: SocketAddr, hostname: &str) -> io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-        stream.set_read_timeout(Some(SMTP_TIMEOUT))?;
-        stream.set_write_timeout(Some(SMTP_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        let mut client = Self {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-            eightbit: false,
-            smtputf8: false,
-        };
-        let (code, text) = client.reply()?;
-        if code != 220 {
-            return Err(io::Error::other(format!("greeting: {code} {text}")));
-        }
-        let (code, text) = client.command(&format!("EHLO {hostname}"))?;
-        if code != 250 {
-            return Err(io::Error::other(format!("EHLO: {code} {text}")));
-        }
-        let upper = text.to_ascii_uppercase();
-        client.eightbit = upper.lines().any(|l| l.trim() == "8BITMIME");
-        client.smtputf8 = upper.lines().any(|l| l.trim() == "SMTPUTF8");
-        Ok(client)
-    }
-
-    /// One reply: the code and its lines joined by `\n`.
-    fn reply(&mut self) -> io::Result<(u16, String)> {
-        let mut text = Vec::new();
-        loop {
-            let mut raw = Vec::new();
-            (&mut self.reader).take(4096).read_until(b'\n', &mut raw)?;
-            if raw.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the listener closed the connection",
-                ));
-            }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| io::Error::other(format!("not an SMTP reply: {line:?}")))?;
-            text.push(line.get(4..).unwrap_or_default().to_owned());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, text.join("\n")));
-            }
-        }
-    }
-
-    fn command(&mut self, line: &str) -> io::Result<(u16, String)> {
-        self.writer.write_all(format!("{line}\r\n").as_bytes())?;
-        self.reply()
-    }
-
-    fn send(&mut self, envelope: &Envelope, body: &[u8]) -> io::Result<HandedOver> {
-        let mut params = String::new();
-        if self.eightbit && !body.is_ascii() {
-            params.push_str(" BODY=8BITMIME");
-        }
-        let utf8 = envelope
-            .sender
-            .mailbox()
-            .is_some_and(|m| m.needs_smtputf8())
-            || envelope.recipients.iter().any(EmailAddress::needs_smtputf8);
-        if self.smtputf8 && utf8 {
-            params.push_str(" SMTPUTF8");
-        }
-        let (code, text) = self.command(&format!("MAIL FROM:<{}>{params}", envelope.sender))?;
-        if code != 250 {
-            let _ = self.command("RSET");
-            return Err(io::Error::other(format!("MAIL FROM: {code} {text}")));
-        }
-        let mut taken = Vec::new();
-        let mut refused = Vec::new();
-        for rcpt in &envelope.recipients {
-            let (code, text) = self.command(&format!("RCPT TO:<{rcpt}>"))?;
-            if (200..300).contains(&code) {
-                taken.push(rcpt.clone());
-            } else {
-                refused.push((rcpt.clone(), format!("{code} {text}")));
-            }
-        }
-        if taken.is_empty() {
-            let _ = self.command("RSET");
-            return Ok((String::new(), taken, refused));
-        }
-        let (code, text) = self.command("DATA")?;
-        if code != 354 {
-            let _ = self.command("RSET");
-            return Err(io::Error::other(format!("DATA: {code} {text}")));
-        }
-        let mut data = Vec::new();
-        ccgate_smtp::encode_data(body, &mut data);
-        self.writer.write_all(&data)?;
-        let (code, text) = self.reply()?;
-        if code != 250 {
-            return Err(io::Error::other(format!("end of data: {code} {text}")));
-        }
-        let id = text
-            .split("queued as ")
-            .nth(1)
-            .map_or_else(|| "?".to_owned(), |s| s.trim().to_owned());
-        Ok((id, taken, refused))
-    }
-
-    fn quit(&mut self) {
-        let _ = self.command("QUIT");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn messages(text: &str) -> Vec<(u64, String)> {
-        let mut mbox = Mbox::new(text.as_bytes());
-        let mut out = Vec::new();
-        while let Some((line, bytes)) = mbox.next_message().unwrap() {
-            out.push((line, String::from_utf8(bytes).unwrap()));
-        }
-        out
-    }
-
-    #[test]
-    fn mbox_splits_on_separators_after_blank_lines_and_unescapes_mboxrd() {
-        let text = "From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\n>From here\n>>From there\nFrom inside a paragraph\n\n\
-From b@x Mon Jan  1 00:00:00 2024\nSubject: two\n\nbody\n";
-        assert_eq!(
-            messages(text),
-            vec![
-                (
-                    1,
-                    "Subject: one\n\nFrom here\n>From there\nFrom inside a paragraph\n".to_owned()
-                ),
-                (8, "Subject: two\n\nbody\n".to_owned()),
-            ]
-        );
-        assert!(messages("").is_empty());
-    }
-
-    #[test]
-    fn line_ends_become_crlf() {
-        assert_eq!(crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc".to_vec());
-    }
-
-    #[test]
-    fn envelope_from_delivery_headers_else_addresses() {
-        let parse = |raw: &'static str| MessageParser::default().parse_headers(raw).unwrap();
-        let m = parse(
-            "Return-Path: <>\r\nDelivered-To: b@x.test\r\nDelivered-To: c@x.test\r\nX-Original-To: a@x.test\r\nFrom: f@x.test\r\nTo: t@x.test\r\n\r\n",
-        );
-        assert_eq!(envelope_sender(&m).unwrap(), ReversePath::Null);
-        let (rcpts, bad) = envelope_recipients(&m);
-        assert_eq!(rcpts, vec!["a@x.test".parse::<EmailAddress>().unwrap()]);
-        assert!(bad.is_empty());
-        let m = parse(
-            "From: F <f@x.test>\r\nTo: T <t@x.test>, u@x.test\r\nCc: T@x.test\r\nBcc: b@x.test\r\n\r\n",
-        );
-        assert_eq!(envelope_sender(&m).unwrap().to_string(), "f@x.test");
-        let (rcpts, _) = envelope_recipients(&m);
-        let rcpts: Vec<String> = rcpts.iter().map(ToString::to_string).collect();
-        assert_eq!(rcpts, ["t@x.test", "u@x.test", "b@x.test"]);
-        assert!(envelope_sender(&parse("Subject: x\r\n\r\n")).is_err());
-    }
 }

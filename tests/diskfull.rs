@@ -1,0 +1,170 @@
+//! A full disk heals by itself (issue 12): the gateway's data folder on a small real tmpfs is
+//! filled up; SMTP answers `452 4.3.1`, `/readyz` says why, `/healthz` stays 200; once space
+//! is freed, mail is accepted and delivered again without a restart, and nothing that was
+//! acknowledged is lost. Needs root (mount); says SKIPPED otherwise.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{Gateway, MODERN_DOMAIN, RawSmtp, wait_for};
+
+/// A tmpfs mounted at `path` for the test; unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn new(path: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// One message over SMTP; the reply to its final dot (or to the first refused command).
+fn send(addr: &str, n: usize) -> crate::util::Reply {
+    let mut c = RawSmtp::open(addr);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let r = c.cmd("MAIL FROM:<sender@client.test>");
+    if r.code != 250 {
+        return r;
+    }
+    assert_eq!(c.cmd(&format!("RCPT TO:<user1@{MODERN_DOMAIN}>")).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let mut body = format!("Subject: disk full {n}\r\n\r\n").into_bytes();
+    for _ in 0..200 {
+        body.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n",
+        );
+    }
+    body.extend_from_slice(b".\r\n");
+    c.send(&body).unwrap();
+    let r = c.reply().expect("a reply to the final dot");
+    let _ = c.send(b"QUIT\r\n");
+    r
+}
+
+/// `GET path` on the admin listener: (status, body).
+fn get(admin: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+fn admin_addr(gw: &Gateway) -> String {
+    let log = gw.log();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ccgate: admin"))
+        .unwrap_or_else(|| panic!("no admin banner:\n{log}"));
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_full_disk_gives_452_then_mail_flows_again_by_itself() {
+    // min_free off: this test is about real ENOSPC from the file system, not the floor.
+    let mut gw = Gateway::start("\n[queue]\nretry = [\"1s\"]\nmin_free = 0\n");
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(30)).is_some());
+    let data = gw.dir().join("data");
+    let Some(mount) = Mount::new(&data, "16m") else {
+        println!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return;
+    };
+    gw.spawn();
+    let addr = gw.addr();
+    let admin = admin_addr(&gw);
+    assert_eq!(get(&admin, "/readyz").0, 200);
+
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        let r = send(&addr, n);
+        assert_eq!(r.code, 250, "{}", r.first());
+        acked.push(r.queued_id().expect("queue id in the 250"));
+    }
+    gw.wait_delivered(3, Duration::from_secs(30));
+
+    // Fill the file system to the last byte.
+    let filler = data.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.write_all(&[0]);
+    drop(f);
+
+    let r = send(&addr, 100);
+    assert_eq!(r.code, 452, "on a full disk: {}", r.first());
+    assert!(r.first().contains("4.3.1"), "{}", r.first());
+    let (status, body) = get(&admin, "/readyz");
+    assert_eq!(status, 503, "/readyz on a full disk: {body}");
+    assert!(body.contains("disk_full"), "{body}");
+    assert_eq!(
+        get(&admin, "/healthz").0,
+        200,
+        "a full disk needs no restart"
+    );
+    let (_, metrics) = get(&admin, "/metrics");
+    assert!(metrics.contains("ccgate_spool_accepting 0"), "{metrics}");
+    assert!(metrics.contains("ccgate_spool_status{reason=\"disk_full\"} 1"));
+    // Still refused while full.
+    assert_eq!(send(&addr, 101).code, 452);
+
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let taken = wait_for(Duration::from_secs(60), || {
+        let r = send(&addr, 200);
+        (r.code == 250).then(|| r.queued_id().expect("queue id"))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "still refusing mail 60 s after space returned:\n{}",
+            gw.log()
+        )
+    });
+    println!(
+        "mail accepted again {:?} after space was freed",
+        freed.elapsed()
+    );
+    acked.push(taken);
+    let (status, body) = get(&admin, "/readyz");
+    assert_eq!(status, 200, "{body}");
+
+    // Nothing acknowledged is lost: every acknowledged message is delivered.
+    for id in &acked {
+        gw.wait_delivered_id(id, Duration::from_secs(60));
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || gw
+            .queued_ids()
+            .is_empty()
+            .then_some(()))
+        .is_some()
+    );
+    gw.kill9();
+    drop(mount);
+}
