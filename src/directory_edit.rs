@@ -5,8 +5,11 @@
 //! comments, blank lines, quoting, column order and row order stay as they were. The new text
 //! is read back before it is written (every changed row must carry its new state and the file
 //! must still compile), then written atomically: a temporary file beside it, fsync, rename,
-//! fsync of the folder. LDAP sources are not changed here yet (the modify with the configured
-//! bind is future work): the request is refused with that reason.
+//! fsync of the folder.
+//!
+//! An LDAP directory is changed by a modify (replace of the `ldap_attributes.state`
+//! attribute) of each named entry, by its DN, with the configured bind, after the entries as
+//! read, with the new states, were checked to compile.
 
 use std::fs::{self, File};
 use std::io::Write as _;
@@ -146,12 +149,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// rewritten). Nothing is written when no row changes.
 ///
 /// # Errors
-/// The source is LDAP, cannot be read, has problems, or cannot be written.
+/// The source cannot be read, has problems, would not load with the new states, or cannot be
+/// written (LDAP: the connection or bind fails; a failed modify is that person's result).
 pub fn set_state(config: &Config, names: &[String], state: State) -> anyhow::Result<Vec<Change>> {
     let DirectorySource::Csv(path) = &config.directory.source else {
-        bail!(
-            "the directory comes from LDAP: change ccgateMigrationState there (an LDAP modify from ccgate is not supported yet), then reload"
-        );
+        return set_state_ldap(config, names, state);
     };
     let text = fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read the directory", path.display()))?;
@@ -193,6 +195,75 @@ pub fn set_state(config: &Config, names: &[String], state: State) -> anyhow::Res
     }
     write_atomically(path, new_text.as_bytes())?;
     Ok(changes)
+}
+
+/// One person's result before the modify: what changes and the entry's DN (if it changes),
+/// or why not.
+type Pending = Result<(String, Option<String>), String>;
+
+/// [`set_state`] for an LDAP source.
+fn set_state_ldap(config: &Config, names: &[String], state: State) -> anyhow::Result<Vec<Change>> {
+    let origin = crate::directory_source::origin(config);
+    let settings = crate::directory_source::ldap_settings(config)?
+        .with_context(|| format!("{origin}: not an LDAP source"))?;
+    let rows = crate::ldap::load(&settings)?;
+    let directory = match Directory::from_raw(rows.clone()) {
+        Ok(d) => d,
+        Err(e) => bail!("{origin}: the directory has problems; fix them first:\n{e}"),
+    };
+    let mut changes = Vec::new();
+    let mut dns: Vec<String> = Vec::new();
+    for name in names {
+        let result = find(&directory, name).and_then(|entry| {
+            let before = entry.state();
+            if before == state {
+                return Ok((format!("already {state}"), None));
+            }
+            let dn = entry
+                .id()
+                .ok_or_else(|| "the entry has no DN".to_owned())?
+                .to_owned();
+            if !dns.contains(&dn) {
+                dns.push(dn.clone());
+            }
+            Ok((format!("{before} -> {state}"), Some(dn)))
+        });
+        changes.push((name.clone(), result));
+    }
+    let finish = |changes: Vec<(String, Pending)>| {
+        changes
+            .into_iter()
+            .map(|(name, result)| Change {
+                name,
+                result: result.map(|(what, _)| what),
+            })
+            .collect::<Vec<Change>>()
+    };
+    if dns.is_empty() {
+        return Ok(finish(changes));
+    }
+    let mut changed = rows;
+    for row in &mut changed {
+        if row.id.as_ref().is_some_and(|id| dns.contains(id)) {
+            row.state = ccgate_router::RawField::new(state.as_str());
+        }
+    }
+    if let Err(e) = Directory::from_raw(changed) {
+        bail!("{origin}: the changed directory would not load, nothing changed:\n{e}");
+    }
+    let requests: Vec<(String, &str)> = dns.iter().map(|dn| (dn.clone(), state.as_str())).collect();
+    let results = crate::ldap::set_state(&settings, &requests)?;
+    // A modify that failed turns the result of the people of that entry into the reason.
+    for (dn, result) in dns.iter().zip(results) {
+        if let Err(why) = result {
+            for (_, change) in &mut changes {
+                if matches!(change, Ok((_, Some(d))) if d == dn) {
+                    *change = Err(why.clone());
+                }
+            }
+        }
+    }
+    Ok(finish(changes))
 }
 
 #[cfg(test)]
