@@ -434,6 +434,47 @@ fn actions_need_the_token_and_a_session_form_needs_its_csrf_token() {
         log.contains("who=bearer@127.0.0.1") && log.contains("action=release"),
         "{log}"
     );
+    // A legacy message set aside by the pickup is released after a fix and delivered.
+    let pickup = gw.dir().join("data/legacy/outbound");
+    std::fs::write(
+        pickup.join("BROKEN2.CCM"),
+        "Message:\r\nFrom: Smith, John at HQ\r\nTo: User, Test0 at HQ\r\nSubject: fixed later\r\nContents: 999\r\nhello\r\n",
+    )
+    .unwrap();
+    let quarantine = gw.dir().join("data/legacy/quarantine");
+    let name = wait_for(Duration::from_secs(30), || {
+        std::fs::read_dir(&quarantine)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("BROKEN2.CCM") && !n.ends_with(".err"))
+    })
+    .unwrap_or_else(|| panic!("not set aside; log:\n{}", gw.log()));
+    let fixed = "Message:\nFrom: Smith, John at HQ\nTo: User, Test0 at HQ\nSubject: fixed later\nContents:\nText item:\nhello\n";
+    let form = format!(
+        "action=release&name={}&text={}",
+        name.replace('.', "%2E"),
+        fixed
+            .replace('\n', "%0A")
+            .replace(' ', "+")
+            .replace(',', "%2C")
+            .replace(':', "%3A")
+    );
+    assert_eq!(http(&addr, "POST", "/quarantine/action", &[], &form).0, 403);
+    let (status, _, body) = http(&addr, "POST", "/quarantine/action", &[&bearer], &form);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("released into"), "{body}");
+    assert!(
+        !quarantine.join(&name).exists(),
+        "the quarantined copy is gone"
+    );
+    wait_for(Duration::from_secs(30), || {
+        gw.delivered()
+            .iter()
+            .any(|d| d.text().contains("Subject: fixed later"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the fixed message was not delivered; log:\n{}", gw.log()));
     // A cutover at a time: carried out then, and logged.
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
