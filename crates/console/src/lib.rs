@@ -118,9 +118,9 @@ impl Console {
 }
 
 impl Console {
-    /// Runs a whole-spool scan for monitoring (`/metrics`, `/queue/summary`) on the blocking
-    /// pool, one at a time: concurrent scrapes queue behind it rather than each holding the
-    /// spool's lock and a thread.
+    /// Runs a whole-spool scan (`/metrics`, `/queue/summary`, the overview, a queue listing,
+    /// a person's mail) on the blocking pool, one at a time and within the read bound:
+    /// concurrent scans queue behind it rather than each holding the spool's lock and a thread.
     ///
     /// # Errors
     /// [`ConsoleError::Busy`] when the task could not run.
@@ -129,9 +129,7 @@ impl Console {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ConsoleError> {
         let _one = self.scans.lock().await;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| ConsoleError::Busy)
+        self.blocking(work).await
     }
 }
 

@@ -56,7 +56,7 @@ fn free(space: Option<(u64, u64)>) -> String {
 pub async fn page(State(console): State<Arc<Console>>, viewer: Viewer) -> Response {
     let c = Arc::clone(&console);
     let snapshot = console
-        .blocking(move || {
+        .scan(move || {
             let now = SystemTime::now();
             let directory = c.parts.routing.handle().current();
             let mut states = [

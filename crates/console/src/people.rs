@@ -149,7 +149,7 @@ pub async fn person(
     let c = Arc::clone(&console);
     let wanted = q.key.clone();
     let found = console
-        .blocking(move || -> Result<Found, ConsoleError> {
+        .scan(move || -> Result<Found, ConsoleError> {
             let directory = c.parts.routing.handle().current();
             let entry = directory
                 .entries()

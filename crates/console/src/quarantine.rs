@@ -112,7 +112,7 @@ pub async fn list(State(console): State<Arc<Console>>, viewer: Viewer) -> Respon
     let dir = console.parts.quarantine_dir.clone();
     let spool = Arc::clone(&console.parts.spool);
     let read = console
-        .blocking(move || {
+        .scan(move || {
             let filter = Filter {
                 state: Some(QueueState::Quarantined),
                 ..Filter::default()

@@ -90,7 +90,7 @@ pub async fn list(
     };
     let spool = Arc::clone(&console.parts.spool);
     let listed = console
-        .blocking(move || spool.list(&filter, SystemTime::now()))
+        .scan(move || spool.list(&filter, SystemTime::now()))
         .await;
     let messages = match listed {
         Ok(m) => m,
