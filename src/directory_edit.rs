@@ -155,6 +155,18 @@ pub fn set_state(config: &Config, names: &[String], state: State) -> anyhow::Res
     let DirectorySource::Csv(path) = &config.directory.source else {
         return set_state_ldap(config, names, state);
     };
+    // One change at a time (the console and `directory set-state` may meet): a lock file
+    // beside the directory, held from the read to the rename.
+    let lock_path = path.with_file_name(format!(
+        ".{}.ccgate-lock",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let lock = File::create(&lock_path)
+        .with_context(|| format!("{}: cannot create", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("{}: cannot lock", lock_path.display()))?;
     let text = fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read the directory", path.display()))?;
     let directory = match Directory::from_csv(text.as_bytes()) {
