@@ -236,6 +236,12 @@ fn console_pages_in_a_real_browser_show_numbers_find_people_and_cut_over() {
     );
     // Without the token nothing happens.
     assert_eq!(seen["no_token_status"], 403, "{}", seen["no_token_body"]);
+    assert_eq!(
+        seen["refusal_logged"].as_array().unwrap().len(),
+        1,
+        "{}",
+        seen["refusal_logged"]
+    );
     assert!(
         seen["browser_no_token"]
             .as_str()
@@ -285,6 +291,12 @@ fn console_pages_in_a_real_browser_show_numbers_find_people_and_cut_over() {
         assert!(
             violations.as_array().unwrap().is_empty(),
             "axe on {page}: {violations}"
+        );
+    }
+    for (page, errors) in seen["browser_errors"].as_object().unwrap() {
+        assert!(
+            errors.as_array().unwrap().is_empty(),
+            "browser errors on {page}: {errors}"
         );
     }
     for (page, overflow) in seen["overflow"].as_object().unwrap() {

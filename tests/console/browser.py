@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 base, token, shots, axe_path, held_id = sys.argv[1:6]
 os.makedirs(shots, exist_ok=True)
 axe_js = open(axe_path, encoding="utf-8").read()
-seen = {"pages": {}, "axe": {}, "overflow": {}}
+seen = {"pages": {}, "axe": {}, "overflow": {}, "browser_errors": {}}
 
 
 def driver():
@@ -32,6 +32,7 @@ def driver():
               "--disable-sync", "--no-first-run", "--disable-gpu",
               "--user-data-dir=" + tempfile.mkdtemp(prefix="ccgate-chromium-")):
         o.add_argument(a)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=o)
 
 
@@ -61,6 +62,8 @@ def check_page(d, name):
     seen["axe"][name] = result
     seen["overflow"][name] = d.execute_script(
         "return document.documentElement.scrollWidth > window.innerWidth + 1;")
+    # Script errors, blocked resources, Content-Security-Policy refusals.
+    seen["browser_errors"][name] = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
 
 
 def post_without_token():
@@ -128,6 +131,8 @@ try:
     d.find_element(By.ID, "sel-" + held_id).click()
     navigate(d, d.find_element(By.CSS_SELECTOR, 'button[value="hold"]').click)
     seen["browser_no_token"] = d.find_element(By.TAG_NAME, "body").text
+    # The 403 itself is the browser's one expected error.
+    seen["refusal_logged"] = [e["message"] for e in d.get_log("browser") if "403" in e["message"]]
 
     # Sign in, then cut Pat Lee over.
     d.get(base + "/login")

@@ -221,7 +221,7 @@ impl FromRequestParts<Arc<Console>> for Viewer {
             cross_site: cross_site(headers),
             session_id,
         };
-        let open = ["/login", "/console.css"].contains(&parts.uri.path());
+        let open = ["/login", "/console.css", "/console.js"].contains(&parts.uri.path());
         if !console.loopback_only && viewer.name.is_none() && !open {
             let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let target = format!("/login?next={}", crate::layout::encode(next));

@@ -137,6 +137,26 @@ svg text { font: 13px system-ui, "DejaVu Sans", sans-serif; fill:#1b1f24; }
 @media (max-width: 600px) { main { padding:.6rem; } .who { margin-left:0; } th, td { padding:.25rem .3rem; } }
 "#;
 
+/// GET `/console.js`.
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+}
+
+/// Progressive enhancement: the figures refresh every 15 s without reloading the page.
+const SCRIPT: &str = r#"
+setInterval(function () {
+  fetch(location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); })
+    .then(function (t) {
+      var d = new DOMParser().parseFromString(t, "text/html").getElementById("live");
+      var here = document.getElementById("live");
+      if (d && here) { here.innerHTML = d.innerHTML; }
+    }).catch(function () {});
+}, 15000);
+"#;
+
 /// Percent-encodes a query value.
 pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -192,7 +192,7 @@ async fn one_request(mut response: axum::response::Response) -> axum::response::
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
         ),
     );
     headers.insert(
@@ -223,6 +223,11 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/readyz", get(endpoints::readyz))
         .route("/queue/summary", get(endpoints::summary))
         .route("/console.css", get(layout::css))
+        .route("/console.js", get(layout::script))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .fallback(endpoints::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(form::MAX_FORM))
         .layer(axum::middleware::map_response(one_request))

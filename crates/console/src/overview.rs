@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use ccgate_queue::{Depth, LaneInfo, LaneStatus, QueueState, Summary};
 use ccgate_router::State as PersonState;
 use ccgate_server::{CUTOVER_LANE, MetricEvent};
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 
 use crate::auth::Viewer;
 use crate::flow::Window;
@@ -96,22 +96,10 @@ pub async fn page(State(console): State<Arc<Console>>, viewer: Viewer) -> Respon
         div id="live" {
             (live(&console, &snapshot, &hour, &day))
         }
-        script { (PreEscaped(REFRESH)) }
+        script src="/console.js" {}
     };
     layout::page(&Page::new("Overview", "overview"), &viewer, body).into_response()
 }
-
-/// Progressive enhancement: the figures refresh every 15 s without reloading the page.
-const REFRESH: &str = r#"
-setInterval(function () {
-  fetch(location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); })
-    .then(function (t) {
-      var d = new DOMParser().parseFromString(t, "text/html").getElementById("live");
-      var here = document.getElementById("live");
-      if (d && here) { here.innerHTML = d.innerHTML; }
-    }).catch(function () {});
-}, 15000);
-"#;
 
 fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup {
     let held_cutover: u64 = s
