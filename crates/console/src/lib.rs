@@ -102,7 +102,7 @@ impl Console {
         }
     }
 
-    /// Runs `work` on the blocking pool, at most [`MAX_READS`] at a time.
+    /// Runs `work` on the blocking pool, at most two at a time.
     ///
     /// # Errors
     /// [`ConsoleError::Busy`] when the task could not run.
