@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Does the console slow SMTP, and how fast is it on a loaded queue?
 #
-#   bench/console.sh [N] [HELD]     (after cargo build --release; smtp-source and curl needed)
+#   bench/console.sh [N] [HELD] [ROUNDS]   (after cargo build --release; smtp-source, curl, bc)
 #
-# 1. SMTP ingest with smtp-source -s 20 -m N -l 4096 into a Maildir next hop, alone, then
-#    while four clients fetch console pages (overview, queue, people search, trace) in a loop:
-#    msg/s both times, and how many pages were served meanwhile with their median time.
+# 1. SMTP ingest with smtp-source -s 20 -m N -l 4096 into a Maildir next hop: alone; while
+#    four curl loops fetch /healthz (what the clients cost on a small machine); while four
+#    curl loops fetch console pages (overview, queue, people search, trace, metrics) without
+#    pause; while four loops fetch them with 0.5 s between pages (people browsing): msg/s each
+#    time, and how many pages were served meanwhile with their median time.
 # 2. HELD messages for a user being migrated: the time of the overview and of the held-queue
 #    page, then of the cutover that releases them (rewrite, reload, release), and until the
 #    last one is in the Maildir.
@@ -13,6 +15,7 @@
 set -euo pipefail
 N=${1:-5000}
 HELD=${2:-2000}
+ROUNDS=${3:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CCGATE=$(realpath "${CCGATE:-$ROOT/target/release/ccgate}")
 SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
@@ -68,24 +71,42 @@ ingest() {   # prints msg/s of N messages, waiting until all are delivered
     end=$(now)
     echo "$N / ($end - $start)" | bc -l
 }
-pages() {   # one client: pages in a loop until killed; one "seconds" line per page
+pages() {   # one client: $2 (page set) in a loop until killed; one "seconds" line per page
     local paths=("/" "/queue" "/people?q=user1" "/trace?q=rcpt@modern" "/metrics")
+    [ "$2" = probe ] && paths=("/healthz")
     while :; do
         for p in "${paths[@]}"; do
-            curl -s -o /dev/null -w '%{time_total}\n' "http://$ADMIN$p" >> "$W/pages.$1" || true
+            curl -s -o /dev/null -w '%{time_total}\n' "http://$ADMIN$p" >> "$W/$2.$1" || true
+            [ "$2" = paced ] && sleep 0.5
         done
     done
 }
+with_clients() {   # ingest while 4 clients fetch page set $1; prints "msg/s pages median"
+    local rate served med
+    for c in 1 2 3 4; do pages "$c" "$1" & PIDS+=($!); done
+    sleep 1
+    rate=$(ingest)
+    for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+    PIDS=("${PIDS[0]}")
+    served=$(cat "$W/$1".* | wc -l)
+    med=$(cat "$W/$1".* | median)
+    echo "$rate $served $med"
+}
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "n/a"}'; }
 
-alone=$(ingest)
-for c in 1 2 3 4; do pages "$c" & PIDS+=($!); done
-sleep 1
-with=$(ingest)
-for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
-PIDS=("${PIDS[0]}")
-served=$(cat "$W"/pages.* | wc -l)
-page_median=$(cat "$W"/pages.* | median)
+# Rounds alternate the three loads (the machine is shared: compare medians).
+for r in $(seq "$ROUNDS"); do
+    ingest >> "$W/alone.rates"
+    read -r rate served med <<<"$(with_clients probe)"; echo "$rate" >> "$W/probe.rates"; echo "$served $med" >> "$W/probe.pages"
+    read -r rate served med <<<"$(with_clients console)"; echo "$rate" >> "$W/console.rates"; echo "$served $med" >> "$W/console.pages"
+    read -r rate served med <<<"$(with_clients paced)"; echo "$rate" >> "$W/paced.rates"; echo "$served $med" >> "$W/paced.pages"
+    rm -f "$W"/probe.[0-9] "$W"/console.[0-9] "$W"/paced.[0-9]
+    echo "round $r: alone $(tail -1 "$W/alone.rates"), probe $(tail -1 "$W/probe.rates"), console $(tail -1 "$W/console.rates"), paced $(tail -1 "$W/paced.rates") msg/s" >&2
+done
+alone=$(median < "$W/alone.rates")
+probe=$(median < "$W/probe.rates"); probe_served=$(awk '{n+=$1} END {print n}' "$W/probe.pages"); probe_median=$(awk '{print $2}' "$W/probe.pages" | median)
+paced=$(median < "$W/paced.rates"); paced_served=$(awk '{n+=$1} END {print n}' "$W/paced.pages"); paced_median=$(awk '{print $2}' "$W/paced.pages" | median)
+with=$(median < "$W/console.rates"); served=$(awk '{n+=$1} END {print n}' "$W/console.pages"); page_median=$(awk '{print $2}' "$W/console.pages" | median)
 
 # Held mail at cutover.
 before=$(maildir)
@@ -101,7 +122,9 @@ while [ "$(maildir)" -lt $((before + HELD)) ]; do sleep 0.05; done
 t_delivered=$(echo "$(now) - $start" | bc -l)
 
 printf '\n| what | figure |\n|---|---|\n'
-printf '| SMTP ingest, smtp-source -s 20 -m %s -l 4096, alone | %.0f msg/s |\n' "$N" "$alone"
-printf '| same, while 4 clients fetch console pages in a loop | %.0f msg/s (%s pages served, median %.3f s) |\n' "$with" "$served" "$page_median"
+printf '| SMTP ingest, smtp-source -s 20 -m %s -l 4096, median of %s rounds: alone | %.0f msg/s |\n' "$N" "$ROUNDS" "$alone"
+printf '| same, while 4 curl loops fetch /healthz (the cost of the clients themselves) | %.0f msg/s (%s answers, median %.3f s) |\n' "$probe" "$probe_served" "$probe_median"
+printf '| same, while 4 curl loops fetch console pages (overview, queue, people, trace, metrics) | %.0f msg/s (%s pages served, median %.3f s) |\n' "$with" "$served" "$page_median"
+printf '| same, while 4 people browse (each a console page every 0.5 s) | %.0f msg/s (%s pages served, median %.3f s) |\n' "$paced" "$paced_served" "$paced_median"
 printf '| %s held messages: overview / held-queue page (first 500 rows) | %.3f s / %.3f s |\n' "$HELD" "$t_overview" "$t_held"
 printf '| cutover of the user: rewrite, reload, release / until all %s are delivered | %.3f s / %.2f s |\n' "$HELD" "$t_cutover" "$t_delivered"
