@@ -7,6 +7,7 @@
 # starts smtp-sink on SINK_PORT (its own options) and calls pf_init, which writes Postfix's
 # main.cf relaying DOMAIN to it. Then, per run:
 #   cc_start ROUND / cc_drain / cc_stop   ccgate (target/release or $CCGATE) on CC_PORT
+#                                         (CC_SMTP_EXTRA: more [smtp] keys, one per line)
 #   pf_start yes|no / pf_stop             Postfix with or without qmgr on PF_PORT
 # and the script appends "target round seconds msg/s ..." lines to RESULTS, which rate_of
 # and median read for the table.
@@ -134,6 +135,7 @@ data_dir = "data"
 [smtp]
 listen = ["127.0.0.1:0"]
 hostname = "ccgate.bench.test"
+${CC_SMTP_EXTRA:-}
 [legacy]
 domain = "legacy.bench.test"
 [modern]

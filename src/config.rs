@@ -45,6 +45,11 @@ struct RawSmtp {
     max_connections: Option<u32>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    max_line_length: Option<u32>,
+    max_connections_per_client: Option<u32>,
+    max_connection_rate: Option<u32>,
+    client_limit_exceptions: Option<Vec<String>>,
+    memory_budget: Option<SizeValue>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -241,6 +246,16 @@ pub struct SmtpConfig {
     pub max_connections: u32,
     /// Certificate and key for STARTTLS, when both are set.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Longest message text line, CR LF included; 0 = no limit (the default, as Postfix).
+    pub max_line_length: u32,
+    /// Most sessions at once from one client address; 0 = no limit.
+    pub max_connections_per_client: u32,
+    /// Most new sessions per minute from one client address; 0 = no limit.
+    pub max_connection_rate: u32,
+    /// Client networks the per-client limits do not apply to.
+    pub client_limit_exceptions: Vec<ccgate_server::Network>,
+    /// Message text all sessions may hold in memory at once, in bytes; 0 = no limit.
+    pub memory_budget: u64,
 }
 
 /// `[legacy]`.
@@ -469,6 +484,19 @@ impl Config {
                 (None, None) => None,
                 _ => bail!("smtp.tls_cert and smtp.tls_key must be set together"),
             };
+            let memory_budget = match s.memory_budget {
+                None => ccgate_server::MEMORY_BUDGET,
+                Some(SizeValue::Bytes(n)) => n,
+                Some(SizeValue::Text(t)) => parse_size(&t).context("smtp.memory_budget")?,
+            };
+            let client_limit_exceptions = match s.client_limit_exceptions {
+                None => ccgate_server::Network::loopback(),
+                Some(list) => list
+                    .iter()
+                    .map(|n| ccgate_server::Network::parse(n))
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(|e| anyhow::anyhow!("smtp.client_limit_exceptions: {e}"))?,
+            };
             let hostname = s
                 .hostname
                 .unwrap_or_else(|| "ccgate.localdomain".to_owned());
@@ -488,6 +516,13 @@ impl Config {
                 max_recipients: s.max_recipients.unwrap_or(1000),
                 max_connections: s.max_connections.unwrap_or(1000),
                 tls,
+                max_line_length: s.max_line_length.unwrap_or(0),
+                max_connections_per_client: s.max_connections_per_client.unwrap_or(
+                    u32::try_from(ccgate_server::MAX_CONNECTIONS_PER_CLIENT).unwrap_or(50),
+                ),
+                max_connection_rate: s.max_connection_rate.unwrap_or(0),
+                client_limit_exceptions,
+                memory_budget,
             }
         };
 
@@ -833,6 +868,16 @@ impl Config {
                 max_connections: Some(s.max_connections),
                 tls_cert: s.tls.as_ref().and_then(|(cert, _)| path(cert)),
                 tls_key: s.tls.as_ref().and_then(|(_, key)| path(key)),
+                max_line_length: Some(s.max_line_length),
+                max_connections_per_client: Some(s.max_connections_per_client),
+                max_connection_rate: Some(s.max_connection_rate),
+                client_limit_exceptions: Some(
+                    s.client_limit_exceptions
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
+                memory_budget: Some(SizeValue::Bytes(s.memory_budget)),
             },
             legacy: RawLegacy {
                 post_office: text(&l.post_office),
@@ -938,6 +983,16 @@ mod tests {
             NextHop::Maildir(PathBuf::from("./ccgate-data/modern"))
         );
         assert_eq!(c.queue.retry.len(), 5);
+        assert_eq!(c.legacy.post_offices, ["HQ"], "the connected post office");
+        assert!(c.legacy.smtp_bulletin_boards.is_empty());
+        assert_eq!(c.legacy.reply_tag_lifetime_days, 30);
+        let c = Config::parse(
+            "[legacy]\npost_office = \"MAIN\"\nreply_tag_lifetime = \"90d\"",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.legacy.post_offices, ["MAIN"]);
+        assert_eq!(c.legacy.reply_tag_lifetime_days, 90);
     }
 
     #[test]
@@ -1094,6 +1149,20 @@ mod tests {
             ),
             ("[modern]\nconcurrency = 0", "modern.concurrency"),
             ("[smtp]\nhostname = \"mx\\r\\n250 ok\"", "smtp.hostname"),
+            ("[legacy]\npost_offices = []", "legacy.post_offices"),
+            ("[legacy]\npost_offices = [\"A@B\"]", "legacy.post_offices"),
+            (
+                "[legacy]\nsmtp_bulletin_boards = [\"#\"]",
+                "legacy.smtp_bulletin_boards",
+            ),
+            (
+                "[legacy]\nreply_tag_lifetime = \"36h\"",
+                "legacy.reply_tag_lifetime",
+            ),
+            (
+                "[legacy]\nreply_tag_lifetime = \"1000d\"",
+                "legacy.reply_tag_lifetime",
+            ),
             ("[modern]\ntls = \"dane\"", "modern.tls"),
             ("[modern]\ntls_ca_file = \"ca.pem\"", "modern.tls_ca_file"),
             (

@@ -172,7 +172,9 @@ pub fn trace_replayed(
     body: &[u8],
 ) {
     if config.trace_size > 0 {
-        let events = ccgate_server::TraceEvent::accepted("replay", id, envelope, routes, body, "");
+        let size = body.len() as u64;
+        let events =
+            ccgate_server::TraceEvent::accepted("replay", id, envelope, routes, (body, size), "");
         if let Err(e) = ccgate_server::TraceLog::append(&trace_dir(&config.data_dir), &events) {
             tracing::warn!(error = %e, "cannot write the message trace");
         }

@@ -36,11 +36,23 @@ impl AddressMap for RouterMap<'_> {
     }
 }
 
+/// The SMTP next hop's line fitting: `ccgate-convert` re-encodes parts with lines over 998
+/// octets (quoted-printable) so a strict next hop takes them with the same content.
+pub struct FitLines;
+
+impl ccgate_server::LineFitter for FitLines {
+    fn fit<'a>(&self, message: &'a [u8], max: usize) -> std::borrow::Cow<'a, [u8]> {
+        ccgate_convert::fit_line_length(message, max)
+    }
+}
+
 /// Conversion both ways with the directory in service.
 pub struct Codec {
     routing: Arc<DirectoryRouting>,
     options: ConvertOptions,
     unknown: UnknownRecipients,
+    /// Post offices already warned about (replies to their senders are refused).
+    unlisted_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Codec {
@@ -55,6 +67,7 @@ impl Codec {
             routing,
             options,
             unknown,
+            unlisted_warned: std::sync::Mutex::default(),
         }
     }
 }
@@ -86,7 +99,14 @@ impl PickupCodec for Codec {
         }
         let mut recipients = Vec::new();
         let mut routes = Vec::new();
-        let ndr = is_legacy_ndr(message);
+        let is_person = |name: &str| {
+            ccgate_ccmail::parse_address(name)
+                .ok()
+                .and_then(|address| address.name_key())
+                .is_some_and(|key| directory.lookup_name_key(&key).is_some())
+        };
+        let ndr = is_legacy_ndr(message, is_person);
+        self.warn_if_replies_refused(message, is_person);
         for rcpt in &mime.recipients {
             match self.routing.route_from_legacy(rcpt) {
                 // A legacy non-delivery report for mail from another system's robot (a bounce,
@@ -145,9 +165,45 @@ impl PickupCodec for Codec {
     }
 }
 
+impl Codec {
+    /// A sender outside the directory at a post office not in `[legacy] post_offices` gets a
+    /// tagged reply address that RCPT will refuse: say so, once per post office and process,
+    /// so the administrator can list it.
+    fn warn_if_replies_refused(&self, message: &Message, is_person: impl Fn(&str) -> bool) {
+        let Some(from) = message.headers.iter().find_map(|header| match header {
+            Header::From(from) => Some(from.as_str()),
+            _ => None,
+        }) else {
+            return;
+        };
+        let Some(po) = ccgate_ccmail::parse_address(from)
+            .ok()
+            .and_then(|address| address.po().map(str::to_owned))
+        else {
+            return;
+        };
+        let config = self.routing.config();
+        if is_person(from)
+            || config.serves_post_office(&po)
+            || po.eq_ignore_ascii_case(&config.gateway_po)
+        {
+            return;
+        }
+        let mut warned = self
+            .unlisted_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.insert(po.to_ascii_lowercase()) {
+            warn!(post_office = %po, from = %from, "a sender outside the directory at a post office not in [legacy] post_offices: replies to them will be refused (550 5.1.1); add the post office to the list");
+        }
+    }
+}
+
 /// True for a legacy non-delivery report: from the post office's postmaster or a mailer
-/// daemon, or with the subject routers and Import give their reports.
-fn is_legacy_ndr(message: &Message) -> bool {
+/// daemon, or with the subject routers and Import give their reports, from a sender who is not
+/// a person in the directory (`is_person` answers for the `From:` text): a user's own message
+/// titled "Undeliverable items" keeps its sender and its bounces.
+fn is_legacy_ndr(message: &Message, is_person: impl Fn(&str) -> bool) -> bool {
     const SUBJECTS: [&str; 6] = [
         "message not deliverable",
         "not deliverable",
@@ -156,17 +212,22 @@ fn is_legacy_ndr(message: &Message) -> bool {
         "nondeliverable",
         "delivery failure",
     ];
-    message.headers.iter().any(|header| match header {
-        Header::From(from) => {
-            let from = from.trim().to_ascii_lowercase();
-            from.starts_with("postmaster") || from.starts_with("mailer-daemon")
-        }
+    let from = message.headers.iter().find_map(|header| match header {
+        Header::From(from) => Some(from.trim()),
+        _ => None,
+    });
+    let robot = from.is_some_and(|from| {
+        let from = from.to_ascii_lowercase();
+        from.starts_with("postmaster") || from.starts_with("mailer-daemon")
+    });
+    let report_subject = message.headers.iter().any(|header| match header {
         Header::Subject(subject) => {
             let subject = subject.trim().to_ascii_lowercase();
             SUBJECTS.iter().any(|s| subject.starts_with(s))
         }
         _ => false,
-    })
+    });
+    robot || (report_subject && !from.is_some_and(is_person))
 }
 
 /// `postmaster@...` or `MAILER-DAEMON@...`: another mail system, never sent a report.
@@ -192,12 +253,21 @@ mod tests {
 
     #[test]
     fn legacy_reports_are_recognised() {
-        assert!(is_legacy_ndr(&message("Postmaster at HQ", "x")));
-        assert!(is_legacy_ndr(&message(
-            "Router at HQ",
-            "Message not deliverable"
-        )));
-        assert!(!is_legacy_ndr(&message("Smith, John at HQ", "lunch")));
+        let nobody = |_: &str| false;
+        let john = |from: &str| from == "Smith, John at HQ";
+        assert!(is_legacy_ndr(&message("Postmaster at HQ", "x"), nobody));
+        assert!(is_legacy_ndr(
+            &message("Router at HQ", "Message not deliverable"),
+            nobody
+        ));
+        assert!(!is_legacy_ndr(&message("Smith, John at HQ", "lunch"), john));
+        assert!(
+            !is_legacy_ndr(
+                &message("Smith, John at HQ", "Undeliverable items at the dock"),
+                john
+            ),
+            "a person's own message keeps its sender"
+        );
         assert!(is_mail_system_address(
             &"MAILER-DAEMON@far.test".parse().unwrap()
         ));

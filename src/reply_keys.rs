@@ -2,11 +2,13 @@
 //!
 //! The gateway tags the reply address it issues for a legacy sender outside the directory
 //! (see the router's `tag` module). The key is made on first run from the system's random
-//! source. **Rotation:** when the current key is as old as `[legacy] reply_tag_lifetime`, a new
-//! key replaces it and the old one is kept as `previous`, so every tag made before the
-//! rotation stays valid until it expires (a tag lives at most one lifetime, a key is current
-//! for one lifetime, so two keys always suffice). `ccgate run` checks at start and every hour;
-//! other processes read the file as it is. Deleting the file invalidates every reply address
+//! source. **Rotation:** when the current key is two days older than `[legacy]
+//! reply_tag_lifetime`, a new key replaces it and the old one is kept as `previous`, so every
+//! tag made before the rotation stays valid until it expires: a tag is accepted up to the end of
+//! the day its lifetime ends (at most a lifetime and a day after it was made), and the key that
+//! made it stays in the file a whole rotation period (a lifetime and two days) after it stopped
+//! being current, so two keys always suffice. Only `ccgate run` rotates, at start and every
+//! hour, under an exclusive lock on the file; other processes read the file as it is. Deleting the file invalidates every reply address
 //! issued so far (a new key is made at the next start).
 //!
 //! File format, one key per line: `current <unix seconds made> <64 hex digits>`, then
@@ -56,8 +58,8 @@ impl KeyFile {
         &self.path
     }
 
-    /// The tag settings with the keys in the file, made (mode 0600) if the file is missing,
-    /// and rotated if due.
+    /// The tag settings with the keys in the file, made (mode 0600) if the file is missing.
+    /// It never rotates: only `ccgate run` does ([`rotate_if_due`](Self::rotate_if_due)).
     ///
     /// # Errors
     /// The file cannot be read, written or parsed (`file:line: what`).
@@ -71,12 +73,10 @@ impl KeyFile {
                 self.create()?
             }
         };
-        let tags = ReplyTags::new(
+        Ok(ReplyTags::new(
             to_keys(&current, previous.as_ref()),
             config.legacy.reply_tag_lifetime_days,
-        );
-        self.rotate_if_due(&tags, SystemTime::now())?;
-        Ok(tags)
+        ))
     }
 
     /// The tag settings with the keys in the file, or `None` when there is no file yet (a
@@ -93,17 +93,31 @@ impl KeyFile {
         }))
     }
 
-    /// Rotates the key when the current one is as old as the lifetime: a new current key, the
-    /// old one kept as previous; `tags` then uses them. Returns true when it rotated.
+    /// Rotates the key when the current one is two days older than the lifetime (see the module
+    /// documentation): a new current key, the old one kept as previous; `tags` then uses them.
+    /// Returns true when it rotated. Two processes sharing the file never both rotate: the
+    /// check and the write happen under an exclusive lock on `<file>.lock`, after reading the
+    /// file again.
     ///
     /// # Errors
     /// The file cannot be read or written.
     pub fn rotate_if_due(&self, tags: &ReplyTags, now: SystemTime) -> anyhow::Result<bool> {
+        let lock_path = self.path.with_extension("keys.lock");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .with_context(|| format!("{}: cannot open", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("{}: cannot lock", lock_path.display()))?;
+        // Read under the lock: another gateway sharing the file may just have rotated.
         let Some((current, previous)) = self.read()? else {
             bail!("{}: the reply-tag key file is gone", self.path.display());
         };
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if now_secs.saturating_sub(current.made) < self.lifetime.as_secs() {
+        if now_secs.saturating_sub(current.made) < self.rotation_age().as_secs() {
             // Another process may have rotated: serve what the file says.
             tags.set_keys(to_keys(&current, previous.as_ref()));
             return Ok(false);
@@ -116,6 +130,13 @@ impl KeyFile {
         tags.set_keys(to_keys(&new, Some(&current)));
         tracing::info!(file = %self.path.display(), "reply-tag key rotated; tags made with the previous key stay valid until they expire");
         Ok(true)
+    }
+
+    /// How old the current key gets before it is replaced: the tag lifetime and two days (a
+    /// tag is accepted to the end of its last day, and clocks differ by up to a day).
+    fn rotation_age(&self) -> Duration {
+        self.lifetime
+            .saturating_add(Duration::from_secs(2 * 86_400))
     }
 
     fn read(&self) -> anyhow::Result<Option<(Stored, Option<Stored>)>> {
@@ -328,12 +349,27 @@ mod tests {
         let old = tags.make("A at HQ", day);
         let now = SystemTime::now();
         assert!(!file.rotate_if_due(&tags, now).unwrap(), "not due yet");
-        let later = now + Duration::from_secs(10 * 86_400 + 60);
+        let lifetime = 10 * 86_400;
+        let not_yet = now + Duration::from_secs(lifetime + 86_400);
+        assert!(
+            !file.rotate_if_due(&tags, not_yet).unwrap(),
+            "a tag is valid to the end of its last day: no rotation one day after the lifetime"
+        );
+        // Made with the first key just before it is replaced: valid to the end of day 21.
+        let late = tags.make("A at HQ", Day(day.0 + 11));
+        let later = now + Duration::from_secs(lifetime + 2 * 86_400 + 60);
         assert!(file.rotate_if_due(&tags, later).unwrap());
         assert!(tags.verify("A at HQ", Some(&old), day).is_valid());
         let other_process = file.open_existing(&config).unwrap().unwrap();
         assert!(other_process.verify("A at HQ", Some(&old), day).is_valid());
-        let much_later = later + Duration::from_secs(10 * 86_400 + 60);
+        // On its last day the first key is still there, as the previous one.
+        let day_21 = now + Duration::from_secs(21 * 86_400 + 43_200);
+        assert!(!file.rotate_if_due(&tags, day_21).unwrap());
+        assert!(
+            tags.verify("A at HQ", Some(&late), Day(day.0 + 21))
+                .is_valid()
+        );
+        let much_later = later + Duration::from_secs(lifetime + 2 * 86_400 + 60);
         assert!(file.rotate_if_due(&tags, much_later).unwrap());
         assert!(!tags.verify("A at HQ", Some(&old), day).is_valid());
     }

@@ -27,6 +27,11 @@ hostname = "ccgate.localdomain"     # used in the greeting and Received: headers
 max_message_size = "25MB"
 max_recipients = 1000
 max_connections = 1000
+# max_line_length = 0               # longest message line; 0 = any length (as Postfix); 1000 = RFC 5321 strict
+# max_connections_per_client = 50   # sessions at once from one address (Postfix's anvil); 0 = no limit
+# max_connection_rate = 0           # new sessions per minute from one address; 0 = no limit
+# client_limit_exceptions = ["127.0.0.0/8", "::1"]   # addresses the two limits above spare
+# memory_budget = "512MB"           # message text held in memory by all sessions; past it 452 4.3.1
 # tls_cert = "cert.pem"             # STARTTLS is offered when both are set
 # tls_key = "key.pem"
 
@@ -51,8 +56,8 @@ post_offices = ["HQ"]               # legacy post offices reachable from SMTP fo
                                     # whose users mail out through the gateway
 smtp_bulletin_boards = []           # bulletin boards reachable from SMTP (default: none)
 reply_tag_lifetime = "30d"          # how long the reply address of a legacy sender outside the
-                                    # directory stays valid (whole days, 1d-730d); the tag key in
-                                    # data_dir/reply-tag.keys is rotated this often
+                                    # directory stays valid (whole days, 1d-500d); the tag key in
+                                    # data_dir/reply-tag.keys is rotated this often (+2 days)
 
 [modern]
 domain = "modern.example.com"       # SMTP domain of migrated mailboxes

@@ -202,7 +202,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(found) = probe() {
             return found;
@@ -746,6 +746,40 @@ print(alphabet[stamp >> 5] + alphabet[stamp & 31] + base64.b32encode(mac).decode
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+// A sender outside the directory at a post office the config does not list: the mail goes out,
+// and the log says once that replies to that post office will be refused.
+#[test]
+fn a_sender_at_an_unlisted_post_office_is_warned_about_once() {
+    let relay = Relay::start("");
+    for n in 1..=2 {
+        relay.export(
+            &format!("FAR{n}.TXT"),
+            &format!("Message:\nFrom: Far, Fay at FARPO\nTo: alice@example.org at SMTPGW\nSubject: far {n}\nContents:\nText item:\nfrom afar {n}\n"),
+        );
+        wait_for("the message in the Maildir", || {
+            relay
+                .maildir()
+                .into_iter()
+                .find(|m| m.contains(&format!("from afar {n}")))
+        });
+    }
+    let warned = relay
+        .logged(&["not in [legacy] post_offices", "FARPO"])
+        .expect("a warning naming the post office");
+    assert!(
+        warned.contains("replies to them will be refused"),
+        "{warned}"
+    );
+    let count = relay
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("not in [legacy] post_offices"))
+        .count();
+    assert_eq!(count, 1, "warned once per post office");
+}
+
 // See: issue 13 (only reply addresses the gateway issued cross; interface.md §5, last rule).
 #[test]
 fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
@@ -868,6 +902,27 @@ fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
         let text = route(address);
         assert!(text.contains(expected), "{address}: {text}");
     }
+    let json = ccgate()
+        .arg("--config")
+        .arg(relay.dir.path().join("ccgate.toml"))
+        .args([
+            "route",
+            "--json",
+            &issued,
+            &expired,
+            &refused[1],
+            &refused[2],
+        ])
+        .output()
+        .unwrap();
+    let states: Vec<String> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["reply_tag"].as_str().unwrap_or("null").to_owned()
+        })
+        .collect();
+    assert_eq!(states, ["valid", "expired", "missing", "forged"]);
 }
 
 // See: issue 13 ("no backscatter, no loops"). The legacy post office refuses (import exit 5)
@@ -917,6 +972,10 @@ fn bounces_are_not_sent_to_robots_or_for_auto_submitted_mail() {
         });
         assert!(line.contains("queue_id="), "{line}");
     }
+    let line = wait_for("the null sender's line", || {
+        relay.logged(&["bounce suppressed", "the sender is the null sender <>"])
+    });
+    assert!(line.contains("queue_id="), "{line}");
     wait_for("an empty queue", || {
         relay.queue_list().trim().is_empty().then_some(())
     });
@@ -965,4 +1024,203 @@ fn a_legacy_non_delivery_report_to_a_robot_is_not_relayed_back_out() {
         copies, 1,
         "nothing for MAILER-DAEMON@far.test, and no bounce of it"
     );
+}
+
+// See: issue 13 (the key is rotated with an overlap). A key two days older than the lifetime is
+// replaced when `ccgate run` starts (never by `replay` or `route`, so two processes sharing the
+// file cannot both rotate it); tags made with it stay valid (previous key), tags from an
+// unknown key do not.
+#[test]
+fn the_reply_tag_key_rotates_and_tags_of_the_previous_key_stay_valid() {
+    let Some(python) = crate::util::require_python("reply tag rotation") else {
+        return;
+    };
+    let (dir, config) = crate::route::setup(
+        None,
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let keys = data.join("reply-tag.keys");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old_hex = "11".repeat(32);
+    let made = now - 33 * 86_400;
+    fs::write(&keys, format!("current {made} {old_hex}\n")).unwrap();
+    let legacy = "Nobody, Known at HQ";
+    let address =
+        |tag: &str| format!("IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ.{tag}@legacy.example.com");
+    let old_tag = python_tag(&python, &data, legacy, 0);
+
+    // `ccgate replay` uses the keys as they are (an empty mbox: nothing to queue).
+    let empty = dir.path().join("empty.mbox");
+    fs::write(&empty, "").unwrap();
+    let out = crate::route::run_with(&config, &["replay", empty.to_str().unwrap()]);
+    assert!(out.status.code().is_some(), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(&keys).unwrap(),
+        format!("current {made} {old_hex}\n"),
+        "replay never rotates"
+    );
+    // `ccgate run` rotates at start.
+    let mut gateway = ccgate()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rotated = wait_for("the key rotated by ccgate run", || {
+        let text = fs::read_to_string(&keys).unwrap_or_default();
+        text.contains("previous ").then_some(text)
+    });
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let text = rotated;
+    assert!(
+        text.contains(&format!("previous {made} {old_hex}")),
+        "{text}"
+    );
+    let current = text
+        .lines()
+        .find_map(|l| l.strip_prefix("current "))
+        .unwrap()
+        .to_owned();
+    assert!(!current.ends_with(&old_hex), "{text}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let route = |address: &str| {
+        let out = crate::route::run_with(&config, &["route", address]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let explained = route(&address(&old_tag));
+    assert!(
+        explained.contains("legacy \"Nobody, Known at HQ\"")
+            && explained.contains("made with the previous key"),
+        "{explained}"
+    );
+    let new_tag = python_tag(&python, &data, legacy, 0);
+    assert_ne!(new_tag, old_tag);
+    assert!(route(&address(&new_tag)).contains("reply tag valid (issued today"));
+    // A key nobody has.
+    fs::write(
+        data.join("other.keys"),
+        format!("current {now} {}\n", "22".repeat(32)),
+    )
+    .unwrap();
+    let script_keys = data.join("reply-tag.keys");
+    fs::rename(&script_keys, data.join("kept.keys")).unwrap();
+    fs::rename(data.join("other.keys"), &script_keys).unwrap();
+    let stranger_tag = python_tag(&python, &data, legacy, 0);
+    fs::rename(data.join("kept.keys"), &script_keys).unwrap();
+    assert!(route(&address(&stranger_tag)).contains("forged reply tag"));
+}
+
+/// What a MIME reader decodes from the first text part of `message`.
+fn decoded_text(message: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .expect("a message");
+    parsed.body_text(0).expect("a text part").into_owned()
+}
+
+// See: issue 12 ("Accept what Postfix accepts"): 2,000- and 50,000-octet lines from an SMTP
+// client reach aiosmtpd (which refuses lines over 1,000 octets) re-encoded, with the same
+// decoded text, and the legacy post office as text items no line of which is cut off.
+#[test]
+fn long_lines_reach_a_strict_next_hop_re_encoded_and_the_legacy_side_whole() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(hop) = NextHop::start(scratch.path()) else {
+        return;
+    };
+    let relay = Relay::start_with(
+        "",
+        &format!(
+            "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconnect_timeout = \"5s\"\n",
+            hop.port
+        ),
+    );
+    for n in [2_000usize, 50_000] {
+        let line: String = format!("long{n} ")
+            .chars()
+            .chain("caf\u{e9} = x\t".chars().cycle())
+            .take(n)
+            .collect();
+        let message = format!(
+            "Subject: long {n}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nbefore\n{line}\nafter"
+        );
+        let reply = relay.send("alice@example.org", "jane.doe@legacy.example.com", &message);
+        assert!(reply.starts_with("250"), "{n}: {reply}");
+        let got = wait_for("the long message at the next hop", || {
+            files(&hop.maildir.join("new"))
+                .iter()
+                .map(|p| fs::read(p).unwrap())
+                .find(|m| String::from_utf8_lossy(m).contains(&format!("Subject: long {n}")))
+        });
+        let longest = got.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap();
+        assert!(
+            longest <= 1000,
+            "{n}: a {longest}-octet line reached the next hop"
+        );
+        let text = decoded_text(&got);
+        assert_eq!(
+            text.replace("\r\n", "\n"),
+            format!("before\n{line}\nafter\n"),
+            "{n}: the decoded text changed"
+        );
+        // To a legacy user: the import file holds the line, split into text items.
+        let reply = relay.send(
+            "alice@example.org",
+            "john.smith@legacy.example.com",
+            &message,
+        );
+        assert!(reply.starts_with("250"), "{n}: {reply}");
+    }
+    let imports = wait_for("two import files", || {
+        let found = relay.imports();
+        (found.len() >= 2).then_some(found)
+    });
+    let check = ccgate().arg("check").args(&imports).output().unwrap();
+    assert!(
+        check.status.success(),
+        "the import files are valid: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Read back as the post office would: the text items, joined, are the text sent (the
+    // writer splits text items over 20 KB at line ends, hard at 20,480 bytes for one line).
+    let mut texts = Vec::new();
+    for path in &imports {
+        let bytes = fs::read(path).unwrap();
+        for raw in ccgate_ccmail::SliceReader::new(&bytes) {
+            let (message, _) = raw.unwrap().decode(&ccgate_ccmail::ReadOptions::default());
+            let text: String = message
+                .items
+                .iter()
+                .filter_map(|item| match &item.body {
+                    ccgate_ccmail::ItemBody::Text(t) => Some(t.as_str()),
+                    ccgate_ccmail::ItemBody::Bytes(_) => None,
+                })
+                .collect();
+            texts.push((message.items.len(), text));
+        }
+    }
+    for n in [2_000usize, 50_000] {
+        let line: String = format!("long{n} ")
+            .chars()
+            .chain("caf\u{e9} = x\t".chars().cycle())
+            .take(n)
+            .collect();
+        let want = format!("before\r\n{line}\r\nafter");
+        let found = texts
+            .iter()
+            .find(|(_, t)| t.trim_end() == want)
+            .unwrap_or_else(|| panic!("{n}: no import message holds the text whole"));
+        if n == 50_000 {
+            assert!(found.0 >= 3, "split into {} text items", found.0);
+        }
+    }
 }

@@ -1029,3 +1029,218 @@ fn sigkill_loses_no_acknowledged_message() {
         gw.log()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Long lines, per-client limits, memory budget (issue 12)
+
+/// A line of `n` octets of varied text (no CR or LF), unique to `tok`.
+fn long_line(tok: &str, n: usize) -> String {
+    let mut line = format!("<p>{tok} ");
+    let mut i = 0usize;
+    while line.len() < n {
+        line.push_str(&format!("word{i}="));
+        i += 1;
+    }
+    line.truncate(n);
+    line
+}
+
+// See: issue 12 ("Lines longer than 1,000 octets are refused"): Postfix 3.7 accepts 2,000- and
+// 50,000-octet lines (bench/longlines.sh); so does ccgate, and the Maildir gets them intact.
+#[test]
+fn swaks_long_lines_are_accepted_and_delivered_intact_to_the_maildir() {
+    let Some(swaks) = require_tool("swaks", "long lines by swaks") else {
+        return;
+    };
+    let gw = Gateway::start("");
+    for n in [2_000usize, 50_000] {
+        let tok = token("long");
+        let line = long_line(&tok, n);
+        let file = gw.dir().join(format!("long-{n}.eml"));
+        std::fs::write(
+            &file,
+            format!("Subject: long {tok}\r\n\r\nbefore\r\n{line}\r\nafter\r\n"),
+        )
+        .unwrap();
+        let out = Command::new(&swaks)
+            .args(["--server", "127.0.0.1", "--port"])
+            .arg(gw.port.to_string())
+            .args(["--from", "bob@client.test", "--to"])
+            .arg(modern("alice"))
+            .arg("--data")
+            .arg(&file)
+            .output()
+            .expect("swaks runs");
+        let (stdout, stderr) = texts(&out);
+        assert!(
+            out.status.success(),
+            "{n}: swaks failed:\n{stdout}\n{stderr}"
+        );
+        let id = stdout
+            .lines()
+            .find_map(|l| l.split("250 2.0.0 Ok: queued as ").nth(1))
+            .unwrap_or_else(|| panic!("{n}: no 250 for the data:\n{stdout}"))
+            .trim()
+            .to_owned();
+        let msg = gw.wait_delivered_id(&id, DELIVERY);
+        assert!(
+            msg.text()
+                .contains(&format!("\r\nbefore\r\n{line}\r\nafter\r\n")),
+            "{n}-octet line not delivered intact"
+        );
+    }
+}
+
+#[test]
+fn max_line_length_restores_the_rfc_limit() {
+    let gw = Gateway::start("max_line_length = 1000");
+    let mut c = RawSmtp::open(&gw.addr());
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let line = long_line("strict", 1_000);
+    let r = c.cmd(&format!("Subject: strict\r\n\r\n{line}\r\n."));
+    assert_eq!(
+        r.first(),
+        "550 5.5.2 Error: message line longer than 1000 octets"
+    );
+    // Still in step: a message with 998-octet lines goes through.
+    assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let r = c.cmd(&format!("\r\n{}\r\n.", long_line("fits", 998)));
+    assert_eq!(r.code, 250, "{}", r.first());
+}
+
+// See: issue 12 (per-client limits like Postfix's anvil).
+#[test]
+fn a_client_over_its_connection_count_gets_421_and_others_do_not() {
+    let gw = Gateway::start("max_connections_per_client = 2\nclient_limit_exceptions = []");
+    let mut a = RawSmtp::open(&gw.addr());
+    let _b = RawSmtp::open(&gw.addr());
+    let mut c = RawSmtp::connect(&gw.addr()).unwrap();
+    let r = c.reply().expect("a reply before the close");
+    assert_eq!(
+        r.first(),
+        "421 4.7.0 Error: too many connections from your address"
+    );
+    assert_eq!(c.try_reply().ok().flatten(), None, "closed after the 421");
+    // Another client address (127.0.0.2, loopback too, but another client) is served.
+    if let Some(py) = require_python("a second client address") {
+        let out = python(
+            &py,
+            gw.dir(),
+            "other_client.py",
+            "import socket, sys\n\
+             s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=20, source_address=('127.0.0.2', 0))\n\
+             print(s.makefile('rb').readline().decode().strip())\n",
+            &[&gw.port.to_string()],
+        );
+        let (stdout, stderr) = texts(&out);
+        assert!(stdout.starts_with("220 "), "{stdout}{stderr}");
+    }
+    assert_eq!(a.cmd("QUIT").code, 221);
+    drop(a);
+    let again = wait_for(Duration::from_secs(10), || {
+        let mut d = RawSmtp::connect(&gw.addr()).ok()?;
+        (d.try_reply().ok().flatten()?.code == 220).then_some(d)
+    });
+    assert!(again.is_some(), "the slot freed by QUIT is given again");
+}
+
+#[test]
+fn a_client_over_its_connection_rate_gets_421() {
+    let gw = Gateway::start("max_connection_rate = 3\nclient_limit_exceptions = []");
+    for i in 0..3 {
+        let mut c = RawSmtp::open(&gw.addr());
+        assert_eq!(c.cmd("QUIT").code, 221, "session {i}");
+    }
+    let mut c = RawSmtp::connect(&gw.addr()).unwrap();
+    let r = c.reply().expect("a reply before the close");
+    assert_eq!(
+        r.first(),
+        "421 4.7.0 Error: too many connections per minute from your address"
+    );
+}
+
+// See: issue 12 ("memory is bounded under load"): past the memory budget a message is read to
+// its end and refused with 452 4.3.1; nothing of it is queued and the session goes on.
+#[test]
+fn a_message_past_the_memory_budget_gets_452_and_the_session_goes_on() {
+    // Past 256 KiB a message's text goes to its spill file: a budget under that is used up
+    // by one message in memory.
+    let gw = Gateway::start("memory_budget = 131072");
+    let mut c = RawSmtp::open(&gw.addr());
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let chunk = format!("{}\r\n", "x".repeat(998));
+    for _ in 0..2_000 {
+        c.send(chunk.as_bytes()).unwrap();
+    }
+    let r = c.cmd(".");
+    assert_eq!(r.first(), "452 4.3.1 Error: insufficient system storage");
+    assert!(
+        gw.queued_ids().is_empty(),
+        "nothing of the refused message is queued"
+    );
+    // The budget is given back: the next message on the same session is taken.
+    assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    for _ in 0..50 {
+        c.send(chunk.as_bytes()).unwrap();
+    }
+    let r = c.cmd(".");
+    assert_eq!(r.code, 250, "{}", r.first());
+    assert!(
+        gw.log()
+            .contains("memory budget for messages in transit is used up"),
+        "{}",
+        gw.log()
+    );
+}
+
+// See: issue 12 ("DATA is streamed to the spool"): a message larger than what a session keeps
+// in memory is spilled to the spool's folder as it arrives and delivered byte for byte; a
+// spilled message refused for its size leaves nothing behind for the next one.
+#[test]
+fn large_messages_are_streamed_to_the_spool_and_delivered_intact() {
+    // A memory budget of 512 KiB: without streaming, the 3 MB message would get 452.
+    let gw = Gateway::start("max_message_size = \"4MB\"\nmemory_budget = 524288");
+    let mut c = RawSmtp::open(&gw.addr());
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let send = |c: &mut RawSmtp, tag: &str, lines: usize| -> (Reply, String) {
+        assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        let mut text = format!("Subject: {tag}\r\n\r\n");
+        for i in 0..lines {
+            text.push_str(&format!(
+                "{tag} line {i:07} {}\r\n",
+                "abcdefghij".repeat(i % 90)
+            ));
+        }
+        c.send(text.as_bytes()).unwrap();
+        (c.cmd("."), text)
+    };
+    // About 6 MB: over the limit, refused after the data.
+    let tok = token("toolarge");
+    let (r, _) = send(&mut c, &tok, 13_000);
+    assert_eq!(r.code, 552, "{}", r.first());
+    // About 3 MB: spilled, queued, delivered intact.
+    let tok = token("spilled");
+    let (r, text) = send(&mut c, &tok, 6_500);
+    let id = r.queued_id().unwrap_or_else(|| panic!("{}", r.first()));
+    assert!(text.len() > 2_500_000, "{}", text.len());
+    let msg = gw.wait_delivered_id(&id, DELIVERY);
+    let got = msg.text();
+    let body_at = got
+        .find(&format!("Subject: {tok}"))
+        .expect("the message text");
+    assert_eq!(got.get(body_at..).unwrap(), text, "delivered text differs");
+    assert_eq!(c.cmd("QUIT").code, 221);
+    assert_eq!(gw.delivered().len(), 1);
+}

@@ -13,6 +13,8 @@
 //!   fields `recipient`, `origin`, `destination` (`legacy`, `modern`, `hold`, `reject`),
 //!   `rewritten_recipient`, `code`, `reason`, `entry` (the entry's fields, or null),
 //!   `matched` (the proxy or column), `state`, `sender`, `rewritten_sender`, `sender_form`,
+//!   `reply_tag` (`valid`, `expired`, `missing`, `malformed`, `forged`, `no key`, or null when
+//!   no tag was checked: the generated form of a name outside the directory, from SMTP),
 //!   `why`.
 //! - Exit 0 when every recipient would be accepted (held included), 1 when any is rejected or
 //!   unreadable, or the directory has problems (listed on standard error as
@@ -59,6 +61,12 @@ pub fn run(
     let mut router_config = directory_source::router_config(config);
     // Read the keys `ccgate run` made; without them tags are explained as unverifiable.
     router_config.reply_tags = crate::reply_keys::KeyFile::of(config).open_existing(config)?;
+    if router_config.reply_tags.is_none() {
+        eprintln!(
+            "ccgate: route: no reply-tag key in {} yet (`ccgate run` makes it): reply addresses are shown without their tag, and tags cannot be checked",
+            config.data_dir.display()
+        );
+    }
     let router = Router::new(&directory, &router_config);
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -250,7 +258,19 @@ fn json_line(
         "sender": sender.map(|s| s.given.as_str()),
         "rewritten_sender": sender.and_then(|s| s.rewritten.as_deref()),
         "sender_form": sender.and_then(|s| s.form),
+        "reply_tag": reply_tag(decision).map(ccgate_router::TagStatus::name),
         "why": decision.why.to_string(),
     });
     Ok(serde_json::to_string(&value)?)
+}
+
+/// The state of a generated form's reply tag, when the decision checked one.
+fn reply_tag(decision: &Decision) -> Option<&ccgate_router::TagStatus> {
+    if let ccgate_router::Rule::ReplyTag(status) = &decision.why.rule {
+        return Some(status);
+    }
+    decision.why.steps.iter().find_map(|step| match step {
+        ccgate_router::Step::Tag(status) => Some(status),
+        _ => None,
+    })
 }

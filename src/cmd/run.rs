@@ -71,6 +71,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // Reply tags: the key is made on first run and rotated when due (reply_keys.rs).
     let key_file = crate::reply_keys::KeyFile::of(&config);
     let reply_tags = key_file.open_or_create(&config)?;
+    key_file.rotate_if_due(&reply_tags, SystemTime::now())?;
     info!(file = %key_file.path().display(), lifetime_days = reply_tags.lifetime_days(), "reply-tag keys");
     let mut router_config = directory_source::router_config(&config);
     router_config.reply_tags = Some(reply_tags.clone());
@@ -80,6 +81,15 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     settings.max_message_size = config.smtp.max_message_size;
     settings.max_recipients = usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX);
     settings.max_connections = usize::try_from(config.smtp.max_connections).unwrap_or(usize::MAX);
+    settings.max_line_length = match config.smtp.max_line_length {
+        0 => usize::MAX,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    settings.max_connections_per_client =
+        usize::try_from(config.smtp.max_connections_per_client).unwrap_or(usize::MAX);
+    settings.max_connection_rate = config.smtp.max_connection_rate;
+    settings.client_limit_exceptions = config.smtp.client_limit_exceptions.clone();
+    settings.memory_budget = config.smtp.memory_budget;
     if let Some((cert, key)) = &config.smtp.tls {
         settings.tls = Some(load_tls(cert, key)?);
     }
@@ -144,6 +154,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             options.reply_timeout = config.modern.command_timeout;
             options.data_timeout = config.modern.data_timeout;
             options.tls = config.modern.tls.clone();
+            options.line_fitter = Some(Arc::new(crate::gateway::FitLines));
             let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics))
                 .context("modern.tls")?;
             tasks.spawn(agent.run(shutdown.subscribe()));

@@ -4,7 +4,7 @@
 mod address;
 mod codepage;
 mod date;
-mod directory;
+mod directory_file;
 mod error;
 mod frame;
 mod message;
@@ -19,7 +19,9 @@ pub use address::{
 };
 pub use codepage::Codepage;
 pub use date::{DateError, DateOrder, LegacyDateTime, LegacyTime, YEAR_PIVOT, parse_date};
-pub use directory::{DirectoryEntry, LOCATION_ORDER, Location, parse_directory, write_directory};
+pub use directory_file::{
+    DirectoryEntry, LOCATION_ORDER, Location, parse_directory, write_directory,
+};
 pub use error::{Diagnostic, ParseError, ParseErrorKind, Position, WriteError};
 pub use message::{Header, Item, ItemBody, ItemKind, Message};
 pub use reader::{

@@ -79,8 +79,8 @@ pub struct Parts {
 /// The console's shared state.
 pub struct Console {
     parts: Parts,
-    reads: Semaphore,
-    scans: tokio::sync::Mutex<()>,
+    reads: Arc<Semaphore>,
+    scans: Arc<tokio::sync::Mutex<()>>,
     sessions: auth::Sessions,
     flow: flow::Flow,
     loopback_only: bool,
@@ -93,8 +93,8 @@ impl Console {
         let flow = flow::Flow::default();
         Self {
             parts,
-            reads: Semaphore::new(MAX_READS),
-            scans: tokio::sync::Mutex::new(()),
+            reads: Arc::new(Semaphore::new(MAX_READS)),
+            scans: Arc::new(tokio::sync::Mutex::new(())),
             sessions: auth::Sessions::default(),
             flow,
             loopback_only: listen.ip().is_loopback(),
@@ -110,10 +110,18 @@ impl Console {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ConsoleError> {
-        let _permit = self.reads.acquire().await.map_err(|_| ConsoleError::Busy)?;
-        tokio::task::spawn_blocking(work)
+        // The permit moves into the blocking task: if the request is dropped (a timeout), the
+        // work still runs to its end and still counts against the bound.
+        let permit = Arc::clone(&self.reads)
+            .acquire_owned()
             .await
-            .map_err(|_| ConsoleError::Busy)
+            .map_err(|_| ConsoleError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|_| ConsoleError::Busy)
     }
 }
 
@@ -128,8 +136,13 @@ impl Console {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ConsoleError> {
-        let _one = self.scans.lock().await;
-        self.blocking(work).await
+        // As the permit: the guard lives as long as the scan, not as the request.
+        let one = Arc::clone(&self.scans).lock_owned().await;
+        self.blocking(move || {
+            let _one = one;
+            work()
+        })
+        .await
     }
 }
 

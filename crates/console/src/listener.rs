@@ -18,8 +18,9 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 /// Connections served at once; more are closed unanswered.
 pub const MAX_CONNECTIONS: usize = 32;
-/// Reading stops this long after the accept (the request must be in by then).
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reading stops this long after the accept (the request must be in by then): idle
+/// connections must not hold the few admin slots the health probes need.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// A connection is closed this long after the accept, answered or not.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -6,6 +6,7 @@ mod address_map;
 mod date;
 mod error;
 mod html;
+mod line_length;
 pub mod media_type;
 mod message_id;
 mod options;
@@ -17,6 +18,7 @@ pub use address_map::{
 };
 pub use error::ConvertError;
 pub use html::html_to_text;
+pub use line_length::{SMTP_MAX_LINE, fit_line_length};
 pub use message_id::{content_identity, legacy_message_id};
 pub use options::ConvertOptions;
 pub use to_legacy::{

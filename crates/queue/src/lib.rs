@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod body;
 mod bounce;
 mod clock;
 mod control;
@@ -20,6 +21,7 @@ pub use admin::{
     AdminReport, AdminRequest, Depth, DepthRow, Filter, HistoryEntry, MessageDetail, MessageInfo,
     QueueState, RecipientInfo, Summary, SummaryRow,
 };
+pub use body::{BodyPart, SpillFile};
 pub use bounce::{
     DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, SUPPRESSED_HEADER, SUPPRESSED_LANE, build_dsn,
     header_section, suppressed_reason, suppression,

@@ -570,15 +570,26 @@ pub(crate) fn check_frame(buf: &[u8]) -> Frame<'_> {
     }
 }
 
-/// Appends a complete body frame for `body` to `out`; returns the body's CRC.
+/// Appends a complete body frame for `body` to `out`.
+#[cfg(test)]
 pub(crate) fn encode_body_frame(id: QueueId, body: &[u8], body_crc: u32, out: &mut Vec<u8>) {
+    encode_body_header(id, body.len() as u64, out);
+    out.extend_from_slice(body);
+    encode_body_trailer(body_crc, out);
+}
+
+/// Appends the part of a body frame before a body of `len` octets.
+pub(crate) fn encode_body_header(id: QueueId, len: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&BODY_MAGIC);
     out.extend_from_slice(&id.to_u128().to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
     let header_crc = crc32fast::hash(out.get(start..).unwrap_or_default());
     out.extend_from_slice(&header_crc.to_le_bytes());
-    out.extend_from_slice(body);
+}
+
+/// Appends the part of a body frame after the body.
+pub(crate) fn encode_body_trailer(body_crc: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&body_crc.to_le_bytes());
     out.push(COMMIT);
 }

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::body::{BodyPart, SpillFile};
+use bytes::Bytes;
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 
 use crate::admin::{
@@ -504,6 +506,7 @@ impl Spool {
         body: &[u8],
         now: SystemTime,
     ) -> Result<QueueId> {
+        let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
         self.enqueue_inner(None, envelope, routes, body, now)
     }
 
@@ -520,7 +523,46 @@ impl Spool {
         body: &[u8],
         now: SystemTime,
     ) -> Result<QueueId> {
+        let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
         self.enqueue_inner(Some(id), envelope, routes, body, now)
+    }
+
+    /// [`Spool::enqueue_with_id`] for a body in parts (e.g. a `Received:` header, the message
+    /// text spilled to a [`SpillFile`] as it arrived, the rest of it in memory), stored one
+    /// after the other. The parts are not copied: the writer writes them to the data segment
+    /// from these buffers and files, so a large message is never held whole in memory.
+    ///
+    /// # Errors
+    /// As [`Spool::enqueue_with_id`].
+    pub fn enqueue_parts(
+        &self,
+        id: QueueId,
+        envelope: &Envelope,
+        routes: &[Route],
+        parts: Vec<BodyPart>,
+        now: SystemTime,
+    ) -> Result<QueueId> {
+        self.enqueue_inner(Some(id), envelope, routes, parts, now)
+    }
+
+    /// A new, empty [`SpillFile`] in the spool's `tmp/` folder (on the spool's file system,
+    /// so it counts against the same free space), unlinked at once: a crash leaves nothing.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] when the file cannot be created.
+    pub fn spill_file(&self) -> Result<SpillFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = &self.shared.dirs.tmp;
+        let path = dir.join(format!("spill-{}", QueueId::generate()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .at(&path)?;
+        std::fs::remove_file(&path).at(&path)?;
+        Ok(SpillFile::new(file, path))
     }
 
     fn enqueue_inner(
@@ -528,7 +570,7 @@ impl Spool {
         id: Option<QueueId>,
         envelope: &Envelope,
         routes: &[Route],
-        body: &[u8],
+        body: Vec<BodyPart>,
         now: SystemTime,
     ) -> Result<QueueId> {
         if envelope.recipients.is_empty() {
@@ -540,7 +582,8 @@ impl Spool {
                 recipients: envelope.recipients.len(),
             });
         }
-        check_size("message", body.len() as u64, MAX_BODY_LEN)?;
+        let body_len: u64 = body.iter().map(BodyPart::len).sum();
+        check_size("message", body_len, MAX_BODY_LEN)?;
         check_size("recipient list", routes.len() as u64, u64::from(u16::MAX))?;
         for route in routes {
             check_size(
@@ -570,13 +613,26 @@ impl Spool {
                 error: None,
             })
             .collect();
-        self.check_min_free(body.len() as u64)?;
+        self.check_min_free(body_len)?;
         let needs_routing = routes.iter().any(|r| r.destination.is_empty());
         let rec = MessageRec {
             id: QueueId::from_u128(0),
             arrival_ms: now_ms,
             body: BodyRef {
-                crc: crc32fast::hash(body),
+                crc: {
+                    let mut crc = crc32fast::Hasher::new();
+                    let mut buf = Vec::new();
+                    for part in &body {
+                        match part {
+                            BodyPart::Bytes(bytes) => crc.update(bytes),
+                            BodyPart::File(spill) => spill.for_each_chunk(&mut buf, |chunk| {
+                                crc.update(chunk);
+                                Ok(())
+                            })?,
+                        }
+                    }
+                    crc.finalize()
+                },
                 ..BodyRef::default()
             },
             sender: envelope.sender.to_string(),
@@ -591,7 +647,7 @@ impl Spool {
             size,
             max: record::MAX_RECORD_LEN as u64,
         })?;
-        let (id, ticket) = self.push_message(id, rec, body.to_vec(), None)?;
+        let (id, ticket) = self.push_message(id, rec, body, None)?;
         self.shared.wait(ticket)?;
         Ok(id)
     }
@@ -653,7 +709,7 @@ impl Spool {
         &self,
         wanted: Option<QueueId>,
         mut rec: MessageRec,
-        body: Vec<u8>,
+        body: Vec<BodyPart>,
         bounce: Option<(QueueId, &[u16])>,
     ) -> Result<(QueueId, u64)> {
         let mut state = lock(&self.shared.state);
@@ -733,11 +789,17 @@ impl Spool {
     /// While the lane is dead its due mail is deferred to the end of the cool-off without
     /// attempts; mail past `max_lifetime` fails (and is bounced at the next [`Spool::tick`]).
     ///
+    /// While writes fail (a full disk) it hands out nothing until the writer resumes.
+    ///
     /// # Errors
-    /// [`QueueError::Poisoned`] after a failed write.
+    /// [`QueueError::Poisoned`] after a write that could not be rolled back.
     pub fn lease(&self, lane: &str, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
-        // No new attempt while writes fail: its outcome could not be recorded.
-        self.shared.check_writing()?;
+        // No new attempt while writes fail (its outcome could not be recorded): no work now,
+        // not an error, so agents simply poll again.
+        self.shared.check()?;
+        if self.shared.check_writing().is_err() {
+            return Ok(Vec::new());
+        }
         let now_ms = to_ms(now);
         let mut state = lock(&self.shared.state);
         let Some(lane_id) = state.find_lane(lane) else {
@@ -1194,11 +1256,12 @@ impl Spool {
             if msg.sender.is_empty() {
                 return Ok(None);
             }
-            // One bounce per message: recipients already reported mean one was sent.
+            // One bounce per message: recipients already reported, or being reported by
+            // another thread building its bounce right now, mean one was sent.
             let earlier_bounce = msg
                 .rcpts
                 .iter()
-                .any(|r| r.flags & (crate::state::BOUNCED | BOUNCE_QUEUED) != 0);
+                .any(|r| r.flags & (crate::state::BOUNCED | BOUNCE_QUEUED | BOUNCE_BUILDING) != 0);
             let mut idxs = Vec::new();
             let mut recipients = Vec::new();
             for (i, r) in msg.rcpts.iter_mut().enumerate() {
@@ -1281,7 +1344,12 @@ impl Spool {
                 error: None,
             }],
         };
-        let (bounce_id, ticket) = self.push_message(None, rec, dsn, Some((id, &idxs)))?;
+        let (bounce_id, ticket) = self.push_message(
+            None,
+            rec,
+            vec![BodyPart::Bytes(Bytes::from(dsn))],
+            Some((id, &idxs)),
+        )?;
         self.shared.wait(ticket)?;
         Ok(Some(bounce_id))
     }
@@ -1745,7 +1813,8 @@ impl Spool {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
-        self.shared.check()
+        // Still failing at the end: what was not written is reported, not hidden.
+        self.shared.check_writing()
     }
 
     /// The folder layout (for the control protocol).

@@ -34,12 +34,16 @@ use std::time::Duration;
 
 use ccgate_core::QueueId;
 
+use crate::body::BodyPart;
 use crate::error::{IoContext, QueueError, Result};
 use crate::record::{self, BodyRef, MessageRec, Record};
 use crate::state::State;
 
 /// Prefix and suffix of journal segment names: `J00000001.log`.
 const JOURNAL_PREFIX: &str = "J";
+/// Body parts larger than this are written to the data segment from the caller's buffers
+/// instead of being gathered with the rest of the pass first.
+const DIRECT_WRITE: u64 = 256 * 1024;
 const JOURNAL_SUFFIX: &str = ".log";
 /// Prefix and suffix of data segment names: `D00000001.dat`.
 const DATA_PREFIX: &str = "D";
@@ -251,7 +255,13 @@ impl Segment {
 pub(crate) enum Request {
     /// A new message: its body goes to the data segment, its record to the journal, and it
     /// is inserted into the state once both are durable.
-    Enqueue { rec: Box<MessageRec>, body: Vec<u8> },
+    /// The body is a list of parts written one after the other (a `Received:` header, the
+    /// message text spilled to a file as it arrived, the rest of it in memory), shared with
+    /// the caller rather than copied; a spill file can be read again for a retried pass.
+    Enqueue {
+        rec: Box<MessageRec>,
+        body: Vec<BodyPart>,
+    },
     /// Encoded journal frames; `snapshots` lists (id, frame length) of snapshot records among
     /// them, so the state learns which segment now holds those messages.
     Records {
@@ -312,6 +322,8 @@ struct Queue {
     stalled: Option<Stall>,
     poisoned: Option<(String, bool)>,
     shutdown: bool,
+    /// The writer thread has ended: nothing pushed now or still pending becomes durable.
+    gone: bool,
 }
 
 impl Queue {
@@ -393,6 +405,12 @@ impl Shared {
         if let Some(e) = q.poisoned_error() {
             return Err(e);
         }
+        if q.gone {
+            return Err(QueueError::NotAccepting {
+                reason: "the spool is closed".to_owned(),
+                disk_full: false,
+            });
+        }
         if let (Some(stall), true) = (&q.stalled, request.refusable()) {
             return Err(QueueError::NotAccepting {
                 reason: stall.reason.clone(),
@@ -429,9 +447,9 @@ impl Shared {
                 if let Some(e) = q.poisoned_error() {
                     return Err(e);
                 }
-                if q.shutdown && q.stalled.is_some() {
+                if q.gone {
                     return Err(QueueError::NotAccepting {
-                        reason: "the spool is closing while writes fail".to_owned(),
+                        reason: "the spool closed before this write could be made".to_owned(),
                         disk_full: q.stalled.as_ref().is_some_and(|s| s.disk_full),
                     });
                 }
@@ -523,23 +541,27 @@ impl Writer {
                             .wait_timeout(q, left)
                             .map_or_else(|e| e.into_inner().0, |(g, _)| g);
                     }
-                    if q.shutdown {
-                        // Nothing more can be written: the waiters learn it, the records
-                        // not written are lost as by a crash (recovery reads what is there).
-                        q.requests.clear();
+                    if q.shutdown && q.requests.is_empty() {
+                        q.gone = true;
                         q.wake_all();
                         return;
                     }
+                    // Closing with records still unwritten: one last try below.
                 } else {
                     while q.requests.is_empty() && !q.shutdown {
                         q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
                     }
                     if q.requests.is_empty() {
+                        q.gone = true;
+                        q.wake_all();
                         return;
                     }
                 }
                 let full = q.stalled.as_ref().is_some_and(|s| s.disk_full);
-                if full && free_space(&shared.dirs.root).is_ok_and(|n| n < RESUME_FREE) {
+                if full
+                    && !q.shutdown
+                    && free_space(&shared.dirs.root).is_ok_and(|n| n < RESUME_FREE)
+                {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -588,11 +610,20 @@ impl Writer {
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                     q.stalled = Some(stall);
+                    if q.shutdown {
+                        // Closing and still unable to write: the waiters learn it; the records
+                        // not written are lost as by a crash (recovery reads what is there).
+                        q.requests.clear();
+                        q.gone = true;
+                        q.wake_all();
+                        return;
+                    }
                 }
                 Err(PassError::RollBack(e)) => {
                     let mut q = lock(&shared.queue);
                     q.poisoned = Some((e.to_string(), e.is_disk_full()));
                     q.requests.clear();
+                    q.gone = true;
                     q.wake_all();
                     return;
                 }
@@ -613,7 +644,8 @@ impl Writer {
             .iter()
             .map(|(_, r)| match r {
                 Request::Enqueue { body, .. } => {
-                    (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64 + body.len() as u64
+                    (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64
+                        + body.iter().map(BodyPart::len).sum::<u64>()
                 }
                 Request::Records { .. } => 0,
             })
@@ -625,18 +657,19 @@ impl Writer {
             self.rotate_data(shared).map_err(PassError::Write)?;
         }
 
-        // 1. Bodies.
-        let mut data_buf = Vec::with_capacity(usize::try_from(data_total).unwrap_or(0));
+        // 1. Bodies: where each goes (they are written below, from the callers' buffers and
+        // spill files, never gathered whole).
+        let mut offset = self.data.len;
         for (_, request) in batch.iter_mut() {
             if let Request::Enqueue { rec, body } = request {
-                let offset = self.data.len + data_buf.len() as u64;
-                record::encode_body_frame(rec.id, body, rec.body.crc, &mut data_buf);
+                let len: u64 = body.iter().map(BodyPart::len).sum();
                 rec.body = BodyRef {
                     seg: self.data.seq,
                     offset,
-                    len: body.len() as u64,
+                    len,
                     crc: rec.body.crc,
                 };
+                offset += (record::BODY_HEADER_LEN + record::BODY_TRAILER_LEN) as u64 + len;
             }
         }
 
@@ -662,8 +695,8 @@ impl Writer {
 
         let (data_start, journal_start) = (self.data.len, self.journal.len);
         let written = (|| {
-            if !data_buf.is_empty() {
-                self.data.append(&data_buf)?;
+            if data_total > 0 {
+                self.write_bodies(batch)?;
                 self.data.sync()?;
             }
             if !jbuf.is_empty() {
@@ -682,6 +715,42 @@ impl Writer {
         }
         let seg = self.journal.seq;
         Ok(lens.into_iter().map(|len| (seg, len)).collect())
+    }
+
+    /// Appends the body frames of a pass's enqueues, in order: small parts gathered, large
+    /// ones written from their own buffers, spill files a chunk at a time.
+    fn write_bodies(&mut self, batch: &[(u64, Request)]) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut spill_buf = Vec::new();
+        for (_, request) in batch {
+            let Request::Enqueue { rec, body } = request else {
+                continue;
+            };
+            record::encode_body_header(rec.id, rec.body.len, &mut buf);
+            for part in body {
+                match part {
+                    BodyPart::Bytes(bytes) if bytes.len() as u64 <= DIRECT_WRITE => {
+                        buf.extend_from_slice(bytes);
+                    }
+                    BodyPart::Bytes(bytes) => {
+                        self.data.append(&buf)?;
+                        buf.clear();
+                        self.data.append(bytes)?;
+                    }
+                    BodyPart::File(spill) => {
+                        self.data.append(&buf)?;
+                        buf.clear();
+                        spill.for_each_chunk(&mut spill_buf, |chunk| self.data.append(chunk))?;
+                    }
+                }
+            }
+            record::encode_body_trailer(rec.body.crc, &mut buf);
+            if buf.len() as u64 >= DIRECT_WRITE {
+                self.data.append(&buf)?;
+                buf.clear();
+            }
+        }
+        self.data.append(&buf)
     }
 
     /// Applies a durable pass: new messages become visible only now.

@@ -1096,3 +1096,54 @@ fn spool_files_are_0600_and_folders_0700() {
     assert_eq!(mode(&root.join("lock")), 0o600);
     assert!(files >= 2);
 }
+
+#[test]
+fn long_replies_are_capped_and_oversized_records_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let id = enqueue(
+        &spool,
+        "s@example.com",
+        &[("x@example.com", "modern")],
+        t(0),
+    );
+    let lease = spool.lease("modern", 1, t(0)).unwrap().remove(0);
+    let long = format!("450 {}", "busy ".repeat(20_000));
+    let e = DeliveryError::transient(FailureScope::Recipient, long);
+    spool.complete(lease, &[Err(e)], t(1)).unwrap();
+    let reason = spool.show(id, t(2)).unwrap().info.recipients[0]
+        .delay_reason
+        .clone()
+        .unwrap();
+    assert!(
+        reason.len() <= ccgate_queue::MAX_REPLY_TEXT,
+        "{}",
+        reason.len()
+    );
+    spool.close().unwrap();
+    // Stored as capped: the same after recovery.
+    let spool = open(dir.path());
+    let again = spool.show(id, t(2)).unwrap().info.recipients[0]
+        .delay_reason
+        .clone();
+    assert_eq!(again.as_deref(), Some(reason.as_str()));
+
+    // So many recipients that the message's records could outgrow what recovery reads once
+    // each carries an error: refused at enqueue, nothing written.
+    let n = 9_000;
+    let rcpts: Vec<EmailAddress> = (0..n).map(|i| addr(&format!("r{i}@example.com"))).collect();
+    let envelope = Envelope {
+        sender: "s@example.com".parse::<ReversePath>().unwrap(),
+        recipients: rcpts.clone(),
+    };
+    let routes: Vec<Route> = rcpts.into_iter().map(|r| Route::new("modern", r)).collect();
+    let err = spool
+        .enqueue(&envelope, &routes, &body(1), t(3))
+        .unwrap_err();
+    assert!(
+        matches!(err, ccgate_queue::QueueError::TooLarge { .. }),
+        "{err}"
+    );
+    assert_eq!(spool.len(), 1);
+    spool.close().unwrap();
+}

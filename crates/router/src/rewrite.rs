@@ -143,14 +143,19 @@ pub fn decode_generated(address: &EmailAddress) -> Option<Generated> {
 }
 
 /// Decodes a generated address as [`decode_generated`] does, and returns its reply tag, if it
-/// has one: the text after the last `.` of an `IMCEACCMAIL-` form, or after the last `%` of a
-/// `Name%PO%tag` form, when that text has the shape of a tag ([`crate::parse_tag`]). The tag is
-/// returned as written; checking it is [`crate::ReplyTags::verify`]'s job.
+/// has one: the letters and digits after the last `.` of an `IMCEACCMAIL-` form, or the text
+/// after the last `%` of a `Name%PO%tag` form when that text has the shape of a tag
+/// ([`crate::parse_tag`]). The tag is returned as written; checking it is
+/// [`crate::ReplyTags::verify`]'s job.
 pub fn decode_tagged(address: &EmailAddress) -> Option<(Generated, Option<String>)> {
     let local = address.local();
     if let Some(rest) = strip_prefix_ignore_case(local, IMCEA_CCMAIL) {
+        // Our encoding never writes a `.` (it is `+2E`); other writers may leave one in a name,
+        // but then escapes (`+20` for the space before ` at `) follow it. So a short run of
+        // letters and digits after the last `.` is a tag, well formed or not (a malformed one
+        // is refused by the check, and explained).
         let (rest, tag) = match rest.rsplit_once('.') {
-            Some((head, tag)) if looks_like_tag(tag) => (head, Some(tag.to_owned())),
+            Some((head, tag)) if is_tag_shaped(tag) => (head, Some(tag.to_owned())),
             _ => (rest, None),
         };
         let text = unhex(rest, false)?;
@@ -188,6 +193,13 @@ pub fn decode_tagged(address: &EmailAddress) -> Option<(Generated, Option<String
     parse_address(&format!("{name} at {po}"))
         .ok()
         .map(|legacy| (Generated::Legacy(legacy), tag))
+}
+
+/// Letters and digits, at most twice a tag's length: what can only be a (maybe damaged) tag.
+fn is_tag_shaped(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 2 * crate::tag::TAG_LEN
+        && text.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn hex_digit(nibble: u8) -> char {
@@ -588,6 +600,10 @@ mod tests {
             (
                 "jsmith%HQ@legacy.example.com",
                 Generated::Legacy(parse_address("jsmith at HQ").unwrap()),
+            ),
+            (
+                "IMCEACCMAIL-J.+20Smith+20at+20HQ@legacy.example.com",
+                Generated::Legacy(parse_address("J. Smith at HQ").unwrap()),
             ),
             (
                 "IMCEAEX-_O=ORG_OU=SITE+201_CN=RECIPIENTS_CN=JDOE@modern.example.com",

@@ -15,7 +15,8 @@
 //! A tag is verified with the current key and, if that fails, the previous one, so tags made
 //! before a key rotation stay valid until they expire. A stamp up to one day ahead of today is
 //! accepted (clocks differ); the day counter wraps after 1024 days, so lifetimes are capped at
-//! [`MAX_LIFETIME_DAYS`].
+//! [`MAX_LIFETIME_DAYS`]: a key verifies tags for up to two rotation periods of a lifetime and
+//! two days each (see the binary's key file), and no tag may be that old and read as young.
 //!
 //! Pure: the keys come in from the caller (the binary keeps them in the data folder) and so
 //! does the day.
@@ -30,8 +31,11 @@ use sha2::{Digest, Sha256};
 pub const KEY_LEN: usize = 32;
 /// Length of a tag in characters.
 pub const TAG_LEN: usize = 10;
-/// Longest lifetime a tag may be given, in days (the day stamp wraps after 1024 days).
-pub const MAX_LIFETIME_DAYS: u16 = 730;
+/// Longest lifetime a tag may be given, in days. A key stays in the key file (current, then
+/// previous) for two rotation periods of `lifetime + 2` days, so a tag it made can be shown up
+/// to `2 * lifetime + 5` days after it was made; that must stay below the 1024 days after which
+/// the day stamp wraps, or an expired tag would read as fresh again.
+pub const MAX_LIFETIME_DAYS: u16 = 500;
 /// Day stamps wrap at this many days.
 const DAY_MODULUS: u32 = 1024;
 /// The base32 alphabet of tags (RFC 4648, lower case).
@@ -435,6 +439,25 @@ mod tests {
             tags.verify("Stranger, Sam at HQ", Some("abc"), day),
             TagStatus::Malformed
         );
+    }
+
+    #[test]
+    fn the_day_stamp_never_wraps_while_a_key_can_verify() {
+        // A key verifies for two rotation periods (lifetime + 2 days each) after it became
+        // current; over all that time an expired tag must read as expired, not young again.
+        let lifetime = MAX_LIFETIME_DAYS;
+        let tags = tags(lifetime);
+        let made = Day(20_000);
+        let tag = tags.make("Stranger, Sam at HQ", made);
+        let last_day_a_key_verifies = 2 * (u32::from(lifetime) + 2) + 1;
+        for age in (u32::from(lifetime) + 1)..=last_day_a_key_verifies {
+            assert!(
+                !tags
+                    .verify("Stranger, Sam at HQ", Some(&tag), Day(made.0 + age))
+                    .is_valid(),
+                "age {age} read as valid"
+            );
+        }
     }
 
     #[test]

@@ -120,6 +120,11 @@ fn refused(decision: &Destination) -> bool {
 
 /// The same address with its reply tag replaced by `tag` (or removed).
 fn retagged(address: &EmailAddress, tag: Option<&str>) -> EmailAddress {
+    try_retagged(address, tag).unwrap()
+}
+
+/// As [`retagged`], `None` when the result is no longer a valid address (too long).
+fn try_retagged(address: &EmailAddress, tag: Option<&str>) -> Option<EmailAddress> {
     let local = address.local();
     let (head, quoted) = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
         Some(inner) => (inner.rsplit_once('%').unwrap().0.to_owned(), true),
@@ -131,7 +136,7 @@ fn retagged(address: &EmailAddress, tag: Option<&str>) -> EmailAddress {
         (None, true) => format!("\"{head}\""),
         (None, false) => head,
     };
-    EmailAddress::new(&local, address.domain()).unwrap()
+    EmailAddress::new(&local, address.domain()).ok()
 }
 
 /// What the legacy side receives: the rendered text, read back.
@@ -273,6 +278,12 @@ proptest! {
                 refused(&accepted(&retagged(&smtp.address, Some(&mutated)))),
                 "{} with tag {}", smtp.address, mutated
             );
+            // A character outside base32, or one too many.
+            for bad in [format!("{}1", &mutated[1..]), format!("{mutated}a")] {
+                if let Some(address) = try_retagged(&smtp.address, Some(&bad)) {
+                    prop_assert!(refused(&accepted(&address)), "{}", address);
+                }
+            }
             // Mail already accepted is routed whatever its tag says.
             prop_assert_eq!(
                 &expired_router.accepted().route_smtp(Origin::Smtp, &smtp.address).destination,

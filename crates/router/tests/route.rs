@@ -547,6 +547,13 @@ fn why_explains_reply_tags() {
     assert_eq!(got, "reject 550 5.1.1");
     assert!(text.contains("no reply tag"), "{text}");
 
+    for bad in ["abc", "abcdefghi1", "abcdefghijk"] {
+        let malformed = EmailAddress::new(&format!("{local}.{bad}"), issued.domain()).unwrap();
+        let (got, text) = why(&router, &malformed);
+        assert_eq!(got, "reject 550 5.1.1");
+        assert!(text.contains("malformed reply tag"), "{text}");
+    }
+
     let forged = EmailAddress::new(&format!("{local}.abcdefghij"), issued.domain()).unwrap();
     let (got, text) = why(&router, &forged);
     assert_eq!(got, "reject 550 5.1.1");

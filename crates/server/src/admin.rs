@@ -29,6 +29,8 @@ use crate::ServerError;
 use crate::metrics::Metrics;
 use crate::shutdown::stopped;
 
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 /// Admin connections served at once; more are closed unanswered.
@@ -42,7 +44,7 @@ pub struct AdminServer {
     spool: Arc<Spool>,
     ready: Arc<AtomicBool>,
     /// One spool scan at a time.
-    scan: Mutex<()>,
+    scan: Arc<Mutex<()>>,
     connections: Arc<Semaphore>,
 }
 
@@ -65,7 +67,7 @@ impl AdminServer {
             metrics,
             spool,
             ready,
-            scan: Mutex::new(()),
+            scan: Arc::new(Mutex::new(())),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         })
     }
@@ -108,10 +110,17 @@ impl AdminServer {
     async fn answer(&self, mut stream: TcpStream) {
         let mut head = Vec::with_capacity(1024);
         let mut buf = [0u8; 1024];
+        // A client gets a short while to send its request: idle connections must not hold the
+        // few admin slots the health probes need.
+        let head_deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
         while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            match tokio::time::timeout_at(head_deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(n)) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(_) => {
+                    debug!("admin request head not sent in time");
+                    return;
+                }
             }
             if head.len() > MAX_HEAD {
                 let _ = respond(
@@ -208,8 +217,15 @@ impl AdminServer {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        let _one = self.scan.lock().await;
-        tokio::task::spawn_blocking(work).await.ok()
+        // The guard moves into the blocking task: if the request times out and this future is
+        // dropped, the scan still runs to its end, and the next one still waits for it.
+        let one = Arc::clone(&self.scan).lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _one = one;
+            work()
+        })
+        .await
+        .ok()
     }
 }
 
@@ -236,4 +252,81 @@ async fn respond(
         stream.write_all(body).await?;
     }
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_capped_and_probes_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool =
+            Arc::new(Spool::open(dir.path(), ccgate_queue::SpoolOptions::default()).unwrap());
+        let ready = Arc::new(AtomicBool::new(false));
+        let server = AdminServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Metrics::default()),
+            Arc::clone(&spool),
+            Arc::clone(&ready),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let served = tokio::spawn(server.serve(stop_rx));
+
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        let not_ready = get(addr, "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        assert!(not_ready.contains("SMTP listener"), "{not_ready}");
+        ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.contains("ccgate_spool_accepting 1"), "{metrics}");
+        assert!(metrics.contains("ccgate_spool_status{reason=\"accepting\"} 1"));
+
+        // Fill every slot with a client that says nothing; the next one is closed unanswered.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Wait (generously) until the server has accepted them all and refuses the next.
+        let mut refused = false;
+        for _ in 0..100 {
+            let mut extra = TcpStream::connect(addr).await.unwrap();
+            let _ = extra.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await;
+            let mut out = Vec::new();
+            let _ = extra.read_to_end(&mut out).await;
+            if out.is_empty() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "a connection beyond {MAX_CONNECTIONS} was served");
+        drop(idle);
+        // Slots come back: answered again (eventually, as the idle ones are reaped).
+        let mut answered = false;
+        for _ in 0..200 {
+            if get(addr, "/healthz").await.starts_with("HTTP/1.1 200") {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(answered);
+        stop_tx.send(true).unwrap();
+        served.await.unwrap();
+    }
 }

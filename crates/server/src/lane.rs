@@ -114,6 +114,13 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
                 }
             }
         }
+        // A permanent failure of mail from <> is not bounced (RFC 5321 §4.5.5): say so.
+        if matches!(&outcome, Err(e) if e.is_permanent())
+            && lease.sender == ccgate_core::ReversePath::Null
+            && lane != ccgate_queue::SUPPRESSED_LANE
+        {
+            info!(queue_id = %queue_id, "bounce suppressed, not sent (no backscatter): the sender is the null sender <>");
+        }
         let result: DeliveryResult = outcome.map(|_| ());
         let results: Vec<DeliveryResult> =
             lease.recipients.iter().map(|_| result.clone()).collect();

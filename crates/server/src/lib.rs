@@ -2,11 +2,12 @@
 #![forbid(unsafe_code)]
 
 mod admin;
-mod directory;
+mod directory_routing;
 mod error;
 mod lane;
 mod ledger;
 mod legacy;
+mod limits;
 mod listener;
 mod maildir;
 mod metrics;
@@ -21,10 +22,11 @@ mod tls;
 mod trace;
 
 pub use admin::AdminServer;
-pub use directory::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
+pub use directory_routing::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
 pub use error::ServerError;
 pub use ledger::Ledger;
 pub use legacy::{ImportCommand, LegacyAgent, LegacyCodec};
+pub use limits::{MAX_CONNECTIONS_PER_CLIENT, MEMORY_BUDGET, Network};
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use metrics::{DirectoryStatus, Event as MetricEvent, Metrics};
@@ -32,6 +34,6 @@ pub use pickup::{Accepted, PickupAgent, PickupCodec, PickupReport};
 pub use refuse::{RefuseAgent, SuppressAgent, UNKNOWN_LANE};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
-pub use smtp_client::{SmtpAgent, SmtpClientOptions, TlsPolicy};
+pub use smtp_client::{LineFitter, SMTP_MAX_LINE, SmtpAgent, SmtpClientOptions, TlsPolicy};
 pub use tls::load_tls;
 pub use trace::{DEFAULT_TRACE_SIZE, TRACE_FILE, TraceEvent, TraceLog, TraceQuery, message_id};

@@ -1,16 +1,23 @@
 //! The SMTP listener: accept, bound the number of sessions, drive each session, queue durably.
+//!
+//! Memory per session is bounded: the input buffer holds what one read brings (a
+//! [`BytesMut`], advanced without copying as the session consumes it), and message text is
+//! counted against the server's [`MemoryBudget`]; a message that would go past it is read to
+//! its end and refused with `452 4.3.1`. A complete message is handed to the spool as shared
+//! [`Bytes`] (the `Received:` header and the text as received), never copied on the way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::{Buf, Bytes, BytesMut};
 use ccgate_core::{EmailAddress, Envelope, QueueId};
-use ccgate_queue::{Route, Spool};
+use ccgate_queue::{BodyPart, Route, SpillFile, Spool};
 use ccgate_smtp::{
     Error as SmtpError, Event, QueueError, RcptVerdict, RecipientPolicy, Session, SessionConfig,
     for_error,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -18,13 +25,20 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::ServerError;
+use crate::limits::{ClientLimits, MemoryBudget, Network, Reservation};
 use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::routing::Routing;
 use crate::shutdown::stopped;
 use crate::stream::Conn;
 
-/// Read buffer size per connection.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room made in a session's input buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Message text held in memory before it is moved to the message's spill file: a large
+/// message is streamed to the spool's folder as it arrives, so memory per session stays
+/// about this much whatever the message size.
+const SPILL_AT: usize = 256 * 1024;
+/// Time allowed to send a last reply and close, when the session ends for a reason of ours.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the listener behaves (`[smtp]` of the config).
 #[derive(Clone)]
@@ -47,6 +61,21 @@ pub struct SmtpSettings {
     pub session_timeout: Duration,
     /// On shutdown, how long a session in a transaction may take to finish it.
     pub shutdown_grace: Duration,
+    /// Longest message text line accepted, CR LF included (`usize::MAX`: no limit, the
+    /// default, as in Postfix).
+    pub max_line_length: usize,
+    /// Most sessions at once from one client address (0: no limit); one more gets
+    /// `421 4.7.0`.
+    pub max_connections_per_client: usize,
+    /// Most new sessions per minute from one client address (0: no limit, the default, as
+    /// Postfix's `smtpd_client_connection_rate_limit`).
+    pub max_connection_rate: u32,
+    /// Clients the two per-client limits do not apply to (default: loopback, like
+    /// Postfix's `$mynetworks` with `mynetworks_style = host`).
+    pub client_limit_exceptions: Vec<Network>,
+    /// Message text all sessions together may hold in memory (0: no limit); a message that
+    /// would go past it gets `452 4.3.1` at its end.
+    pub memory_budget: u64,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -60,6 +89,14 @@ impl std::fmt::Debug for SmtpSettings {
             .field("tls", &self.tls.is_some())
             .field("idle_timeout", &self.idle_timeout)
             .field("session_timeout", &self.session_timeout)
+            .field("max_line_length", &self.max_line_length)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
+            .field("max_connection_rate", &self.max_connection_rate)
+            .field("client_limit_exceptions", &self.client_limit_exceptions)
+            .field("memory_budget", &self.memory_budget)
             .finish()
     }
 }
@@ -78,6 +115,11 @@ impl SmtpSettings {
             idle_timeout: Duration::from_secs(300),
             session_timeout: Duration::from_secs(1800),
             shutdown_grace: Duration::from_secs(30),
+            max_line_length: ccgate_smtp::NO_LINE_LIMIT,
+            max_connections_per_client: crate::limits::MAX_CONNECTIONS_PER_CLIENT,
+            max_connection_rate: 0,
+            client_limit_exceptions: Network::loopback(),
+            memory_budget: crate::limits::MEMORY_BUDGET,
         }
     }
 }
@@ -90,6 +132,8 @@ struct Shared {
     routing: Arc<dyn Routing>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
+    clients: Arc<ClientLimits>,
+    memory: Arc<MemoryBudget>,
 }
 
 /// The session's view of the router; refusals are counted.
@@ -131,6 +175,7 @@ impl SmtpServer {
             .map_err(|e| ServerError::Settings(e.to_string()))?;
         session.limits.max_message_size = settings.max_message_size;
         session.limits.max_recipients = settings.max_recipients;
+        session.limits.max_text_line = settings.max_line_length;
         session.tls_available = settings.tls.is_some();
         let mut listeners = Vec::with_capacity(settings.listen.len());
         for addr in &settings.listen {
@@ -143,6 +188,12 @@ impl SmtpServer {
             listeners.push(listener);
         }
         let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let clients = Arc::new(ClientLimits::new(
+            settings.max_connections_per_client,
+            settings.max_connection_rate,
+            settings.client_limit_exceptions.clone(),
+        ));
+        let memory = MemoryBudget::new(settings.memory_budget);
         Ok(Self {
             listeners,
             shared: Arc::new(Shared {
@@ -152,6 +203,8 @@ impl SmtpServer {
                 routing,
                 tls,
                 metrics,
+                clients,
+                memory,
             }),
         })
     }
@@ -168,70 +221,69 @@ impl SmtpServer {
     /// transaction within the grace period, and returns when every session is gone.
     pub async fn serve(self, stop: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.shared.settings.max_connections.max(1)));
-        let mut sessions = JoinSet::new();
         let mut acceptors = JoinSet::new();
         for listener in self.listeners {
             let shared = Arc::clone(&self.shared);
             let permits = Arc::clone(&permits);
-            let stop_sessions = stop.clone();
             let mut stop = stop.clone();
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
+            // Each listener's task accepts and spawns the sessions itself (no hand-off to
+            // another task per connection), then waits for its sessions once stopped.
             acceptors.spawn(async move {
+                let mut sessions = JoinSet::new();
                 loop {
-                    tokio::select! {
+                    let (stream, peer) = tokio::select! {
                         () = stopped(&mut stop) => break,
                         accepted = listener.accept() => match accepted {
-                            Ok(conn) => {
-                                if tx.send(conn).await.is_err() {
-                                    break;
-                                }
-                            }
+                            Ok(conn) => conn,
                             Err(e) => {
                                 // EMFILE and friends: back off instead of spinning (mini-redis).
                                 warn!(error = %e, "accept failed; backing off");
                                 tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
                             }
                         },
-                    }
-                }
-            });
-            let spawner = async move {
-                let mut set = JoinSet::new();
-                while let Some((stream, peer)) = rx.recv().await {
+                    };
+                    while sessions.try_join_next().is_some() {}
+                    let client = match shared.clients.admit(peer.ip(), Instant::now().into_std()) {
+                        Ok(client) => client,
+                        Err(reason) => {
+                            sessions.spawn(refuse(stream, peer, reason));
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        sessions.spawn(refuse(stream, peer, SmtpError::TooManyConnections));
+                        continue;
+                    };
                     let shared = Arc::clone(&shared);
-                    let stop = stop_sessions.clone();
-                    match Arc::clone(&permits).try_acquire_owned() {
-                        Ok(permit) => {
-                            set.spawn(
-                                async move {
-                                    handle(stream, peer, shared, stop).await;
-                                    drop(permit);
-                                }
-                                .instrument(info_span!("smtp", %peer)),
-                            );
+                    let session_stop = stop.clone();
+                    sessions.spawn(
+                        async move {
+                            handle(stream, peer, shared, session_stop).await;
+                            drop(permit);
+                            drop(client);
                         }
-                        Err(_) => {
-                            set.spawn(refuse_busy(stream, peer));
-                        }
-                    }
-                    while set.try_join_next().is_some() {}
+                        .instrument(info_span!("smtp", %peer)),
+                    );
                 }
-                while set.join_next().await.is_some() {}
-            };
-            sessions.spawn(spawner);
+                drop(listener);
+                while sessions.join_next().await.is_some() {}
+            });
         }
         while acceptors.join_next().await.is_some() {}
-        while sessions.join_next().await.is_some() {}
     }
 }
 
-/// Over `max_connections`: one reply, then close.
-async fn refuse_busy(mut stream: TcpStream, peer: SocketAddr) {
-    info!(%peer, "refused: too many connections");
+/// Over a connection limit: one reply, then close.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, reason: SmtpError) {
+    info!(%peer, %reason, "refused");
     let mut wire = Vec::new();
-    for_error(&SmtpError::TooManyConnections).encode(&mut wire);
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&wire)).await;
-    let _ = stream.shutdown().await;
+    for_error(&reason).encode(&mut wire);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = stream.write_all(&wire).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// One SMTP session, from greeting to close.
@@ -253,12 +305,47 @@ async fn handle(
     let mut grace_deadline: Option<Instant> = None;
     let mut wire = Vec::with_capacity(512);
     session.greeting().encode(&mut wire);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut input = BytesMut::new();
+    let mut reservation = Reservation::new(&shared.memory);
+    // The spill file of the message being received, with the session's `data_count` it
+    // belongs to (a refused message's file is dropped when the next one starts).
+    let mut spill: Option<(u64, SpillFile)> = None;
+    // Replies and reads may each take as long as the client may stay silent.
+    let io_timeout = shared.settings.idle_timeout;
     info!("connect");
     loop {
         let out = session.feed(&input);
-        input.drain(..out.consumed.min(input.len()));
+        input.advance(out.consumed.min(input.len()));
+        if spill
+            .as_ref()
+            .is_some_and(|(n, _)| *n != session.data_count())
+        {
+            spill = None;
+        }
+        if session.message_len() >= SPILL_AT {
+            let text = session.take_message_text();
+            let file = spill.take().map(|(_, f)| f);
+            match spill_text(&shared.spool, file, text).await {
+                Ok(file) => spill = Some((session.data_count(), file)),
+                Err(e) => {
+                    warn!(error = %e, "message refused: its text could not be written to the spool's folder");
+                    session.refuse_message(SmtpError::Queue(if e.is_disk_full() {
+                        QueueError::DiskFull
+                    } else {
+                        QueueError::Temporary
+                    }));
+                }
+            }
+        }
+        let held = u64::try_from(session.message_len()).unwrap_or(u64::MAX);
+        if !reservation.cover(held) {
+            warn!(
+                size = held,
+                "message refused: the memory budget for messages in transit is used up"
+            );
+            session.refuse_message(SmtpError::Queue(QueueError::MemoryBudget));
+            reservation.reset();
+        }
         out.encode_replies(&mut wire);
         let mut fed_event = false;
         match out.event {
@@ -271,14 +358,16 @@ async fn handle(
                 let id = QueueId::generate();
                 let header =
                     trace.received_header(&id, &ccgate_core::rfc5322_date_at(SystemTime::now()));
-                let result = queue(&shared, id, envelope, header, data).await;
+                let spilled = spill.take().map(|(_, f)| f);
+                let result = queue(&shared, id, envelope, header, spilled, data).await;
+                reservation.reset();
                 if let Some(reply) = session.message_queued(result) {
                     reply.encode(&mut wire);
                 }
                 fed_event = true;
             }
             Some(Event::StartTls) => {
-                if write_all(&mut conn, &mut wire).await.is_err() {
+                if write_all(&mut conn, &mut wire, io_timeout).await.is_err() {
                     return;
                 }
                 let (Conn::Plain(tcp), Some(acceptor)) = (conn, shared.tls.as_ref()) else {
@@ -306,8 +395,8 @@ async fn handle(
             None => {}
         }
         if out.close || session.is_closed() {
-            let _ = write_all(&mut conn, &mut wire).await;
-            let _ = conn.shutdown().await;
+            let _ = write_all(&mut conn, &mut wire, CLOSE_TIMEOUT).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.shutdown()).await;
             info!(seconds = started.elapsed().as_secs_f64(), "disconnect");
             return;
         }
@@ -315,7 +404,8 @@ async fn handle(
             // Pipelined input after the message may already be buffered.
             continue;
         }
-        if write_all(&mut conn, &mut wire).await.is_err() {
+        if let Err(e) = write_all(&mut conn, &mut wire, io_timeout).await {
+            info!(error = %e, "disconnect: write failed");
             return;
         }
         // Shutdown: an idle session is closed now; one in a transaction gets the grace period
@@ -338,8 +428,9 @@ async fn handle(
         .flatten()
         .min()
         .unwrap_or(session_deadline);
+        input.reserve(READ_CHUNK);
         let read = tokio::select! {
-            r = tokio::time::timeout_at(deadline, conn.read(&mut chunk)) => r,
+            r = tokio::time::timeout_at(deadline, conn.read_buf(&mut input)) => r,
             () = stopped(&mut stop), if grace_deadline.is_none() => continue,
         };
         match read {
@@ -350,7 +441,7 @@ async fn handle(
                 );
                 return;
             }
-            Ok(Ok(n)) => input.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 info!(error = %e, "disconnect: read error");
                 return;
@@ -372,15 +463,26 @@ async fn handle(
 async fn abort<P: RecipientPolicy>(conn: &mut Conn, session: &mut Session<P>, reason: &SmtpError) {
     let mut wire = Vec::new();
     session.abort(reason).encode(&mut wire);
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn.write_all(&wire)).await;
-    let _ = conn.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = conn.write_all(&wire).await;
+        let _ = conn.shutdown().await;
+    })
+    .await;
 }
 
-async fn write_all(conn: &mut Conn, wire: &mut Vec<u8>) -> std::io::Result<()> {
+/// Sends the replies in `wire`; a client that does not read them within `timeout` is an
+/// error (`TimedOut`), so no session waits on a full socket buffer for ever.
+async fn write_all(conn: &mut Conn, wire: &mut Vec<u8>, timeout: Duration) -> std::io::Result<()> {
     if wire.is_empty() {
         return Ok(());
     }
-    let result = conn.write_all(wire).await;
+    let result = match tokio::time::timeout(timeout, conn.write_all(wire)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not read its replies",
+        )),
+    };
     wire.clear();
     result
 }
@@ -391,6 +493,7 @@ async fn queue(
     id: QueueId,
     envelope: Envelope,
     header: String,
+    spilled: Option<SpillFile>,
     data: Vec<u8>,
 ) -> Result<QueueId, QueueError> {
     let routes: Vec<Route> = envelope
@@ -398,16 +501,24 @@ async fn queue(
         .iter()
         .map(|r| shared.routing.route(&envelope.sender, r))
         .collect();
-    let mut body = Vec::with_capacity(header.len() + data.len());
-    body.extend_from_slice(header.as_bytes());
-    body.extend_from_slice(&data);
-    let size = body.len();
+    // Not copied: the spool writes the parts from these buffers and the spill file.
+    let size = header.len() as u64 + spilled.as_ref().map_or(0, SpillFile::len) + data.len() as u64;
+    let traced = crate::TraceEvent::accepted(
+        "smtp",
+        &id,
+        &envelope,
+        &routes,
+        (if spilled.is_none() { &data } else { &[] }, size),
+        "",
+    );
+    let mut body = vec![BodyPart::Bytes(Bytes::from(header.into_bytes()))];
+    body.extend(spilled.map(BodyPart::File));
+    body.push(BodyPart::Bytes(Bytes::from(data)));
     let spool = Arc::clone(&shared.spool);
     let sender = envelope.sender.to_string();
     let n_rcpts = envelope.recipients.len();
-    let traced = crate::TraceEvent::accepted("smtp", &id, &envelope, &routes, &body, "");
     let joined = tokio::task::spawn_blocking(move || {
-        spool.enqueue_with_id(id, &envelope, &routes, &body, SystemTime::now())
+        spool.enqueue_parts(id, &envelope, &routes, body, SystemTime::now())
     })
     .await;
     match joined {
@@ -430,4 +541,28 @@ async fn queue(
             Err(QueueError::Temporary)
         }
     }
+}
+
+/// Appends `text` to the message's spill file (created on first use), off the async workers.
+async fn spill_text(
+    spool: &Arc<Spool>,
+    file: Option<SpillFile>,
+    text: Vec<u8>,
+) -> Result<SpillFile, ccgate_queue::QueueError> {
+    let spool = Arc::clone(spool);
+    tokio::task::spawn_blocking(move || {
+        let mut file = match file {
+            Some(file) => file,
+            None => spool.spill_file()?,
+        };
+        file.append(&text)?;
+        Ok(file)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ccgate_queue::QueueError::Poisoned {
+            reason: format!("the spill task failed: {e}"),
+            disk_full: false,
+        })
+    })
 }

@@ -226,7 +226,7 @@ impl PickupAgent {
                                 &id,
                                 &accepted.envelope,
                                 &accepted.routes,
-                                &accepted.body,
+                                (&accepted.body, accepted.body.len() as u64),
                                 &format!("{name}:{line}, "),
                             ));
                         }

@@ -20,6 +20,7 @@
 //! `none`. A requirement not met defers the mail (`4.7.4` not offered, `4.7.5` handshake or
 //! certificate), scope `Destination`; it never falls back to plaintext.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -84,8 +85,20 @@ impl TlsPolicy {
     }
 }
 
+/// Longest line RFC 5321 lets a next hop insist on, CR LF excluded.
+pub const SMTP_MAX_LINE: usize = 998;
+
+/// Makes a message's lines fit a next hop's limit without changing its content (the codec
+/// seam: the binary plugs in `ccgate-convert`'s MIME re-encoding; the server converts nothing
+/// itself).
+pub trait LineFitter: Send + Sync {
+    /// `message` with no line longer than `max` octets (CR LF excluded) where that can be
+    /// done keeping what a MIME reader decodes; borrowed when nothing needs to change.
+    fn fit<'a>(&self, message: &'a [u8], max: usize) -> Cow<'a, [u8]>;
+}
+
 /// How the agent talks to its next hop.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmtpClientOptions {
     /// Next hop host name or address.
     pub host: String,
@@ -107,6 +120,27 @@ pub struct SmtpClientOptions {
     pub tls: TlsPolicy,
     /// Set `TCP_NODELAY` (always, except to measure what Nagle costs).
     pub nodelay: bool,
+    /// Re-encodes lines over [`SMTP_MAX_LINE`] octets before sending (`None`: sent as they
+    /// are, and a strict next hop may refuse them).
+    pub line_fitter: Option<Arc<dyn LineFitter>>,
+}
+
+impl std::fmt::Debug for SmtpClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpClientOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("helo", &self.helo)
+            .field("concurrency", &self.concurrency)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reply_timeout", &self.reply_timeout)
+            .field("data_timeout", &self.data_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("tls", &self.tls)
+            .field("nodelay", &self.nodelay)
+            .field("line_fitter", &self.line_fitter.is_some())
+            .finish()
+    }
 }
 
 impl SmtpClientOptions {
@@ -123,6 +157,7 @@ impl SmtpClientOptions {
             idle_timeout: IDLE_TIMEOUT,
             tls: TlsPolicy::May,
             nodelay: true,
+            line_fitter: None,
         }
     }
 }
@@ -339,7 +374,18 @@ impl Inner {
         body: &[u8],
     ) -> Vec<DeliveryResult> {
         let n = lease.recipients.len();
-        let data = encode_data(body);
+        // Lines over 998 octets (accepted from SMTP clients, as Postfix accepts them) are
+        // re-encoded so that a next hop holding to RFC 5321's limit takes the message; the
+        // content a MIME reader decodes is the same.
+        let fitted = match &self.opts.line_fitter {
+            Some(fitter) => fitter.fit(body, SMTP_MAX_LINE),
+            None => Cow::Borrowed(body),
+        };
+        if matches!(fitted, Cow::Owned(_)) {
+            debug!(queue_id = %lease.queue_id, "long lines re-encoded for the next hop");
+        }
+        let data = encode_data(&fitted);
+        drop(fitted);
         for fresh_retry in [false, true] {
             let reused = cached.is_some();
             let mut conn = match cached.take() {

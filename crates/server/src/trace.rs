@@ -85,17 +85,18 @@ impl TraceEvent {
         }
     }
 
-    /// A message accepted from `side` (`smtp`, `legacy`, `replay`), then one `routed`,
-    /// `rewritten` or `held` event per recipient.
+    /// A message of `size` octets accepted from `side` (`smtp`, `legacy`, `replay`), then one
+    /// `routed`, `rewritten` or `held` event per recipient. `head` is the start of the message
+    /// (its header section, for the Message-ID; empty when it is not at hand).
     pub fn accepted(
         side: &str,
         id: &QueueId,
         envelope: &Envelope,
         routes: &[Route],
-        body: &[u8],
+        (head, size): (&[u8], u64),
         detail: &str,
     ) -> Vec<Self> {
-        let message_id = message_id(body);
+        let message_id = message_id(head);
         let from = sender_text(&envelope.sender);
         let kind = if side == "replay" {
             "replayed"
@@ -111,7 +112,7 @@ impl TraceEvent {
                 .collect(),
             message_id: message_id.clone(),
             side: side.to_owned(),
-            detail: format!("{detail}{} bytes", body.len()),
+            detail: format!("{detail}{size} bytes"),
             ..Self::new(kind, id)
         }];
         for (rcpt, route) in envelope.recipients.iter().zip(routes) {
@@ -418,7 +419,7 @@ mod tests {
             &id,
             &envelope,
             &routes,
-            b"Message-ID: <m1@x>\r\n\r\nhi\r\n",
+            (b"Message-ID: <m1@x>\r\n\r\nhi\r\n", 26),
             "",
         ) {
             log.record(&e);

@@ -111,6 +111,10 @@ pub enum QueueError {
     /// The spool's file system is full (`452 4.3.1`).
     #[error("the queue's disk is full")]
     DiskFull,
+    /// The messages being received at once hold the whole memory budget the server sets
+    /// aside for them (`452 4.3.1`, as for a full disk: insufficient system storage).
+    #[error("the memory budget for messages in transit is used up")]
+    MemoryBudget,
 }
 
 /// What went wrong in an SMTP exchange.
@@ -300,6 +304,14 @@ pub enum Error {
     /// The server is at its connection limit.
     #[error("too many connections")]
     TooManyConnections,
+    /// The client's address has as many sessions open as one client may have (Postfix's
+    /// `smtpd_client_connection_count_limit`).
+    #[error("too many connections from this client")]
+    TooManyClientConnections,
+    /// The client's address opened more sessions in the last minute than one client may
+    /// (Postfix's `smtpd_client_connection_rate_limit`).
+    #[error("too many connections per minute from this client")]
+    ClientConnectionRate,
     /// The configured host name cannot be used in the greeting and `postmaster@` address.
     #[error("invalid host name {hostname:?}: {reason}")]
     InvalidHostname {
@@ -322,6 +334,8 @@ impl Error {
                 | Self::Timeout
                 | Self::ShuttingDown
                 | Self::TooManyConnections
+                | Self::TooManyClientConnections
+                | Self::ClientConnectionRate
                 | Self::InvalidHostname { .. }
         )
     }
@@ -338,6 +352,8 @@ impl Error {
                 | Self::Timeout
                 | Self::ShuttingDown
                 | Self::TooManyConnections
+                | Self::TooManyClientConnections
+                | Self::ClientConnectionRate
                 | Self::InvalidHostname { .. }
         ) && !self.closes_session()
     }

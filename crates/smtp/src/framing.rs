@@ -18,8 +18,13 @@ use crate::error::{Error, Part};
 
 /// Longest command line, CR LF included (RFC 5321 4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
-/// Longest text line of a message, CR LF included (RFC 5321 4.5.3.1.6).
+/// Longest text line of a message RFC 5321 4.5.3.1.6 requires a server to accept, CR LF
+/// included. A server may accept longer lines, and Postfix does (it keeps any line up to the
+/// message size), so the session's default is [`NO_LINE_LIMIT`]; this value is what a
+/// next hop may refuse beyond, and what `max_text_line` can be set to for RFC strictness.
 pub const MAX_TEXT_LINE: usize = 1000;
+/// No limit on the length of a message text line (only the message size limit applies).
+pub const NO_LINE_LIMIT: usize = usize::MAX;
 
 /// What [`LineDecoder::decode`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +234,13 @@ impl DataDecoder {
     /// Octets of message text seen so far, including any past the size limit.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Refuses the message for a reason found outside the decoder (the I/O layer ran out of
+    /// room for it): nothing more is appended, the rest of the data is consumed, and at its
+    /// end `error` is returned (unless an error of the message itself came first).
+    pub fn refuse(&mut self, error: Error) {
+        self.fail(error);
     }
 
     /// Consumes input, appends decoded message text to `out`, and stops right after the end

@@ -28,7 +28,8 @@ pub use client::{
 pub use command::{Body, Command, ForwardPath, MailParams, parse_command};
 pub use error::{Error, Part, QueueError, RelayTrick, Verb};
 pub use framing::{
-    DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, MAX_TEXT_LINE, encode_data,
+    DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, MAX_TEXT_LINE,
+    NO_LINE_LIMIT, encode_data,
 };
 pub use reply::{EnhancedStatus, Reply, for_error};
 pub use session::{

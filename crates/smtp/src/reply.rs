@@ -350,6 +350,11 @@ pub const ERR_TIMEOUT: &str = "Error: timeout exceeded";
 pub const ERR_SHUTTING_DOWN: &str = "Error: server shutting down";
 /// Connection limit.
 pub const ERR_TOO_MANY_CONNECTIONS: &str = "Error: too many connections";
+/// Per-client connection limit (Postfix's anvil wording).
+pub const ERR_TOO_MANY_CLIENT_CONNECTIONS: &str = "Error: too many connections from your address";
+/// Per-client connection rate limit.
+pub const ERR_CLIENT_CONNECTION_RATE: &str =
+    "Error: too many connections per minute from your address";
 /// The configured host name is unusable.
 pub const ERR_CONFIGURATION: &str = "Error: server configuration error";
 
@@ -410,10 +415,16 @@ pub fn for_error(error: &Error) -> Reply {
         Error::RelayDenied => Reply::new(554, s(5, 7, 1), ERR_RELAY_DENIED),
         Error::RecipientTempFail => Reply::new(450, s(4, 4, 3), ERR_RECIPIENT_TEMPFAIL),
         Error::Queue(QueueError::Temporary) => Reply::new(451, s(4, 3, 0), ERR_QUEUE_WRITE),
-        Error::Queue(QueueError::DiskFull) => Reply::new(452, s(4, 3, 1), ERR_DISK_FULL),
+        Error::Queue(QueueError::DiskFull | QueueError::MemoryBudget) => {
+            Reply::new(452, s(4, 3, 1), ERR_DISK_FULL)
+        }
         Error::Timeout => Reply::new(421, s(4, 4, 2), ERR_TIMEOUT),
         Error::ShuttingDown => Reply::new(421, s(4, 3, 2), ERR_SHUTTING_DOWN),
         Error::TooManyConnections => Reply::new(421, s(4, 7, 0), ERR_TOO_MANY_CONNECTIONS),
+        Error::TooManyClientConnections => {
+            Reply::new(421, s(4, 7, 0), ERR_TOO_MANY_CLIENT_CONNECTIONS)
+        }
+        Error::ClientConnectionRate => Reply::new(421, s(4, 7, 0), ERR_CLIENT_CONNECTION_RATE),
         Error::InvalidHostname { .. } => Reply::new(421, s(4, 3, 5), ERR_CONFIGURATION),
     }
 }
@@ -578,6 +589,18 @@ mod tests {
             (
                 Error::Queue(QueueError::DiskFull),
                 "452 4.3.1 Error: insufficient system storage\r\n",
+            ),
+            (
+                Error::Queue(QueueError::MemoryBudget),
+                "452 4.3.1 Error: insufficient system storage\r\n",
+            ),
+            (
+                Error::TooManyClientConnections,
+                "421 4.7.0 Error: too many connections from your address\r\n",
+            ),
+            (
+                Error::ClientConnectionRate,
+                "421 4.7.0 Error: too many connections per minute from your address\r\n",
             ),
             (
                 Error::TooManyErrors { limit: 3 },

@@ -23,7 +23,7 @@ use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 use crate::command::{Command, ForwardPath, MailParams, parse_command};
 use crate::error::{Error, QueueError, Verb};
 use crate::framing::{
-    DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, MAX_TEXT_LINE,
+    DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, NO_LINE_LIMIT,
 };
 use crate::reply::{Reply, for_error};
 
@@ -49,7 +49,9 @@ pub struct Limits {
     pub max_errors: u32,
     /// Longest command line, CR LF included.
     pub max_command_line: usize,
-    /// Longest message text line, CR LF included.
+    /// Longest message text line, CR LF included (`550 5.5.2` past it). The default is
+    /// [`NO_LINE_LIMIT`]: like Postfix, any line up to the message size is accepted, and the
+    /// delivery side makes shorter lines where a next hop needs them.
     pub max_text_line: usize,
 }
 
@@ -60,7 +62,7 @@ impl Default for Limits {
             max_recipients: MAX_RECIPIENTS,
             max_errors: MAX_ERRORS,
             max_command_line: MAX_COMMAND_LINE,
-            max_text_line: MAX_TEXT_LINE,
+            max_text_line: NO_LINE_LIMIT,
         }
     }
 }
@@ -334,6 +336,7 @@ pub struct Session<P> {
     transaction: Option<Transaction>,
     message: Vec<u8>,
     errors: u32,
+    data_count: u64,
 }
 
 impl<P: RecipientPolicy> Session<P> {
@@ -351,6 +354,7 @@ impl<P: RecipientPolicy> Session<P> {
             transaction: None,
             message: Vec::new(),
             errors: 0,
+            data_count: 0,
         }
     }
 
@@ -449,6 +453,43 @@ impl<P: RecipientPolicy> Session<P> {
         self.transaction = None;
         self.message = Vec::new();
         for_error(reason)
+    }
+
+    /// Octets of message text held for the message being received (0 outside DATA, and once
+    /// the message is refused).
+    pub fn message_len(&self) -> usize {
+        match self.phase {
+            Phase::Data(_) => self.message.len(),
+            _ => 0,
+        }
+    }
+
+    /// How many times `DATA` was answered with `354` in this session: it tells the text taken
+    /// by [`Session::take_message_text`] for one message from the next message's.
+    pub fn data_count(&self) -> u64 {
+        self.data_count
+    }
+
+    /// Takes the message text held so far, so that the I/O layer can stream a large message
+    /// to disk as it arrives instead of holding it: the text of [`Event::MessageComplete`] is
+    /// then only what came after the last call. Empty outside DATA and once the message is
+    /// sure to be refused.
+    pub fn take_message_text(&mut self) -> Vec<u8> {
+        match &self.phase {
+            Phase::Data(decoder) if !decoder.has_failed() => std::mem::take(&mut self.message),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Refuses the message being received for a reason of the I/O layer, e.g.
+    /// [`QueueError::MemoryBudget`]: the text held so far is freed, the rest of the data is
+    /// read and dropped, and the end of data is answered with `error`'s reply, so the session
+    /// stays in step with the client. Outside DATA it does nothing.
+    pub fn refuse_message(&mut self, error: Error) {
+        if let Phase::Data(decoder) = &mut self.phase {
+            decoder.refuse(error);
+            self.message = Vec::new();
+        }
     }
 
     /// True once the session has asked to close.
@@ -630,6 +671,7 @@ impl<P: RecipientPolicy> Session<P> {
             .min(limits.max_message_size)
             .min(MAX_PREALLOCATION);
         self.message = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+        self.data_count = self.data_count.saturating_add(1);
         self.phase = Phase::Data(DataDecoder::new(
             limits.max_message_size,
             limits.max_text_line,
@@ -1016,5 +1058,39 @@ mod tests {
             SessionConfig::new("MX.Example").unwrap().hostname(),
             "mx.example"
         );
+    }
+
+    #[test]
+    fn message_text_can_be_taken_as_it_arrives_or_refused() {
+        let mut s = session();
+        s.feed(b"EHLO c.example\r\n");
+        s.feed(b"MAIL FROM:<a@c.example>\r\n");
+        s.feed(b"RCPT TO:<x@legacy.example.com>\r\n");
+        assert_eq!(s.feed(b"DATA\r\n").replies[0].code(), 354);
+        s.feed(b"one\r\ntw");
+        assert_eq!(s.message_len(), 7);
+        assert_eq!(s.take_message_text(), b"one\r\ntw");
+        assert_eq!(s.message_len(), 0);
+        let out = s.feed(b"o\r\n.\r\n");
+        let Some(Event::MessageComplete { data, .. }) = out.event else {
+            panic!("{out:?}")
+        };
+        assert_eq!(data, b"o\r\n");
+        assert_eq!(
+            s.message_queued(Ok(QueueId::generate())).unwrap().code(),
+            250
+        );
+        // Refused by the I/O layer: the rest is read and the end of data gets its reply.
+        s.feed(b"MAIL FROM:<a@c.example>\r\n");
+        s.feed(b"RCPT TO:<x@legacy.example.com>\r\n");
+        s.feed(b"DATA\r\n");
+        s.feed(b"big\r\n");
+        s.refuse_message(Error::Queue(QueueError::MemoryBudget));
+        assert_eq!(s.message_len(), 0);
+        assert!(s.take_message_text().is_empty());
+        let out = s.feed(b"more\r\n.\r\nNOOP\r\n");
+        let codes: Vec<u16> = out.replies.iter().map(Reply::code).collect();
+        assert_eq!(codes, [452, 250]);
+        assert!(out.event.is_none());
     }
 }
