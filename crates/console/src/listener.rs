@@ -135,3 +135,118 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Capp
         Self(*stream.remote_addr())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use ccgate_queue::{Spool, SpoolOptions};
+    use ccgate_router::{Directory, DirectoryHandle, RouterConfig, State};
+    use ccgate_server::{DirectoryRouting, Metrics};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::{ConsoleServer, CutoverReport, CutoverRequest, DirectoryEditor, Parts};
+
+    /// No cutover in these tests.
+    struct NoEditor;
+
+    impl DirectoryEditor for NoEditor {
+        fn set_state(&self, _: &CutoverRequest) -> CutoverReport {
+            CutoverReport::default()
+        }
+        fn describe(&self) -> String {
+            String::new()
+        }
+    }
+
+    /// One request; what came back ("" when the connection was closed or reset unanswered).
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _ = s
+            .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    // The admin listener's rules, kept by the console (see: issue 12, issue 14).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_capped_idle_ones_reaped_and_probes_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), SpoolOptions::default()).unwrap());
+        let ready = Arc::new(AtomicBool::new(false));
+        let handle = Arc::new(DirectoryHandle::new(Directory::empty()));
+        let parts = Parts {
+            spool: Arc::clone(&spool),
+            metrics: Arc::new(Metrics::default()),
+            routing: Arc::new(DirectoryRouting::new(handle, RouterConfig::default())),
+            ready: Arc::clone(&ready),
+            token: None,
+            quarantine_dir: dir.path().join("quarantine"),
+            pickup_dir: dir.path().join("pickup"),
+            trace: None,
+            editor: Arc::new(NoEditor),
+            facts: Vec::new(),
+        };
+        let server = ConsoleServer::bind("127.0.0.1:0".parse().unwrap(), parts)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let served = tokio::spawn(server.serve(stop_rx));
+
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.0 200"));
+        let not_ready = get(addr, "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.0 503"), "{not_ready}");
+        assert!(not_ready.contains("SMTP listener"), "{not_ready}");
+        ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 200"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.contains("ccgate_queue_messages"), "{metrics}");
+        let page = get(addr, "/").await;
+        assert!(page.contains(&State::Migrated.to_string()), "{page}");
+
+        // Fill every slot with a client that says nothing; the next one is closed unanswered.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut refused = false;
+        for _ in 0..100 {
+            let mut extra = TcpStream::connect(addr).await.unwrap();
+            let _ = extra.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await;
+            let mut out = Vec::new();
+            let _ = extra.read_to_end(&mut out).await;
+            if out.is_empty() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "a connection beyond {MAX_CONNECTIONS} was served");
+        // The idle clients are closed once their time to send a request is up, and the
+        // probes are answered again, with the idle sockets still open on our side.
+        let mut answered = false;
+        for _ in 0..500 {
+            if get(addr, "/healthz").await.starts_with("HTTP/1.0 200") {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(answered, "idle connections were never reaped");
+        let mut closed = 0;
+        for s in &mut idle {
+            let mut buf = [0u8; 1];
+            if matches!(s.read(&mut buf).await, Ok(0) | Err(_)) {
+                closed += 1;
+            }
+        }
+        assert_eq!(closed, MAX_CONNECTIONS, "every idle client was closed");
+        stop_tx.send(true).unwrap();
+        served.await.unwrap();
+    }
+}
