@@ -83,6 +83,23 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Search the message trace: what the gateway did with each message.
+    Trace {
+        /// Not before this time: UTC `2026-12-02T20:30`, or a duration ago (`2h`).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Not after this time (as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// At most this many events, newest first.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// An address, queue id or Message-ID (empty: every event in the time range).
+        query: Option<String>,
+    },
     /// Inject stuck or exported mail through routing into the queue.
     Replay {
         /// Print each message's routing; change nothing.
@@ -122,6 +139,26 @@ pub enum DirectoryCommand {
         /// Where to write the deletions and additions files.
         outdir: PathBuf,
     },
+    /// Move people to another migration state in the directory CSV (cutover).
+    SetState {
+        /// The new state.
+        #[arg(value_enum)]
+        state: StateArg,
+        /// Legacy names or addresses (`-` reads them from standard input, one per line).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `ccgate directory set-state STATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    /// On the legacy post office (a roll-back).
+    Legacy,
+    /// Being moved: mail is held, never bounced.
+    Migrating,
+    /// On the modern side: mail, held mail included, goes to the target address.
+    Migrated,
 }
 
 /// Filters shared by the queue commands.

@@ -117,6 +117,8 @@ struct RawQueue {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
+    token_file: Option<String>,
+    trace_size: Option<SizeValue>,
 }
 
 /// Sizes may be written as a number of bytes or a string like `"25MB"`.
@@ -224,6 +226,10 @@ pub struct Config {
     pub queue: QueueConfig,
     /// `[admin] listen`.
     pub admin_listen: SocketAddr,
+    /// `[admin] token_file`: the console's token for actions (and for reading beyond loopback).
+    pub admin_token_file: Option<PathBuf>,
+    /// `[admin] trace_size`: the bound on the message trace's files; 0 turns the trace off.
+    pub trace_size: u64,
 }
 
 /// `[smtp]`.
@@ -777,6 +783,12 @@ impl Config {
             .unwrap_or("127.0.0.1:8025")
             .parse()
             .context("admin.listen: not host:port")?;
+        let admin_token_file = raw.admin.token_file.as_deref().map(rel);
+        let trace_size = match raw.admin.trace_size {
+            None => ccgate_server::DEFAULT_TRACE_SIZE,
+            Some(SizeValue::Bytes(n)) => n,
+            Some(SizeValue::Text(t)) => parse_size(&t).context("admin.trace_size")?,
+        };
 
         Ok(Self {
             source,
@@ -788,6 +800,8 @@ impl Config {
             cutover,
             queue,
             admin_listen,
+            admin_token_file,
+            trace_size,
         })
     }
 }
@@ -929,6 +943,8 @@ impl Config {
             },
             admin: RawAdmin {
                 listen: Some(self.admin_listen.to_string()),
+                token_file: self.admin_token_file.as_deref().and_then(path),
+                trace_size: Some(SizeValue::Bytes(self.trace_size)),
             },
         }
     }

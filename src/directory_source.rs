@@ -60,22 +60,9 @@ pub fn load(config: &Config) -> anyhow::Result<Result<Directory, Invalid>> {
             })?;
             Directory::from_csv(&bytes)
         }
-        DirectorySource::Ldap {
-            url,
-            base,
-            bind_dn,
-            password_file,
-            filter,
-            attributes,
-        } => {
-            let settings = LdapSettings::from_config(
-                url,
-                base.as_deref(),
-                bind_dn.as_deref(),
-                password_file.as_deref(),
-                filter.as_deref(),
-                attributes,
-            )?;
+        DirectorySource::Ldap { .. } => {
+            let settings = ldap_settings(config)?
+                .ok_or_else(|| anyhow::anyhow!("{origin}: not an LDAP source"))?;
             Directory::from_raw(ldap::load(&settings)?)
         }
     };
@@ -84,6 +71,34 @@ pub fn load(config: &Config) -> anyhow::Result<Result<Directory, Invalid>> {
         Err(RouterError::Invalid { problems }) => Err(Invalid { origin, problems }),
         Err(other) => return Err(anyhow::Error::new(other).context(origin)),
     })
+}
+
+/// The LDAP settings of an LDAP source (the bind password read from its file); `None` for a
+/// CSV source.
+///
+/// # Errors
+/// The password file cannot be read.
+pub fn ldap_settings(config: &Config) -> anyhow::Result<Option<LdapSettings>> {
+    let DirectorySource::Ldap {
+        url,
+        base,
+        bind_dn,
+        password_file,
+        filter,
+        attributes,
+    } = &config.directory.source
+    else {
+        return Ok(None);
+    };
+    LdapSettings::from_config(
+        url,
+        base.as_deref(),
+        bind_dn.as_deref(),
+        password_file.as_deref(),
+        filter.as_deref(),
+        attributes,
+    )
+    .map(Some)
 }
 
 /// The router's view of the configuration.

@@ -232,6 +232,41 @@ pub fn load(settings: &LdapSettings) -> anyhow::Result<Vec<RawEntry>> {
     Ok(rows)
 }
 
+/// Sets the migration-state attribute (`ldap_attributes.state`) of each entry, by DN, with
+/// the configured bind: one modify (replace) per entry. Answers, per DN, whether it worked.
+///
+/// # Errors
+/// Connecting or binding fails.
+pub fn set_state(
+    settings: &LdapSettings,
+    changes: &[(String, &str)],
+) -> anyhow::Result<Vec<Result<(), String>>> {
+    let url = &settings.url;
+    let conn_settings = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
+    let mut ldap = LdapConn::with_settings(conn_settings, url)
+        .with_context(|| format!("{url}: cannot connect"))?;
+    if let Some((dn, password)) = &settings.bind {
+        ldap.with_timeout(TIMEOUT)
+            .simple_bind(dn, password)
+            .and_then(ldap3::LdapResult::success)
+            .with_context(|| format!("{url}: bind as {dn:?} failed"))?;
+    }
+    let results = changes
+        .iter()
+        .map(|(dn, state)| {
+            let values = std::collections::HashSet::from([(*state).to_owned()]);
+            let change = ldap3::Mod::Replace(settings.attributes.state.clone(), values);
+            ldap.with_timeout(TIMEOUT)
+                .modify(dn, vec![change])
+                .and_then(ldap3::LdapResult::success)
+                .map(|_| ())
+                .map_err(|e| format!("{url}: modify {dn:?} failed: {e}"))
+        })
+        .collect();
+    let _ = ldap.unbind();
+    Ok(results)
+}
+
 /// Maps one LDAP entry to a directory row (see the module documentation).
 pub fn row_from_entry(
     position: usize,

@@ -6,6 +6,8 @@
 mod cli;
 mod cmd;
 mod config;
+mod cutover;
+mod directory_edit;
 mod directory_source;
 mod gateway;
 mod ldap;
@@ -76,6 +78,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::check::run(&config, dialect, &files)
         }
         Command::Queue { command } => cmd::queue::run(&config, &command),
+        Command::Trace {
+            since,
+            until,
+            json,
+            limit,
+            query,
+        } => cmd::trace::run(
+            &config,
+            since.as_deref(),
+            until.as_deref(),
+            json,
+            limit,
+            query.as_deref(),
+        ),
         Command::Replay { dry_run, paths } => cmd::replay::run(&config, dry_run, &paths),
         Command::Convert { to, file } => cmd::convert::run(&config, to, &file),
         Command::Run => {
@@ -91,6 +107,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             DirectoryCommand::Check => cmd::directory::check(&config),
             DirectoryCommand::ExportLegacy { outdir } => {
                 cmd::directory::export_legacy(&config, &outdir)
+            }
+            DirectoryCommand::SetState { state, names } => {
+                cmd::directory::set_state(&config, state, &names)
             }
         },
         Command::Init { dir } => {

@@ -98,7 +98,10 @@ min_free = "auto"                   # refuse new mail (452 4.3.1) below this muc
                                     # auto: 1.5 x max_message_size, at most 10% of the disk
 
 [admin]
-listen = "127.0.0.1:8025"           # HTTP: /metrics, /healthz, /readyz, /queue/summary
+listen = "127.0.0.1:8025"           # HTTP: the console at /, /metrics, /healthz, /readyz, /queue/summary
+# token_file = "admin.token"        # first line: a secret of 16+ characters; needed for console actions
+                                    # (hold, release, cutover ...) and to listen beyond loopback
+# trace_size = "64MB"               # the message trace kept in data_dir/trace (0: off)
 "#;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 )]
 
 mod check;
+mod console;
 mod convert;
 mod directory;
 mod diskfull;

@@ -386,3 +386,48 @@ fn ldap_and_csv_give_the_same_decisions() {
         texts(&out)
     );
 }
+
+// See: issue 14 (cutover in an LDAP directory: a modify with the configured bind).
+#[test]
+fn set_state_modifies_the_ldap_entry_with_the_configured_bind() {
+    let Some(slapd) = Slapd::start() else {
+        crate::util::skip(
+            "slapd is not installed: the LDAP set-state test (apt-get install slapd)",
+        );
+        return;
+    };
+    let (_dir, ldap) = slapd.config("ou=people,dc=example,dc=test");
+    let state = |address: &str| decisions(&ldap, None, &[address])[0]["state"].clone();
+    assert_eq!(state("jane.doe@legacy.example.com"), "legacy");
+    let out = run_with(
+        &ldap,
+        &[
+            "directory",
+            "set-state",
+            "migrating",
+            "Doe, Jane",
+            "nobody@nowhere.test",
+        ],
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unknown name is a problem: {stderr}"
+    );
+    assert_eq!(stdout, "Doe, Jane: legacy -> migrating\n");
+    assert_eq!(
+        state("jane.doe@legacy.example.com"),
+        "migrating",
+        "read back from slapd"
+    );
+    // Jane has no target address: `migrated` would not load, so nothing is changed.
+    let refused = run_with(&ldap, &["directory", "set-state", "migrated", "Doe, Jane"]);
+    assert_eq!(refused.status.code(), Some(2), "{:?}", texts(&refused));
+    assert!(
+        texts(&refused).1.contains("would not load"),
+        "{:?}",
+        texts(&refused)
+    );
+    assert_eq!(state("jane.doe@legacy.example.com"), "migrating");
+}

@@ -150,7 +150,7 @@ fn a_pickup_folder_on_another_filesystem_delivers_and_archives_every_file() {
     let Some(share) = Share::mount("64m", "pickup on a share") else {
         return;
     };
-    let gw = Gateway::start_with("", &share.legacy_keys());
+    let gw = Gateway::start_with("", &share.legacy_keys(), "", &crate::util::test_directory());
     for i in 0..3 {
         drop_export(
             &share.outbound(),
@@ -194,7 +194,7 @@ fn links_folders_fifos_and_vanished_files_never_stop_the_others() {
         .arg(share.outbound().join("FIFO.TXT"))
         .status()
         .is_ok_and(|s| s.success());
-    let gw = Gateway::start_with("", &share.legacy_keys());
+    let gw = Gateway::start_with("", &share.legacy_keys(), "", &crate::util::test_directory());
     // A file that is listed once, then removed before it stops changing.
     drop_export(
         &share.outbound(),
@@ -235,7 +235,7 @@ fn a_gigabyte_of_garbage_is_quarantined_in_bounded_memory_and_the_others_flow() 
     let Some(share) = Share::mount("64m", "1 GB garbage file") else {
         return;
     };
-    let gw = Gateway::start_with("", &share.legacy_keys());
+    let gw = Gateway::start_with("", &share.legacy_keys(), "", &crate::util::test_directory());
     fs::create_dir_all(share.outbound()).unwrap();
     // Sparse: a gigabyte of zero bytes without a line feed, costing no memory on the tmpfs.
     let garbage = fs::File::create(share.outbound().join("GARBAGE.TXT")).unwrap();
@@ -276,7 +276,7 @@ fn a_truncated_export_is_quarantined_and_never_delivered_in_part() {
     let Some(share) = Share::mount("64m", "truncated export") else {
         return;
     };
-    let gw = Gateway::start_with("", &share.legacy_keys());
+    let gw = Gateway::start_with("", &share.legacy_keys(), "", &crate::util::test_directory());
     // A whole sized message, then one whose file ends inside its counted blocks.
     let whole = export("whole");
     let cut = "Message:\r\n613\r\nFrom: User, Test0 at HQ\r\nTo: User, Test1 at HQ\r\n\
@@ -327,8 +327,8 @@ fn two_gateways_on_one_pickup_folder_take_every_file_exactly_once() {
     let Some(share) = Share::mount("64m", "two gateways on one share") else {
         return;
     };
-    let a = Gateway::start_with("", &share.legacy_keys());
-    let b = Gateway::start_with("", &share.legacy_keys());
+    let a = Gateway::start_with("", &share.legacy_keys(), "", &crate::util::test_directory());
+    let b = Gateway::start_with("", &share.legacy_keys(), "", &crate::util::test_directory());
     const FILES: usize = 40;
     for i in 0..FILES {
         drop_export(
@@ -366,7 +366,7 @@ fn a_file_written_slowly_while_polled_is_read_whole_once() {
     let Some(share) = Share::mount("64m", "slow writer") else {
         return;
     };
-    let gw = Gateway::start_with("", &share.legacy_keys());
+    let gw = Gateway::start_with("", &share.legacy_keys(), "", &crate::util::test_directory());
     fs::create_dir_all(share.outbound()).unwrap();
     // A sized message written a line every 200 ms for about 4 s, polled every second.
     let body: String = (0..20)

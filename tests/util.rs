@@ -224,21 +224,26 @@ impl Gateway {
     /// Writes a config (extra `[smtp]` keys in `smtp_extra`) and the directory of
     /// [`TEST_USERS`], and starts the gateway.
     pub fn start(smtp_extra: &str) -> Self {
-        Self::start_with(smtp_extra, "")
+        Self::start_with(smtp_extra, "", "", &test_directory())
     }
 
-    /// As [`Gateway::start`], with extra `[legacy]` keys (a pickup folder on another mount ...).
-    pub fn start_with(smtp_extra: &str, legacy_extra: &str) -> Self {
+    /// As [`Gateway::start`], with more `[legacy]` and `[admin]` keys and another directory.
+    pub fn start_with(
+        smtp_extra: &str,
+        legacy_extra: &str,
+        admin_extra: &str,
+        directory: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("ccgate.toml");
         let text = format!(
             "data_dir = \"data\"\n\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"{GATEWAY_HOST}\"\n\
              {smtp_extra}\n\n[legacy]\ndomain = \"{LEGACY_DOMAIN}\"\n{legacy_extra}\n\n[modern]\n\
              domain = \"{MODERN_DOMAIN}\"\n\n[directory]\nsource = \"directory.csv\"\n\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n"
+             [admin]\nlisten = \"127.0.0.1:0\"\n{admin_extra}\n"
         );
         std::fs::write(&config, text).expect("write config");
-        std::fs::write(dir.path().join("directory.csv"), test_directory()).expect("directory");
+        std::fs::write(dir.path().join("directory.csv"), directory).expect("directory");
         let mut gw = Self {
             dir,
             config,

@@ -214,6 +214,65 @@ fn write_rows(file: &mut impl Write, bytes: &[u8], progress: &Progress) -> io::R
     Ok(())
 }
 
+/// `ccgate directory set-state STATE NAME...`: rewrites the directory CSV (only the named
+/// rows' `state` fields; comments and order kept; atomically), one line per person on
+/// standard output. A running gateway takes the change at its next reload (SIGHUP, or the
+/// console's cutover, which reloads at once and releases held mail). Exit 1 when some name
+/// is unknown, 2 when the directory cannot be read or written (nothing changed then).
+///
+/// # Errors
+/// The directory cannot be read, has problems, is LDAP, or cannot be written.
+pub fn set_state(
+    config: &Config,
+    state: crate::cli::StateArg,
+    names: &[String],
+) -> anyhow::Result<ExitCode> {
+    let state = match state {
+        crate::cli::StateArg::Legacy => State::Legacy,
+        crate::cli::StateArg::Migrating => State::Migrating,
+        crate::cli::StateArg::Migrated => State::Migrated,
+    };
+    let mut all: Vec<String> = Vec::new();
+    for name in names {
+        if name == "-" {
+            for line in io::stdin().lines() {
+                let line = line.context("reading names from standard input")?;
+                if !line.trim().is_empty() {
+                    all.push(line.trim().to_owned());
+                }
+            }
+        } else {
+            all.push(name.clone());
+        }
+    }
+    let changes = crate::directory_edit::set_state(config, &all, state)?;
+    let mut out = io::stdout().lock();
+    let mut unknown = 0usize;
+    for change in &changes {
+        match &change.result {
+            Ok(what) => writeln!(out, "{}: {what}", change.name)?,
+            Err(why) => {
+                unknown += 1;
+                eprintln!("ccgate: directory set-state: {:?}: {why}", change.name);
+            }
+        }
+    }
+    if changes
+        .iter()
+        .any(|c| c.result.as_ref().is_ok_and(|w| w.contains("->")))
+    {
+        eprintln!(
+            "ccgate: {} rewritten; a running gateway takes it at its next reload (SIGHUP)",
+            directory_source::origin(config)
+        );
+    }
+    Ok(if unknown > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,3 +8,4 @@ pub mod queue;
 pub mod replay;
 pub mod route;
 pub mod run;
+pub mod trace;

@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use ccgate_queue::Spool;
 use ccgate_server::{
-    AdminServer, DirectoryRouting, ImportCommand, Ledger, LegacyAgent, MaildirAgent, Metrics,
-    PickupAgent, RefuseAgent, Routing, Shutdown, SmtpAgent, SmtpClientOptions, SmtpServer,
-    SmtpSettings, load_tls, route_unrouted,
+    DirectoryRouting, ImportCommand, Ledger, LegacyAgent, MaildirAgent, Metrics, PickupAgent,
+    RefuseAgent, Routing, Shutdown, SmtpAgent, SmtpClientOptions, SmtpServer, SmtpSettings,
+    load_tls, route_unrouted,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -37,6 +37,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let token = crate::cutover::admin_token(&config)?;
     for dir in [
         &config.data_dir,
         &config.legacy.pickup_dir,
@@ -58,6 +59,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let spool = Arc::new(spool);
 
     let metrics = Arc::new(Metrics::default());
+    if config.trace_size > 0 {
+        let dir = crate::cutover::trace_dir(&config.data_dir);
+        let log = ccgate_server::TraceLog::open(&dir, config.trace_size)
+            .with_context(|| format!("{}: cannot open the message trace", dir.display()))?;
+        metrics.set_trace(Arc::new(log));
+    }
     let directory = load_directory(&config).await?;
     metrics.directory_loaded(Ok(directory.len() as u64));
     let handle = Arc::new(DirectoryHandle::new(directory));
@@ -94,11 +101,27 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let ready = Arc::new(AtomicBool::new(false));
-    let admin = AdminServer::bind(
+    let shared_config = Arc::new(std::sync::Mutex::new(config.clone()));
+    let legacy_work = config.data_dir.join("legacy");
+    let admin = ccgate_console::ConsoleServer::bind(
         config.admin_listen,
-        Arc::clone(&metrics),
-        Arc::clone(&spool),
-        Arc::clone(&ready),
+        ccgate_console::Parts {
+            spool: Arc::clone(&spool),
+            metrics: Arc::clone(&metrics),
+            routing: Arc::clone(&directory_routing),
+            ready: Arc::clone(&ready),
+            token,
+            quarantine_dir: legacy_work.join("quarantine"),
+            pickup_dir: config.legacy.pickup_dir.clone(),
+            trace: metrics.trace_log(),
+            editor: Arc::new(crate::cutover::Editor {
+                config: Arc::clone(&shared_config),
+                routing: Arc::clone(&directory_routing),
+                spool: Arc::clone(&spool),
+                metrics: Arc::clone(&metrics),
+            }),
+            facts: crate::cutover::facts(&config),
+        },
     )
     .await?;
     let admin_addr = admin.local_addr();
@@ -164,7 +187,6 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             command,
             timeout: config.legacy.import_timeout,
         });
-    let legacy_work = config.data_dir.join("legacy");
     let legacy = LegacyAgent::new(
         &config.legacy.drop_dir,
         &legacy_work,
@@ -219,6 +241,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 if let Some(directory) = reread_config(&config) {
                     let new_interval = directory.reload_interval != config.directory.reload_interval;
                     config.directory = directory;
+                    shared_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner).directory = config.directory.clone();
                     if new_interval {
                         reload_timer = timer(&config);
                     }
@@ -406,6 +429,8 @@ fn print_banner(
     );
     eprintln!("ccgate: modern hop  {hop}");
     if let Some(admin) = admin {
-        eprintln!("ccgate: admin       http://{admin}/metrics /healthz /readyz /queue/summary");
+        eprintln!(
+            "ccgate: admin       http://{admin}/metrics /healthz /readyz /queue/summary; console http://{admin}/"
+        );
     }
 }

@@ -110,6 +110,17 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
         };
         metrics.count(event, lane, lease.recipients.len() as u64);
         for r in &lease.recipients {
+            metrics.trace([crate::TraceEvent::delivery(
+                if status == "sent" {
+                    "delivered"
+                } else {
+                    status
+                },
+                &queue_id,
+                lane,
+                &r.address,
+                outcome.as_ref().map_or_else(|e| e.text(), String::as_str),
+            )]);
             match &outcome {
                 Ok(to) => {
                     info!(queue_id = %queue_id, to = %r.address, relay, dest = %to, status, "delivered")

@@ -19,6 +19,7 @@ mod shutdown;
 mod smtp_client;
 mod stream;
 mod tls;
+mod trace;
 
 pub use admin::AdminServer;
 pub use directory_routing::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
@@ -28,10 +29,11 @@ pub use legacy::{DEFAULT_IMPORT_BATCH, ImportCommand, LegacyAgent, LegacyCodec, 
 pub use limits::{MAX_CONNECTIONS_PER_CLIENT, MEMORY_BUDGET, Network};
 pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
-pub use metrics::{Event as MetricEvent, Metrics};
+pub use metrics::{DirectoryStatus, Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, CLAIM_DIR, MAX_FILE_FAILURES, PickupAgent, PickupCodec, PickupReport};
 pub use refuse::{RefuseAgent, SuppressAgent, UNKNOWN_LANE};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
 pub use smtp_client::{LineFitter, SMTP_MAX_LINE, SmtpAgent, SmtpClientOptions, TlsPolicy};
 pub use tls::load_tls;
+pub use trace::{DEFAULT_TRACE_SIZE, TRACE_FILE, TraceEvent, TraceLog, TraceQuery, message_id};

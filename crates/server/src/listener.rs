@@ -503,6 +503,14 @@ async fn queue(
         .collect();
     // Not copied: the spool writes the parts from these buffers and the spill file.
     let size = header.len() as u64 + spilled.as_ref().map_or(0, SpillFile::len) + data.len() as u64;
+    let traced = crate::TraceEvent::accepted(
+        "smtp",
+        &id,
+        &envelope,
+        &routes,
+        (if spilled.is_none() { &data } else { &[] }, size),
+        "",
+    );
     let mut body = vec![BodyPart::Bytes(Bytes::from(header.into_bytes()))];
     body.extend(spilled.map(BodyPart::File));
     body.push(BodyPart::Bytes(Bytes::from(data)));
@@ -517,6 +525,7 @@ async fn queue(
         Ok(Ok(id)) => {
             info!(queue_id = %id, from = %sender, nrcpt = n_rcpts, size, "queued");
             shared.metrics.count(MetricEvent::Accepted, "smtp", 1);
+            shared.metrics.trace(traced);
             Ok(id)
         }
         Ok(Err(e)) => {

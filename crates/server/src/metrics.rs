@@ -87,12 +87,30 @@ struct Inner {
     directory_entries: Option<u64>,
     directory_reloads: u64,
     directory_reload_errors: u64,
+    directory_loaded_at: Option<std::time::SystemTime>,
+    directory_failed_at: Option<std::time::SystemTime>,
+}
+
+/// The directory's loads, for the console's health table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirectoryStatus {
+    /// Entries at the last successful load.
+    pub entries: Option<u64>,
+    /// Successful loads (the first one included).
+    pub loads: u64,
+    /// Failed reloads.
+    pub failures: u64,
+    /// When the last load succeeded.
+    pub loaded_at: Option<std::time::SystemTime>,
+    /// When the last reload failed.
+    pub failed_at: Option<std::time::SystemTime>,
 }
 
 /// The gateway's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    trace: std::sync::OnceLock<std::sync::Arc<crate::trace::TraceLog>>,
 }
 
 impl Metrics {
@@ -125,10 +143,59 @@ impl Metrics {
                 Ok(n) => {
                     inner.directory_entries = Some(n);
                     inner.directory_reloads += 1;
+                    inner.directory_loaded_at = Some(std::time::SystemTime::now());
                 }
-                Err(()) => inner.directory_reload_errors += 1,
+                Err(()) => {
+                    inner.directory_reload_errors += 1;
+                    inner.directory_failed_at = Some(std::time::SystemTime::now());
+                }
             }
         }
+    }
+
+    /// Sends the message-trace events recorded with [`Metrics::trace`] to `log` (once).
+    pub fn set_trace(&self, log: std::sync::Arc<crate::trace::TraceLog>) {
+        let _ = self.trace.set(log);
+    }
+
+    /// The trace log, if one is set.
+    pub fn trace_log(&self) -> Option<std::sync::Arc<crate::trace::TraceLog>> {
+        self.trace.get().cloned()
+    }
+
+    /// Records message-trace events (nothing without a trace log).
+    pub fn trace(&self, events: impl IntoIterator<Item = crate::trace::TraceEvent>) {
+        if let Some(log) = self.trace.get() {
+            for event in events {
+                log.record(&event);
+            }
+        }
+    }
+
+    /// Every counter with its label value, for the console's mail-flow figures.
+    pub fn counters(&self) -> Vec<(Event, String, u64)> {
+        self.inner.lock().map_or_else(
+            |_| Vec::new(),
+            |inner| {
+                (inner.counters.iter())
+                    .map(|((event, label), n)| (*event, label.clone(), *n))
+                    .collect()
+            },
+        )
+    }
+
+    /// The directory's size at the last load, how many loads succeeded and failed, and when.
+    pub fn directory_status(&self) -> DirectoryStatus {
+        self.inner.lock().map_or_else(
+            |_| DirectoryStatus::default(),
+            |inner| DirectoryStatus {
+                entries: inner.directory_entries,
+                loads: inner.directory_reloads,
+                failures: inner.directory_reload_errors,
+                loaded_at: inner.directory_loaded_at,
+                failed_at: inner.directory_failed_at,
+            },
+        )
     }
 
     /// The text exposition, with the spool's depth per destination read now.

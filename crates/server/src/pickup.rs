@@ -579,6 +579,14 @@ impl PickupAgent {
                     report.queued += 1;
                     self.metrics.count(MetricEvent::Accepted, "legacy", 1);
                     info!(queue_id = %id, file = %name, line, from = %accepted.envelope.sender, nrcpt = accepted.envelope.recipients.len(), "queued from the legacy side");
+                    self.metrics.trace(crate::TraceEvent::accepted(
+                        "legacy",
+                        id,
+                        &accepted.envelope,
+                        &accepted.routes,
+                        (&accepted.body, accepted.body.len() as u64),
+                        &format!("{name}:{line}, "),
+                    ));
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -607,6 +615,8 @@ impl PickupAgent {
         write_durably(&err_path, format!("{reason}\n").as_bytes()).map_err(io_err(&err_path))?;
         sync_dir(&self.quarantine_dir).map_err(io_err(&self.quarantine_dir))?;
         warn!(file, line, reason, quarantined = %base.display(), "legacy message set aside");
+        self.metrics
+            .trace([crate::TraceEvent::quarantined(file, line, reason)]);
         Ok(())
     }
 

@@ -608,6 +608,7 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                 spool
                     .enqueue_with_id(id, &envelope, &routes, &stored, now)
                     .context("cannot queue")?;
+                crate::cutover::trace_replayed(self.config, &id, &envelope, &routes, &stored);
                 Ok((id.to_string(), envelope.recipients, Vec::new()))
             }
             Sink::Running {
