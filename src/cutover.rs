@@ -15,10 +15,12 @@ use crate::config::{Config, NextHop};
 use crate::directory_source;
 
 /// Reads the token of `[admin] token_file` (its first line). A listener beyond loopback
-/// without a token is refused: anyone on the network could act.
+/// without a token is refused: anyone on the network could act. A configured file that does
+/// not exist yet is made with a random token (mode 0600) and its path logged, as a container
+/// image needs: the administrator reads it there, or mounts a secret over it.
 ///
 /// # Errors
-/// The file cannot be read or is empty; a non-loopback listener without a token.
+/// The file cannot be read, made or is too short; a non-loopback listener without a token.
 pub fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
     let Some(path) = &config.admin_token_file else {
         if !config.admin_listen.ip().is_loopback() {
@@ -29,6 +31,33 @@ pub fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
         }
         return Ok(None);
     };
+    if !path.exists() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let token = crate::reply_keys::hex(&crate::reply_keys::random_key()?);
+        let made = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut file| {
+                file.write_all(format!("{token}\n").as_bytes())?;
+                file.sync_all()
+            });
+        match made {
+            Ok(()) => {
+                info!(file = %path.display(), "admin token made (read it from the file; it is never logged)")
+            }
+            // Another process made it first: read theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "admin.token_file {}: cannot create",
+                    path.display()
+                )));
+            }
+        }
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("admin.token_file {}: cannot read", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
@@ -184,4 +213,33 @@ pub fn trace_replayed(
 /// The trace folder of the data folder.
 pub fn trace_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("trace")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_missing_token_file_is_made_once_private_and_then_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ccgate.toml");
+        let config = Config::parse(
+            "[admin]\nlisten = \"0.0.0.0:8025\"\ntoken_file = \"admin.token\"\n",
+            &file,
+        )
+        .unwrap();
+        let token = admin_token(&config).unwrap().unwrap();
+        assert!(token.len() >= 16, "{token}");
+        let path = dir.path().join("admin.token");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(admin_token(&config).unwrap().unwrap(), token, "kept");
+        let open = Config::parse("[admin]\nlisten = \"0.0.0.0:8025\"\n", &file).unwrap();
+        assert!(
+            admin_token(&open).is_err(),
+            "beyond loopback a token is required"
+        );
+    }
 }

@@ -280,7 +280,8 @@ fn to_keys(current: &Stored, previous: Option<&Stored>) -> TagKeys {
     }
 }
 
-fn random_key() -> anyhow::Result<[u8; KEY_LEN]> {
+/// 32 random bytes from the system's random source.
+pub(crate) fn random_key() -> anyhow::Result<[u8; KEY_LEN]> {
     let mut key = [0u8; KEY_LEN];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
@@ -288,7 +289,8 @@ fn random_key() -> anyhow::Result<[u8; KEY_LEN]> {
     Ok(key)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex digits of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

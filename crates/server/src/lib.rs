@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-mod admin;
 mod directory_routing;
 mod error;
 mod lane;
@@ -21,7 +20,6 @@ mod stream;
 mod tls;
 mod trace;
 
-pub use admin::AdminServer;
 pub use directory_routing::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
 pub use error::ServerError;
 pub use ledger::Ledger;
