@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool, StatusCode};
+use ccgate_smtp::{Capabilities, ReplyReader, ServerReply, encode_data};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -55,9 +56,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause when the lane has nothing due.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; be lenient).
-const MAX_LINE: u64 = 4096;
-/// Most lines in one reply.
-const MAX_LINES: usize = 200;
+const MAX_LINE: u64 = ccgate_smtp::MAX_REPLY_LINE as u64;
 /// Time allowed for the reply to `QUIT`.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -384,7 +383,10 @@ impl Inner {
         if matches!(fitted, Cow::Owned(_)) {
             debug!(queue_id = %lease.queue_id, "long lines re-encoded for the next hop");
         }
-        let data = encode_data(&fitted);
+        // Every line end made CR LF, leading dots doubled, `.` CR LF at the end: bare CR and
+        // bare LF never reach the wire, so no SMTP smuggling through this gateway.
+        let mut data = Vec::with_capacity(fitted.len() + fitted.len() / 64 + 8);
+        encode_data(&fitted, &mut data);
         drop(fitted);
         for fresh_retry in [false, true] {
             let reused = cached.is_some();
@@ -505,7 +507,7 @@ impl Inner {
                 rcpt_replies.push(c.reply(timeout, "RCPT TO").await?);
             }
             let reply = c.reply(timeout, "DATA").await?;
-            if !mail_reply.positive() {
+            if !mail_reply.is_positive() {
                 txn.fill(&self.reply_error(&mail_reply, FailureScope::Message, "MAIL FROM"));
                 return self.abort(c, reply.code == 354).await;
             }
@@ -524,7 +526,7 @@ impl Inner {
             c.send(mail.as_bytes(), timeout).await?;
             let mail_reply = c.reply(timeout, "MAIL FROM").await?;
             txn.mail_replied = true;
-            if !mail_reply.positive() {
+            if !mail_reply.is_positive() {
                 txn.fill(&self.reply_error(&mail_reply, FailureScope::Message, "MAIL FROM"));
                 return self.abort(c, false).await;
             }
@@ -548,7 +550,7 @@ impl Inner {
         debug!(queue_id = %lease.queue_id, relay = %self.relay, reply = %data_reply, "sending data");
         c.send(data, self.opts.data_timeout).await?;
         let done = c.reply(self.opts.data_timeout, "end of DATA").await?;
-        if done.positive() {
+        if done.is_positive() {
             for &i in &txn.accepted {
                 if let Some(slot) = txn.results.get_mut(i) {
                     *slot = Some(Ok(()));
@@ -570,7 +572,7 @@ impl Inner {
             let _ignored = c.reply(timeout, "end of DATA").await?;
         }
         c.send(b"RSET\r\n", timeout).await?;
-        Ok(c.reply(timeout, "RSET").await?.positive())
+        Ok(c.reply(timeout, "RSET").await?.is_positive())
     }
 
     /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when offered.
@@ -641,7 +643,7 @@ impl Inner {
             DeliveryError::transient(scope, text)
         };
         let err = err.with_diagnostic(reply.to_string());
-        match reply.status() {
+        match reply_status(reply) {
             Some(s) => err.with_status(s),
             None => err,
         }
@@ -654,7 +656,7 @@ impl Inner {
         match e {
             SessionError::Refused(r) | SessionError::Closing(r) => {
                 let err = err.with_diagnostic(r.to_string());
-                match r.status() {
+                match reply_status(r) {
                     Some(s) if s.class() == 4 => err.with_status(s),
                     _ => err.with_status(StatusCode::NO_ANSWER),
                 }
@@ -691,7 +693,7 @@ impl Txn {
     }
 
     fn rcpt(&mut self, i: usize, reply: &Reply, inner: &Inner) {
-        if reply.positive() {
+        if reply.is_positive() {
             self.accepted.push(i);
         } else if let Some(slot) = self.results.get_mut(i) {
             *slot = Some(Err(inner.reply_error(
@@ -726,64 +728,14 @@ enum SessionError {
     Closing(Reply),
 }
 
-/// A reply: its code and its lines without the code.
-#[derive(Debug, Clone)]
-struct Reply {
-    code: u16,
-    lines: Vec<String>,
-}
+/// A reply from the next hop, read by the shared client-side reader of `ccgate-smtp`.
+type Reply = ServerReply;
 
-impl Reply {
-    fn positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// The RFC 3463 code at the start of the text, if it agrees with the reply code.
-    fn status(&self) -> Option<StatusCode> {
-        let first = self.lines.first()?.split_whitespace().next()?;
-        let s: StatusCode = first.parse().ok()?;
-        (u16::from(s.class()) == self.code / 100).then_some(s)
-    }
-}
-
-impl std::fmt::Display for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.code, self.lines.join(" "))
-    }
-}
-
-/// What the server offered in its EHLO reply.
-#[derive(Debug, Default, Clone)]
-struct Caps {
-    pipelining: bool,
-    starttls: bool,
-    eightbitmime: bool,
-    smtputf8: bool,
-    /// `SIZE` offered, with its limit (0 = none given).
-    size: Option<usize>,
-}
-
-impl Caps {
-    fn parse(reply: &Reply) -> Self {
-        let mut caps = Self::default();
-        for line in reply.lines.iter().skip(1) {
-            let mut words = line.split_whitespace();
-            let Some(keyword) = words.next() else {
-                continue;
-            };
-            match keyword.to_ascii_uppercase().as_str() {
-                "PIPELINING" => caps.pipelining = true,
-                "STARTTLS" => caps.starttls = true,
-                "8BITMIME" => caps.eightbitmime = true,
-                "SMTPUTF8" => caps.smtputf8 = true,
-                "SIZE" => {
-                    caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0));
-                }
-                _ => {}
-            }
-        }
-        caps
-    }
+/// The RFC 3463 code at the start of a reply's text, if it agrees with the reply code.
+fn reply_status(reply: &Reply) -> Option<StatusCode> {
+    let first = reply.lines.first()?.split_whitespace().next()?;
+    let s: StatusCode = first.parse().ok()?;
+    (u16::from(s.class()) == reply.code / 100).then_some(s)
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -792,7 +744,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// One open session to the next hop.
 struct Connection {
     stream: BufStream<Box<dyn Io>>,
-    caps: Caps,
+    caps: Capabilities,
     tls: bool,
     idle_since: Instant,
 }
@@ -810,7 +762,7 @@ impl Connection {
     fn new(io: Box<dyn Io>) -> Self {
         Self {
             stream: BufStream::new(io),
-            caps: Caps::default(),
+            caps: Capabilities::default(),
             tls: false,
             idle_since: Instant::now(),
         }
@@ -849,7 +801,7 @@ impl Connection {
             .await?;
         let reply = self.reply(timeout, "EHLO").await?;
         if reply.code == 250 {
-            self.caps = Caps::parse(&reply);
+            self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         self.send(format!("HELO {helo}\r\n").as_bytes(), timeout)
@@ -858,7 +810,7 @@ impl Connection {
         if reply.code != 250 {
             return Err(SessionError::Refused(reply));
         }
-        self.caps = Caps::default();
+        self.caps = Capabilities::default();
         Ok(())
     }
 
@@ -875,8 +827,7 @@ async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     stage: &'static str,
 ) -> Result<Reply, SessionError> {
-    let mut code = None;
-    let mut lines = Vec::new();
+    let mut reader = ReplyReader::new();
     loop {
         let mut raw = Vec::new();
         let n = (&mut *r)
@@ -891,61 +842,13 @@ async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
                 SessionError::Closed(stage)
             });
         }
-        let text = String::from_utf8_lossy(&raw);
-        let text = text.trim_end_matches(['\r', '\n']);
-        let this = text
-            .get(..3)
-            .and_then(|c| c.parse::<u16>().ok())
-            .filter(|c| (200..600).contains(c))
-            .ok_or_else(|| SessionError::Protocol(format!("malformed reply {text:?}")))?;
-        if code.is_some_and(|c| c != this) {
-            return Err(SessionError::Protocol(format!(
-                "reply code changed within a reply: {text:?}"
-            )));
-        }
-        code = Some(this);
-        lines.push(text.get(4..).unwrap_or("").to_owned());
-        match text.as_bytes().get(3) {
-            Some(b'-') if lines.len() < MAX_LINES => {}
-            Some(b'-') => return Err(SessionError::Protocol("reply too long".into())),
-            Some(b' ') | None => return Ok(Reply { code: this, lines }),
-            Some(_) => return Err(SessionError::Protocol(format!("malformed reply {text:?}"))),
+        if let Some(reply) = reader
+            .push_line(&raw)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?
+        {
+            return Ok(reply);
         }
     }
-}
-
-/// The message as sent after `DATA`: every line ending (CR LF, bare LF, bare CR) made CR LF,
-/// a line starting with `.` doubled (RFC 5321 §4.5.2), a final CR LF if missing, then `.` CR LF.
-/// Bare CR and bare LF never reach the wire, so no SMTP smuggling through this gateway.
-fn encode_data(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
-    let mut line_start = true;
-    let mut bytes = body.iter().copied().peekable();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'\r' => {
-                bytes.next_if_eq(&b'\n');
-                out.extend_from_slice(b"\r\n");
-                line_start = true;
-            }
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                line_start = true;
-            }
-            _ => {
-                if line_start && b == b'.' {
-                    out.push(b'.');
-                }
-                out.push(b);
-                line_start = false;
-            }
-        }
-    }
-    if !line_start {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 /// A client configuration for opportunistic STARTTLS: ring, any certificate.
@@ -1059,6 +962,12 @@ impl ServerCertVerifier for AcceptAnyCert {
 mod tests {
     use super::*;
 
+    fn encode_data(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::encode_data(body, &mut out);
+        out
+    }
+
     #[test]
     fn data_is_stuffed_and_crlf_only() {
         assert_eq!(encode_data(b""), b".\r\n");
@@ -1075,12 +984,12 @@ mod tests {
         let mut input: &[u8] =
             b"250-mx.test hi\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 STARTTLS\r\n550 5.1.1 no such user\r\n";
         let r = read_reply(&mut input, "EHLO").await.unwrap();
-        let caps = Caps::parse(&r);
+        let caps = Capabilities::from_ehlo(&r);
         assert!(caps.pipelining && caps.starttls && !caps.smtputf8);
         assert_eq!(caps.size, Some(1000));
         let r = read_reply(&mut input, "RCPT").await.unwrap();
         assert_eq!(r.code, 550);
-        assert_eq!(r.status().unwrap().to_string(), "5.1.1");
+        assert_eq!(reply_status(&r).unwrap().to_string(), "5.1.1");
         assert!(matches!(
             read_reply(&mut input, "RCPT").await,
             Err(SessionError::Closed(_))
