@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use ccgate_core::{EmailAddress, Envelope, QueueId};
 use ccgate_queue::{BodyPart, Route, SpillFile, Spool};
 use ccgate_smtp::{
-    Error as SmtpError, Event, QueueError, RcptVerdict, RecipientPolicy, Session, SessionConfig,
+    Error as SmtpError, Event, NotQueued, RcptVerdict, RecipientPolicy, Session, SessionConfig,
     for_error,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -330,9 +330,9 @@ async fn handle(
                 Err(e) => {
                     warn!(error = %e, "message refused: its text could not be written to the spool's folder");
                     session.refuse_message(SmtpError::Queue(if e.is_disk_full() {
-                        QueueError::DiskFull
+                        NotQueued::DiskFull
                     } else {
-                        QueueError::Temporary
+                        NotQueued::Temporary
                     }));
                 }
             }
@@ -343,7 +343,7 @@ async fn handle(
                 size = held,
                 "message refused: the memory budget for messages in transit is used up"
             );
-            session.refuse_message(SmtpError::Queue(QueueError::MemoryBudget));
+            session.refuse_message(SmtpError::Queue(NotQueued::MemoryBudget));
             reservation.reset();
         }
         out.encode_replies(&mut wire);
@@ -495,7 +495,7 @@ async fn queue(
     header: String,
     spilled: Option<SpillFile>,
     data: Vec<u8>,
-) -> Result<QueueId, QueueError> {
+) -> Result<QueueId, NotQueued> {
     let routes: Vec<Route> = envelope
         .recipients
         .iter()
@@ -531,14 +531,14 @@ async fn queue(
         Ok(Err(e)) => {
             warn!(queue_id = %id, error = %e, "not queued");
             Err(if e.is_disk_full() {
-                QueueError::DiskFull
+                NotQueued::DiskFull
             } else {
-                QueueError::Temporary
+                NotQueued::Temporary
             })
         }
         Err(e) => {
             warn!(queue_id = %id, error = %e, "not queued: the spool task failed");
-            Err(QueueError::Temporary)
+            Err(NotQueued::Temporary)
         }
     }
 }

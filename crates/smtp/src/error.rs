@@ -104,7 +104,7 @@ impl std::fmt::Display for RelayTrick {
 /// Why the I/O layer could not queue a complete message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
-pub enum QueueError {
+pub enum NotQueued {
     /// Any transient failure of the spool (`451 4.3.0`).
     #[error("the queue could not store the message")]
     Temporary,
@@ -294,7 +294,7 @@ pub enum Error {
     // Layers around the session.
     /// The I/O layer failed to queue the message.
     #[error("queueing failed: {0}")]
-    Queue(QueueError),
+    Queue(NotQueued),
     /// The I/O layer's idle or total timeout expired.
     #[error("timeout")]
     Timeout,
@@ -359,8 +359,8 @@ impl Error {
     }
 }
 
-impl From<QueueError> for Error {
-    fn from(value: QueueError) -> Self {
+impl From<NotQueued> for Error {
+    fn from(value: NotQueued) -> Self {
         Self::Queue(value)
     }
 }

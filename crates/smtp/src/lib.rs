@@ -26,7 +26,7 @@ pub use client::{
     Capabilities, MAX_REPLY_LINE, MAX_REPLY_LINES, ReplyError, ReplyReader, ServerReply,
 };
 pub use command::{Body, Command, ForwardPath, MailParams, parse_command};
-pub use error::{Error, Part, QueueError, RelayTrick, Verb};
+pub use error::{Error, NotQueued, Part, RelayTrick, Verb};
 pub use framing::{
     DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, MAX_TEXT_LINE,
     NO_LINE_LIMIT, encode_data,

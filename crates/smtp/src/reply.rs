@@ -10,7 +10,7 @@ use std::fmt;
 
 use ccgate_core::QueueId;
 
-use crate::error::{Error, Part, QueueError, RelayTrick, Verb};
+use crate::error::{Error, NotQueued, Part, RelayTrick, Verb};
 
 /// An enhanced mail system status code, `class.subject.detail` (RFC 3463).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -414,8 +414,8 @@ pub fn for_error(error: &Error) -> Reply {
         Error::UnknownRecipient => Reply::new(550, s(5, 1, 1), ERR_USER_UNKNOWN),
         Error::RelayDenied => Reply::new(554, s(5, 7, 1), ERR_RELAY_DENIED),
         Error::RecipientTempFail => Reply::new(450, s(4, 4, 3), ERR_RECIPIENT_TEMPFAIL),
-        Error::Queue(QueueError::Temporary) => Reply::new(451, s(4, 3, 0), ERR_QUEUE_WRITE),
-        Error::Queue(QueueError::DiskFull | QueueError::MemoryBudget) => {
+        Error::Queue(NotQueued::Temporary) => Reply::new(451, s(4, 3, 0), ERR_QUEUE_WRITE),
+        Error::Queue(NotQueued::DiskFull | NotQueued::MemoryBudget) => {
             Reply::new(452, s(4, 3, 1), ERR_DISK_FULL)
         }
         Error::Timeout => Reply::new(421, s(4, 4, 2), ERR_TIMEOUT),
@@ -583,15 +583,15 @@ mod tests {
                 "554 5.5.0 Error: SMTP protocol synchronization\r\n",
             ),
             (
-                Error::Queue(QueueError::Temporary),
+                Error::Queue(NotQueued::Temporary),
                 "451 4.3.0 Error: queue file write error\r\n",
             ),
             (
-                Error::Queue(QueueError::DiskFull),
+                Error::Queue(NotQueued::DiskFull),
                 "452 4.3.1 Error: insufficient system storage\r\n",
             ),
             (
-                Error::Queue(QueueError::MemoryBudget),
+                Error::Queue(NotQueued::MemoryBudget),
                 "452 4.3.1 Error: insufficient system storage\r\n",
             ),
             (

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
 
 use crate::command::{Command, ForwardPath, MailParams, parse_command};
-use crate::error::{Error, QueueError, Verb};
+use crate::error::{Error, NotQueued, Verb};
 use crate::framing::{
     DataDecoder, DataStatus, LineDecoder, LineStatus, MAX_COMMAND_LINE, NO_LINE_LIMIT,
 };
@@ -432,7 +432,7 @@ impl<P: RecipientPolicy> Session<P> {
     /// Answers [`Event::MessageComplete`] with the outcome of queueing, and returns the reply
     /// to send: `250 2.0.0 Ok: queued as <id>`, `451 4.3.0` or `452 4.3.1`. `None` when no
     /// message was waiting (a bug in the caller).
-    pub fn message_queued(&mut self, result: Result<QueueId, QueueError>) -> Option<Reply> {
+    pub fn message_queued(&mut self, result: Result<QueueId, NotQueued>) -> Option<Reply> {
         if !matches!(self.phase, Phase::AwaitingQueue) {
             return None;
         }
@@ -482,7 +482,7 @@ impl<P: RecipientPolicy> Session<P> {
     }
 
     /// Refuses the message being received for a reason of the I/O layer, e.g.
-    /// [`QueueError::MemoryBudget`]: the text held so far is freed, the rest of the data is
+    /// [`NotQueued::MemoryBudget`]: the text held so far is freed, the rest of the data is
     /// read and dropped, and the end of data is answered with `error`'s reply, so the session
     /// stays in step with the client. Outside DATA it does nothing.
     pub fn refuse_message(&mut self, error: Error) {
@@ -904,7 +904,7 @@ mod tests {
         assert!(session.in_transaction());
         assert!(session.feed(b"hi\r\n.\r\n").event.is_some());
         assert!(session.in_transaction());
-        let reply = session.message_queued(Err(QueueError::DiskFull)).unwrap();
+        let reply = session.message_queued(Err(NotQueued::DiskFull)).unwrap();
         assert_eq!(
             reply.to_string(),
             "452 4.3.1 Error: insufficient system storage\r\n"
@@ -1085,7 +1085,7 @@ mod tests {
         s.feed(b"RCPT TO:<x@legacy.example.com>\r\n");
         s.feed(b"DATA\r\n");
         s.feed(b"big\r\n");
-        s.refuse_message(Error::Queue(QueueError::MemoryBudget));
+        s.refuse_message(Error::Queue(NotQueued::MemoryBudget));
         assert_eq!(s.message_len(), 0);
         assert!(s.take_message_text().is_empty());
         let out = s.feed(b"more\r\n.\r\nNOOP\r\n");

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ccgate_core::{EmailAddress, QueueId};
-use ccgate_smtp::{Event, QueueError, RcptVerdict, RecipientPolicy, Session, SessionConfig};
+use ccgate_smtp::{Event, NotQueued, RcptVerdict, RecipientPolicy, Session, SessionConfig};
 
 /// Accepts `@legacy.example.com` and `@modern.example.com` unless the local part is
 /// `nobody` (unknown) or `tempfail` (temporary failure); every other domain is relaying.
@@ -77,7 +77,7 @@ struct Runner {
     events: VecDeque<String>,
     messages: Vec<Vec<u8>>,
     expected_data: Option<Vec<u8>>,
-    queue_answer: Option<QueueError>,
+    queue_answer: Option<NotQueued>,
     next_id: u128,
 }
 
@@ -262,8 +262,8 @@ fn run(text: &str) -> Result<(), String> {
             }
             "Q:" => {
                 runner.queue_answer = match rest {
-                    "temporary" => Some(QueueError::Temporary),
-                    "diskfull" => Some(QueueError::DiskFull),
+                    "temporary" => Some(NotQueued::Temporary),
+                    "diskfull" => Some(NotQueued::DiskFull),
                     other => return Err(at(format!("unknown queue answer {other:?}"))),
                 }
             }
