@@ -173,11 +173,11 @@ impl LdapSettings {
     }
 }
 
-/// Searches the directory and maps each entry to a row.
+/// Connects and binds (anonymously without a bind DN).
 ///
 /// # Errors
-/// Connecting, binding or searching fails (the message names the URL).
-pub fn load(settings: &LdapSettings) -> anyhow::Result<Vec<RawEntry>> {
+/// Connecting or binding fails (the message names the URL and the DN).
+fn connect(settings: &LdapSettings) -> anyhow::Result<LdapConn> {
     let url = &settings.url;
     let conn_settings = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
     let mut ldap = LdapConn::with_settings(conn_settings, url)
@@ -188,6 +188,16 @@ pub fn load(settings: &LdapSettings) -> anyhow::Result<Vec<RawEntry>> {
             .and_then(ldap3::LdapResult::success)
             .with_context(|| format!("{url}: bind as {dn:?} failed"))?;
     }
+    Ok(ldap)
+}
+
+/// Searches the directory and maps each entry to a row.
+///
+/// # Errors
+/// Connecting, binding or searching fails (the message names the URL).
+pub fn load(settings: &LdapSettings) -> anyhow::Result<Vec<RawEntry>> {
+    let url = &settings.url;
+    let mut ldap = connect(settings)?;
     let attributes: Vec<String> = settings
         .attributes
         .all()
@@ -242,15 +252,7 @@ pub fn set_state(
     changes: &[(String, &str)],
 ) -> anyhow::Result<Vec<Result<(), String>>> {
     let url = &settings.url;
-    let conn_settings = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
-    let mut ldap = LdapConn::with_settings(conn_settings, url)
-        .with_context(|| format!("{url}: cannot connect"))?;
-    if let Some((dn, password)) = &settings.bind {
-        ldap.with_timeout(TIMEOUT)
-            .simple_bind(dn, password)
-            .and_then(ldap3::LdapResult::success)
-            .with_context(|| format!("{url}: bind as {dn:?} failed"))?;
-    }
+    let mut ldap = connect(settings)?;
     let results = changes
         .iter()
         .map(|(dn, state)| {
