@@ -4,7 +4,7 @@
 #![no_main]
 
 use ccgate_smtp::{
-    EmailAddress, Event, QueueError, QueueId, RcptVerdict, RecipientPolicy, Session, SessionConfig,
+    EmailAddress, Event, NotQueued, QueueId, RcptVerdict, RecipientPolicy, Session, SessionConfig,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -106,8 +106,8 @@ fn run(input: &[u8], step: usize, tls: bool, seed: u8) {
                     assert!(!envelope.recipients.is_empty() && envelope.recipients.len() <= 4);
                     queued += 1;
                     let result = match (seed.wrapping_add(queued as u8)) % 5 {
-                        0 => Err(QueueError::Temporary),
-                        1 => Err(QueueError::DiskFull),
+                        0 => Err(NotQueued::Temporary),
+                        1 => Err(NotQueued::DiskFull),
                         _ => Ok(QueueId::from_u128(queued)),
                     };
                     let reply = session
