@@ -885,7 +885,7 @@ fn a_sender_at_an_unlisted_post_office_is_warned_about_once() {
     assert_eq!(count, 1, "warned once per post office");
 }
 
-// See: issue 13 (only reply addresses the gateway issued cross; interface.md §5, last rule).
+// See: issue 13 (only reply addresses the gateway issued cross; docs/directory.md, the reply-tag rule).
 #[test]
 fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
     let Some(python) = crate::util::require_python("reply tags") else {

@@ -666,8 +666,8 @@ impl<'a> Router<'a> {
         }
     }
 
-    /// The policy for a generated form received by SMTP (interface.md §5, last rule): a name in
-    /// the directory is taken as it is; anything else must be at a post office in
+    /// The policy for a generated form received by SMTP (docs/directory.md, the reply-tag
+    /// rule): a name in the directory is taken as it is; anything else must be at a post office in
     /// `[legacy] post_offices` and carry a valid reply tag (a bulletin board must be listed in
     /// `[legacy] smtp_bulletin_boards` instead), or it is refused with `550 5.1.1`.
     fn guard_generated(
