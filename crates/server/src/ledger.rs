@@ -99,17 +99,8 @@ impl Ledger {
         if guard.0.contains(&key) {
             return Ok(());
         }
-        let io = |source| ServerError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        guard
-            .1
-            .write_all(format!("{key}.\n").as_bytes())
-            .map_err(io)?;
-        guard.1.sync_data().map_err(io)?;
-        guard.0.insert(key);
-        Ok(())
+        let text = format!("{key}.\n");
+        self.append(&mut guard, &text, vec![key])
     }
 
     /// Records several keys with one append and one fsync (a batch of picked-up messages).
@@ -135,13 +126,34 @@ impl Ledger {
         if fresh.is_empty() {
             return Ok(());
         }
-        let io = |source| ServerError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        guard.1.write_all(text.as_bytes()).map_err(io)?;
-        guard.1.sync_data().map_err(io)?;
+        self.append(&mut guard, &text, fresh)
+    }
+
+    /// Appends `text` (the lines of `fresh`) and fsyncs. The keys are taken as recorded in this
+    /// process whether or not the write works: their messages are queued already, and a ledger
+    /// that fails must not make every later poll queue them again. A failed append is cut off,
+    /// so the next key never continues half a line.
+    fn append(
+        &self,
+        guard: &mut (HashSet<String>, File),
+        text: &str,
+        fresh: Vec<String>,
+    ) -> Result<(), ServerError> {
         guard.0.extend(fresh);
+        let before = guard.1.metadata().map(|m| m.len()).ok();
+        let written = guard
+            .1
+            .write_all(text.as_bytes())
+            .and_then(|()| guard.1.sync_data());
+        if let Err(source) = written {
+            if let Some(len) = before {
+                let _ = guard.1.set_len(len);
+            }
+            return Err(ServerError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
         Ok(())
     }
 
