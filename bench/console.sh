@@ -62,7 +62,7 @@ SMTP=$(sed -n 's/^ccgate: smtp *\(127\.0\.0\.1:[0-9]*\).*/\1/p' "$W/ccgate.log")
 ADMIN=$(sed -n 's|^ccgate: admin *http://\([0-9.:]*\)/metrics.*|\1|p' "$W/ccgate.log")
 [ -n "$SMTP" ] && [ -n "$ADMIN" ] || { cat "$W/ccgate.log" >&2; die "ccgate did not start"; }
 maildir() { find "$W/data/modern/new" -type f 2>/dev/null | wc -l; }
-now() { date +%s.%N; }
+source "$(dirname "$0")/helpers.sh"
 ingest() {   # prints msg/s of N messages, waiting until all are delivered
     local before start end
     before=$(maildir); start=$(now)

@@ -35,8 +35,7 @@ cleanup() {
     rm -rf "$W"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source "$(dirname "$0")/helpers.sh"
 
 mkdir -p "$W/data"
 mount -t tmpfs -o size=64m tmpfs "$W/data"

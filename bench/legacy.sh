@@ -48,9 +48,7 @@ cleanup() {
     rm -rf "$W"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-now() { date +%s.%N; }
+source "$(dirname "$0")/helpers.sh"
 
 SINK_PORT=$(free_port)
 SINK_USER=$(id -un); [ "$(id -u)" = 0 ] && SINK_USER=nobody
