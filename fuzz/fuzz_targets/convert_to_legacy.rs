@@ -6,7 +6,12 @@ use ccgate_ccmail::{Dialect, write_messages};
 use ccgate_convert::{ConvertOptions, DefaultAddressMap, mime_to_legacy};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "shared/mail_parser_panics.rs"]
+mod mail_parser_panics;
+use mail_parser_panics::contain_mail_parser_panics;
+
 fuzz_target!(|data: &[u8]| {
+    contain_mail_parser_panics();
     let map = DefaultAddressMap::new("legacy.example.com", "HQ", "SMTPGW");
     for dialect in [Dialect::Ie8, Dialect::Ie5] {
         let opts = ConvertOptions {

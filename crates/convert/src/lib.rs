@@ -9,6 +9,7 @@ mod html;
 mod line_length;
 pub mod media_type;
 mod message_id;
+mod mime;
 mod options;
 mod to_legacy;
 mod to_mime;

@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use mail_parser::{Encoding, HeaderName, MessageParser, PartType};
+use mail_parser::{Encoding, HeaderName, PartType};
 
 /// Longest line RFC 5321 lets a next hop insist on, CR LF excluded.
 pub const SMTP_MAX_LINE: usize = 998;
@@ -78,7 +78,7 @@ struct Edit {
 }
 
 fn fit(message: &[u8], max: usize, depth: usize) -> Vec<u8> {
-    let Some(parsed) = MessageParser::default().parse(message) else {
+    let Ok(Some(parsed)) = crate::mime::parse(message) else {
         return fit_unparsed(message, max);
     };
     let mut edits: Vec<Edit> = Vec::new();
@@ -335,7 +335,7 @@ fn soft_break_qp(body: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use mail_parser::MimeHeaders;
+    use mail_parser::{MessageParser, MimeHeaders};
 
     use super::*;
 

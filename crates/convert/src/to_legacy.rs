@@ -3,8 +3,6 @@
 //! Never fails: odd MIME is read as well as mail-parser can, and when parts of it could not be
 //! decoded (or nothing could) the original bytes ride along as a file item `ORIGINAL.EML`.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use ccgate_ccmail::{
     Header, Item, ItemBody, ItemKind, Message, RenderOptions, parse_address, write_messages,
 };
@@ -13,8 +11,7 @@ use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::{
-    Addr, Address, Encoding, HeaderName, HeaderValue, MessageParser, MessagePart, MimeHeaders,
-    PartType,
+    Addr, Address, Encoding, HeaderName, HeaderValue, MessagePart, MimeHeaders, PartType,
 };
 
 use crate::date::{DateProblem, mime_to_legacy_date};
@@ -56,9 +53,7 @@ impl Conversion {
 /// documentation for the mapping tables and what happens to odd input.
 pub fn mime_to_legacy(raw: &[u8], opts: &ConvertOptions, map: &dyn AddressMap) -> Conversion {
     let mut notes = Vec::new();
-    // mail-parser is robust, but a panic inside it must not take a gateway down: treat it as
-    // unreadable input.
-    let parsed = catch_unwind(AssertUnwindSafe(|| MessageParser::default().parse(raw)));
+    let parsed = crate::mime::parse(raw);
     let parsed = match parsed {
         Ok(Some(parsed)) if !parsed.parts.is_empty() => parsed,
         Ok(_) => {
