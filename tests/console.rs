@@ -27,6 +27,12 @@ fn directory() -> String {
 }
 
 fn start() -> Gateway {
+    // The token file must outlive the start only; the gateway read it.
+    start_with_token().0
+}
+
+/// The gateway and the folder of its token file (for a test that starts it again).
+fn start_with_token() -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("admin.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -36,16 +42,20 @@ fn start() -> Gateway {
         &format!("token_file = {:?}", token.display().to_string()),
         &directory(),
     );
-    // The token file must outlive the start only; the gateway read it.
-    drop(dir);
-    gw
+    (gw, dir)
 }
 
 /// The admin address from the banner (`ccgate: admin       http://ADDR/metrics ...`).
 fn admin(gw: &Gateway) -> String {
     wait_for(Duration::from_secs(30), || {
-        gw.log()
-            .lines()
+        // The banner of the latest run (a restarted gateway listens on a new port).
+        let log = gw.log();
+        let last = log
+            .rsplit("---- next run ----")
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        last.lines()
             .find_map(|l| l.strip_prefix("ccgate: admin"))
             .and_then(|rest| rest.split_whitespace().next())
             .map(|url| {
@@ -286,6 +296,23 @@ fn console_pages_in_a_real_browser_show_numbers_find_people_and_cut_over() {
             .any(|l| l.contains("console cutover") && l.contains("who=helpdesk-test@127.0.0.1")),
         "the cutover is logged with who did it:\n{log}"
     );
+    // A cutover for later, listed, then cancelled: it never runs.
+    let scheduled = seen["scheduled"].as_str().unwrap();
+    assert!(
+        scheduled.contains("1 people move to migrating at 2099-01-01 09:30"),
+        "{scheduled}"
+    );
+    let list = seen["scheduled_list"].as_str().unwrap();
+    assert!(
+        list.contains("2099-01-01 09:30")
+            && list.contains("Smith, John")
+            && list.contains("Cancel"),
+        "{list}"
+    );
+    let cancelled = seen["cancelled"].as_str().unwrap();
+    assert!(cancelled.contains("is cancelled"), "{cancelled}");
+    assert_eq!(seen["scheduled_after_cancel"], 0);
+    assert!(csv(&gw).contains(&format!("john.smith@{LEGACY_DOMAIN},,legacy")));
     // Accessibility, width, screenshots.
     for (page, violations) in seen["axe"].as_object().unwrap() {
         assert!(
@@ -309,6 +336,7 @@ fn console_pages_in_a_real_browser_show_numbers_find_people_and_cut_over() {
         "queue-1280",
         "quarantine-1280",
         "cutover-result-1280",
+        "cutover-scheduled-1280",
         "overview-phone",
         "cutover-phone",
     ] {
@@ -523,6 +551,132 @@ fn actions_need_the_token_and_a_session_form_needs_its_csrf_token() {
             .then_some(())
     })
     .expect("the scheduled cutover is logged");
+}
+
+/// `at` (Unix seconds) as the form's UTC time.
+fn form_time(at: u64) -> String {
+    let date = Command::new("date")
+        .args(["-u", "-d", &format!("@{at}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    texts(&date).0.trim().to_owned()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_scheduled_cutover_survives_a_kill_and_a_cancelled_one_never_runs() {
+    let (mut gw, _token) = start_with_token();
+    let addr = admin(&gw);
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let file = gw.dir().join("data/cutovers.json");
+    let schedule = |names: &str, state: &str, at: u64| {
+        let (status, _, body) = http(
+            &addr,
+            "POST",
+            "/cutover",
+            &[&bearer],
+            &format!("names={names}&state={state}&at={}", form_time(at)),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("Cutover scheduled"), "{body}");
+    };
+    // Pat Lee (migrating, mail held) is to be migrated in 20 seconds; John Smith to be moved
+    // in an hour, which is then cancelled.
+    let held = held_until_cutover(&gw);
+    let soon = now_secs() + 20;
+    schedule("Lee%2C+Pat", "migrated", soon);
+    schedule("Smith%2C+John", "migrating", now_secs() + 3600);
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        stored.contains("Lee, Pat") && stored.contains("Smith, John"),
+        "{stored}"
+    );
+    let (status, _, page) = http(&addr, "GET", "/cutover", &[&bearer], "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        page.matches("action=\"/cutover/cancel\"").count(),
+        2,
+        "{page}"
+    );
+    // Cancel John Smith's (the second entry); cancelling it again finds nothing.
+    let id = serde_json::from_str::<serde_json::Value>(&stored).unwrap()["cutovers"][1]["id"]
+        .as_u64()
+        .unwrap();
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/cutover/cancel",
+        &[&bearer],
+        &format!("id={id}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Cutover cancelled"), "{body}");
+    let (status, _, _) = http(
+        &addr,
+        "POST",
+        "/cutover/cancel",
+        &[&bearer],
+        &format!("id={id}"),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(
+        http(&addr, "POST", "/cutover/cancel", &[], &format!("id={id}")).0,
+        403,
+        "cancelling needs the token like every action"
+    );
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        stored.contains("Lee, Pat") && !stored.contains("Smith, John"),
+        "{stored}"
+    );
+    // The gateway dies before the time and is down when it passes.
+    gw.kill9();
+    assert!(
+        csv(&gw)
+            .lines()
+            .any(|l| l.starts_with("Pat Lee,") && l.ends_with(",migrating")),
+        "not run before its time"
+    );
+    wait_for(Duration::from_secs(30), || {
+        (now_secs() > soon).then_some(())
+    });
+    gw.spawn();
+    // Back up, it carries out the missed cutover at once: Pat Lee migrated, the held message
+    // delivered, the log says how late, and the list on disk is empty.
+    wait_for(Duration::from_secs(60), || {
+        csv(&gw)
+            .lines()
+            .any(|l| l.starts_with("Pat Lee,") && l.ends_with(",migrated"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the missed cutover did not run after the restart; log:\n{}",
+            gw.log()
+        )
+    });
+    gw.wait_delivered_id(&held, Duration::from_secs(60));
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("console cutover (scheduled)"))
+        .unwrap_or_else(|| panic!("not logged:\n{log}"));
+    assert!(line.contains("late_secs="), "{line}");
+    wait_for(Duration::from_secs(10), || {
+        let stored = std::fs::read_to_string(&file).ok()?;
+        (!stored.contains("Lee, Pat")).then_some(())
+    })
+    .expect("the cutover that ran is removed from the list");
+    assert!(
+        csv(&gw).contains(&format!("john.smith@{LEGACY_DOMAIN},,legacy")),
+        "the cancelled cutover never ran"
+    );
 }
 
 #[test]

@@ -121,6 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 metrics: Arc::clone(&metrics),
             }),
             facts: crate::cutover::facts(&config),
+            schedule_file: Some(config.data_dir.join(ccgate_console::SCHEDULE_FILE)),
         },
     )
     .await?;

@@ -151,6 +151,21 @@ try:
     seen["cutover"] = d.find_element(By.TAG_NAME, "main").text
     check_page(d, "cutover-result-1280")
 
+    # A cutover for later: listed with a Cancel button, then cancelled.
+    d.get(base + "/cutover")
+    d.find_element(By.ID, "names").send_keys("Smith, John")
+    d.find_element(By.ID, "st-migrating").click()
+    d.execute_script("document.getElementById('at').value = '2099-01-01T09:30'")
+    navigate(d, d.find_element(By.CSS_SELECTOR, 'form[action="/cutover"] button[type="submit"]').click)
+    seen["scheduled"] = d.find_element(By.TAG_NAME, "main").text
+    d.get(base + "/cutover")
+    seen["scheduled_list"] = d.find_element(By.CSS_SELECTOR, "ul.scheduled").text
+    check_page(d, "cutover-scheduled-1280")
+    navigate(d, d.find_element(By.CSS_SELECTOR, 'form[action="/cutover/cancel"] button').click)
+    seen["cancelled"] = d.find_element(By.TAG_NAME, "main").text
+    d.get(base + "/cutover")
+    seen["scheduled_after_cancel"] = len(d.find_elements(By.CSS_SELECTOR, "ul.scheduled li"))
+
     # Phone width.
     d.set_window_size(390, 844)
     for name, path in (("overview", "/"), ("people", "/people?q=test"), ("trace", "/trace?q=pat"),

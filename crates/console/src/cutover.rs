@@ -16,6 +16,7 @@ use crate::auth::Viewer;
 use crate::error::ConsoleError;
 use crate::form::Fields;
 use crate::layout::{self, Page, csrf_field};
+use crate::schedule::Scheduled;
 
 /// People to move, and where.
 #[derive(Debug, Clone)]
@@ -57,43 +58,36 @@ pub trait DirectoryEditor: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// A cutover waiting for its time (kept in memory only).
-#[derive(Debug, Clone)]
-pub struct Scheduled {
-    /// When (Unix seconds).
-    pub at: u64,
-    /// What.
-    pub request: CutoverRequest,
-}
-
-/// Runs `request` at `at`: a task sleeps until then, carries it out and logs the result.
-fn schedule(console: &Arc<Console>, at: u64, request: CutoverRequest) {
-    console
-        .scheduled
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(Scheduled {
-            at,
-            request: request.clone(),
-        });
+/// Runs a scheduled cutover at its time: a task sleeps until then (at once if the time passed
+/// while the gateway was down), carries it out, logs the result and removes it from the list.
+pub(crate) fn spawn(console: &Arc<Console>, entry: &Scheduled) {
     let console = Arc::clone(console);
+    let (id, at) = (entry.id, entry.at);
     tokio::spawn(async move {
         let wait = at.saturating_sub(layout::now_secs());
         tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        // Cancelled meanwhile: nothing to do.
+        let Some(entry) = console.schedule.start(id) else {
+            return;
+        };
+        let late = layout::now_secs().saturating_sub(at);
+        let request = entry.request;
         let editor = Arc::clone(&console.parts.editor);
         let r = request.clone();
         match console.blocking(move || editor.set_state(&r)).await {
             Ok(report) => {
                 let ok = report.people.iter().filter(|p| p.result.is_ok()).count();
-                tracing::info!(who = %request.who, state = %request.state, people = request.names.len(), changed = ok, released = report.released, error = report.error.as_deref().unwrap_or(""), "console cutover (scheduled)");
+                tracing::info!(id, who = %request.who, state = %request.state, people = request.names.len(), changed = ok, released = report.released, late_secs = late, error = report.error.as_deref().unwrap_or(""), "console cutover (scheduled)");
             }
-            Err(e) => tracing::warn!(who = %request.who, error = %e, "scheduled cutover failed"),
+            Err(e) => {
+                // The runtime is stopping: the entry stays in the file and runs at the next start.
+                tracing::warn!(id, who = %request.who, error = %e, "scheduled cutover not run; it runs at the next start");
+                return;
+            }
         }
-        console
-            .scheduled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|s| !(s.at == at && s.request.names == request.names));
+        if let Err(e) = console.schedule.done(id) {
+            tracing::warn!(id, error = %e, "scheduled cutover ran but stays in the list: it runs again (harmlessly) at the next start");
+        }
     });
 }
 
@@ -111,11 +105,7 @@ pub async fn page(
     Query(q): Query<Preselect>,
 ) -> Response {
     let source = console.parts.editor.describe();
-    let pending = console
-        .scheduled
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let pending = console.schedule.entries();
     let body = html! {
         h1 { "Cutover" }
         p { "Move people to " strong { "migrating" } " (their mail is held, never bounced) or " strong { "migrated" } " (their mail, held mail included, goes to the modern side). The directory source (" code { (source) } ") is changed for real, reloaded at once, and held mail is released." }
@@ -136,11 +126,26 @@ pub async fn page(
             input id="at" name="at" type="datetime-local";
             div.actions { button type="submit" { "Apply" } }
         }
+        @if let Some(e) = &console.schedule_error {
+            p.bad role="alert" { "Scheduled cutovers could not be read, so none is carried out: " (e) ". Fix or remove the file, then restart the gateway." }
+        }
         @if !pending.is_empty() {
             h2 { "Scheduled" }
-            ul {
+            p { "Kept in the data folder: a restart does not forget them; one whose time passes while the gateway is down runs when it is back." }
+            ul.scheduled {
                 @for s in &pending {
-                    li { (layout::utc(s.at)) ": " (s.request.names.len()) " people to " (s.request.state) " (" (s.request.who) ")" }
+                    li {
+                        (layout::utc(s.at)) ": " (s.request.names.len()) " people to " (s.request.state) " (" (s.request.who) "): " (s.request.names.join("; "))
+                        @if s.running {
+                            " (running)"
+                        } @else {
+                            form method="post" action="/cutover/cancel" class="inline" {
+                                (csrf_field(&viewer))
+                                input type="hidden" name="id" value=(s.id);
+                                button type="submit" aria-label=(format!("Cancel the cutover at {}", layout::utc(s.at))) { "Cancel" }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -222,11 +227,29 @@ pub async fn action(State(console): State<Arc<Console>>, viewer: Viewer, body: B
     };
     if let Some(at) = at {
         let n = request.names.len();
-        schedule(&console, at, request);
-        tracing::info!(who = %who, state = %state, people = n, at = %layout::utc(at), "console cutover scheduled");
+        if console.schedule_error.is_some() {
+            return ConsoleError::Unavailable(
+                "the scheduled cutovers on disk could not be read: fix them first".to_owned(),
+            )
+            .into_response();
+        }
+        let schedule = Arc::clone(&console);
+        let entry = match console
+            .blocking(move || schedule.schedule.add(at, request))
+            .await
+        {
+            Ok(Ok(entry)) => entry,
+            Ok(Err(e)) => {
+                tracing::warn!(who = %who, error = %e, "console cutover not scheduled");
+                return ConsoleError::Unavailable(format!("not scheduled: {e}")).into_response();
+            }
+            Err(e) => return e.into_response(),
+        };
+        spawn(&console, &entry);
+        tracing::info!(id = entry.id, who = %who, state = %state, people = n, at = %layout::utc(at), "console cutover scheduled");
         let body = html! {
             h1 { "Cutover scheduled" }
-            p role="status" { (n) " people move to " (state) " at " (layout::utc(at)) ". The result is written to the log then; a restart before that time forgets the schedule." }
+            p role="status" { (n) " people move to " (state) " at " (layout::utc(at)) ". The result is written to the log then. The schedule is kept in the data folder: a restart does not forget it." }
             p { a href="/cutover" { "Back to the cutover" } }
         };
         return layout::page(&Page::new("Cutover scheduled", "cutover"), &viewer, body)
@@ -267,6 +290,61 @@ pub async fn action(State(console): State<Arc<Console>>, viewer: Viewer, body: B
         p { a href="/cutover" { "Another cutover" } " · " a href="/" { "Overview" } }
     };
     layout::page(&Page::new("Cutover result", "cutover"), &viewer, body).into_response()
+}
+
+/// POST `/cutover/cancel`: removes a scheduled cutover that has not started.
+pub async fn cancel(State(console): State<Arc<Console>>, viewer: Viewer, body: Bytes) -> Response {
+    let fields = Fields::parse(&body);
+    let who = match viewer.may_act(&console, fields.get("csrf")) {
+        Ok(who) => who,
+        Err(refusal) => return *refusal,
+    };
+    let Some(id) = fields
+        .get("id")
+        .and_then(|id| id.trim().parse::<u64>().ok())
+    else {
+        return ConsoleError::BadRequest("id: the number of a scheduled cutover".to_owned())
+            .into_response();
+    };
+    let schedule = Arc::clone(&console);
+    let (heading, text) = match console.blocking(move || schedule.schedule.cancel(id)).await {
+        Err(e) => return e.into_response(),
+        Ok(Err(e)) => {
+            return ConsoleError::Unavailable(format!("not cancelled: {e}")).into_response();
+        }
+        Ok(Ok(None)) => {
+            return ConsoleError::NotFound(format!(
+                "no scheduled cutover {id}: it ran or was cancelled"
+            ))
+            .into_response();
+        }
+        Ok(Ok(Some(Err(running)))) => (
+            "Cutover running",
+            format!(
+                "The cutover of {} people to {} has started and can no longer be cancelled.",
+                running.request.names.len(),
+                running.request.state
+            ),
+        ),
+        Ok(Ok(Some(Ok(gone)))) => {
+            tracing::info!(id, who = %who, state = %gone.request.state, people = gone.request.names.len(), at = %layout::utc(gone.at), "console cutover cancelled");
+            (
+                "Cutover cancelled",
+                format!(
+                    "The cutover of {} people to {} at {} is cancelled.",
+                    gone.request.names.len(),
+                    gone.request.state,
+                    layout::utc(gone.at)
+                ),
+            )
+        }
+    };
+    let body = html! {
+        h1 { (heading) }
+        p role="status" { (text) }
+        p { a href="/cutover" { "Back to the cutover" } }
+    };
+    layout::page(&Page::new(heading, "cutover"), &viewer, body).into_response()
 }
 
 #[cfg(test)]

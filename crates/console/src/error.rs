@@ -26,6 +26,9 @@ pub enum ConsoleError {
     /// The request was malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The action could not be carried out now (a file could not be written).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl IntoResponse for ConsoleError {
@@ -33,7 +36,9 @@ impl IntoResponse for ConsoleError {
         let status = match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Busy | Self::Bind { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy | Self::Bind { .. } | Self::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         (status, format!("{self}\n")).into_response()
     }

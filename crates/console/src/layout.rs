@@ -121,6 +121,7 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .ok { color:var(--ok); font-weight:600; } .warn { color:var(--warn); font-weight:600; } .bad { color:var(--bad); font-weight:600; }
 .muted { color:var(--muted); }
 form.inline { display:inline; }
+ul.scheduled li { margin:.3rem 0; } ul.scheduled form { margin-left:.6rem; }
 form.stack { display:grid; gap:.4rem; max-width:28rem; }
 form.filters { display:flex; flex-wrap:wrap; gap:.5rem 1rem; align-items:flex-end; margin-bottom:1rem; }
 form.filters div { display:flex; flex-direction:column; }

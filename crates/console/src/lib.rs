@@ -31,6 +31,7 @@ mod overview;
 mod people;
 mod quarantine;
 mod queue;
+mod schedule;
 mod trace;
 
 use std::net::SocketAddr;
@@ -48,6 +49,7 @@ use tokio::sync::{Semaphore, watch};
 pub use cutover::{CutoverOutcome, CutoverReport, CutoverRequest, DirectoryEditor};
 pub use error::ConsoleError;
 pub use layout::{parse_utc, utc};
+pub use schedule::FILE_NAME as SCHEDULE_FILE;
 
 /// At most this many spool or file reads run at once for the console.
 const MAX_READS: usize = 2;
@@ -74,6 +76,8 @@ pub struct Parts {
     pub editor: Arc<dyn DirectoryEditor>,
     /// Lines for the health table: part, state, detail.
     pub facts: Vec<(String, String)>,
+    /// Where scheduled cutovers are kept (`data_dir/cutovers.json`); `None`: in memory only.
+    pub schedule_file: Option<PathBuf>,
 }
 
 /// The console's shared state.
@@ -84,13 +88,23 @@ pub struct Console {
     sessions: auth::Sessions,
     flow: flow::Flow,
     loopback_only: bool,
-    scheduled: std::sync::Mutex<Vec<cutover::Scheduled>>,
+    schedule: schedule::Schedule,
+    /// Set when the schedule file could not be read (nothing is scheduled from it).
+    schedule_error: Option<String>,
 }
 
 impl Console {
     /// The console over `parts`, for a listener on `listen`.
     pub fn new(parts: Parts, listen: SocketAddr) -> Self {
         let flow = flow::Flow::default();
+        let (schedule, schedule_error) = match schedule::Schedule::open(parts.schedule_file.clone())
+        {
+            Ok(schedule) => (schedule, None),
+            Err(e) => {
+                tracing::error!(error = %e, "scheduled cutovers cannot be read: none will run until the file is fixed and the gateway restarted");
+                (schedule::Schedule::unsaved(), Some(e.to_string()))
+            }
+        };
         Self {
             parts,
             reads: Arc::new(Semaphore::new(MAX_READS)),
@@ -98,7 +112,8 @@ impl Console {
             sessions: auth::Sessions::default(),
             flow,
             loopback_only: listen.ip().is_loopback(),
-            scheduled: std::sync::Mutex::new(Vec::new()),
+            schedule,
+            schedule_error,
         }
     }
 
@@ -175,6 +190,9 @@ impl ConsoleServer {
     /// Serves until `stop` fires.
     pub async fn serve(self, mut stop: watch::Receiver<bool>) {
         let console = Arc::clone(&self.console);
+        for entry in console.schedule.entries() {
+            cutover::spawn(&console, &entry);
+        }
         let sampler = tokio::spawn(flow::sample(Arc::clone(&console), stop.clone()));
         let app = router(console).into_make_service_with_connect_info::<listener::Peer>();
         let shutdown = async move {
@@ -229,6 +247,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/quarantine/file", get(quarantine::show))
         .route("/quarantine/action", post(quarantine::action))
         .route("/cutover", get(cutover::page).post(cutover::action))
+        .route("/cutover/cancel", post(cutover::cancel))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/metrics", get(endpoints::metrics))

@@ -190,6 +190,7 @@ mod tests {
             trace: None,
             editor: Arc::new(NoEditor),
             facts: Vec::new(),
+            schedule_file: None,
         };
         let server = ConsoleServer::bind("127.0.0.1:0".parse().unwrap(), parts)
             .await
