@@ -1216,7 +1216,7 @@ fn large_messages_are_streamed_to_the_spool_and_delivered_intact() {
         assert_eq!(c.cmd("MAIL FROM:<bob@client.test>").code, 250);
         assert_eq!(c.cmd(&format!("RCPT TO:<{}>", modern("alice"))).code, 250);
         assert_eq!(c.cmd("DATA").code, 354);
-        let mut text = format!("Subject: {tag}\r\n\r\n");
+        let mut text = format!("Subject: {tag}\r\nMessage-ID: <{tag}@client.test>\r\n\r\n");
         for i in 0..lines {
             text.push_str(&format!(
                 "{tag} line {i:07} {}\r\n",
@@ -1243,4 +1243,13 @@ fn large_messages_are_streamed_to_the_spool_and_delivered_intact() {
     assert_eq!(got.get(body_at..).unwrap(), text, "delivered text differs");
     assert_eq!(c.cmd("QUIT").code, 221);
     assert_eq!(gw.delivered().len(), 1);
+    // The trace finds it by its Message-ID although its header was spilled with the text.
+    let out = gw.command(&["trace", &format!("<{tok}@client.test>")]);
+    let story = texts(&out).0;
+    assert!(
+        story
+            .lines()
+            .any(|l| l.contains(" accepted ") && l.contains(&id)),
+        "{story}"
+    );
 }

@@ -308,8 +308,10 @@ async fn handle(
     let mut input = BytesMut::new();
     let mut reservation = Reservation::new(&shared.memory);
     // The spill file of the message being received, with the session's `data_count` it
-    // belongs to (a refused message's file is dropped when the next one starts).
+    // belongs to (a refused message's file is dropped when the next one starts), and a copy of
+    // its header section (for the trace's Message-ID; at most `TRACE_HEAD` octets).
     let mut spill: Option<(u64, SpillFile)> = None;
+    let mut spilled_head: Vec<u8> = Vec::new();
     // Replies and reads may each take as long as the client may stay silent.
     let io_timeout = shared.settings.idle_timeout;
     info!("connect");
@@ -321,10 +323,14 @@ async fn handle(
             .is_some_and(|(n, _)| *n != session.data_count())
         {
             spill = None;
+            spilled_head.clear();
         }
         if session.message_len() >= SPILL_AT {
             let text = session.take_message_text();
             let file = spill.take().map(|(_, f)| f);
+            if file.is_none() {
+                spilled_head = header_section(&text).to_vec();
+            }
             match spill_text(&shared.spool, file, text).await {
                 Ok(file) => spill = Some((session.data_count(), file)),
                 Err(e) => {
@@ -359,7 +365,8 @@ async fn handle(
                 let header =
                     trace.received_header(&id, &ccgate_core::rfc5322_date_at(SystemTime::now()));
                 let spilled = spill.take().map(|(_, f)| f);
-                let result = queue(&shared, id, envelope, header, spilled, data).await;
+                let head = std::mem::take(&mut spilled_head);
+                let result = queue(&shared, id, envelope, header, (spilled, head), data).await;
                 reservation.reset();
                 if let Some(reply) = session.message_queued(result) {
                     reply.encode(&mut wire);
@@ -493,7 +500,7 @@ async fn queue(
     id: QueueId,
     envelope: Envelope,
     header: String,
-    spilled: Option<SpillFile>,
+    (spilled, spilled_head): (Option<SpillFile>, Vec<u8>),
     data: Vec<u8>,
 ) -> Result<QueueId, NotQueued> {
     let routes: Vec<Route> = envelope
@@ -508,7 +515,14 @@ async fn queue(
         &id,
         &envelope,
         &routes,
-        (if spilled.is_none() { &data } else { &[] }, size),
+        (
+            if spilled.is_none() {
+                &data
+            } else {
+                &spilled_head
+            },
+            size,
+        ),
         "",
     );
     let mut body = vec![BodyPart::Bytes(Bytes::from(header.into_bytes()))];
@@ -541,6 +555,19 @@ async fn queue(
             Err(NotQueued::Temporary)
         }
     }
+}
+
+/// The most of a spilled message's start kept for the trace.
+const TRACE_HEAD: usize = 64 * 1024;
+
+/// The header section at the start of `text` (through its blank line), at most `TRACE_HEAD`.
+fn header_section(text: &[u8]) -> &[u8] {
+    let end = text
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(text.len(), |p| p + 4)
+        .min(TRACE_HEAD);
+    text.get(..end).unwrap_or(text)
 }
 
 /// Appends `text` to the message's spill file (created on first use), off the async workers.
