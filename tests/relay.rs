@@ -885,6 +885,62 @@ fn a_sender_at_an_unlisted_post_office_is_warned_about_once() {
     assert_eq!(count, 1, "warned once per post office");
 }
 
+// See: issue 13. A legacy name too long for the IMCEA form (64 octets) is issued as
+// `"Name%PO%tag"`; the SMTP listener must take replies to it although it refuses the percent
+// hack in quotes for every address the gateway did not issue.
+#[test]
+fn a_long_legacy_name_gets_replies_at_its_quoted_address() {
+    let relay = Relay::start("post_offices = [\"HQ\", \"BRANCH\"]");
+    relay.export("LONG.TXT", "Message:\nFrom: Montgomery-Smith, Alexandra Josephine at BRANCH\nTo: alice@example.org at SMTPGW\nSubject: long name\nContents:\nText item:\nHello Alice, from a long name.\n");
+    let to_alice = wait_for("the message in the modern Maildir", || {
+        relay
+            .maildir()
+            .into_iter()
+            .find(|m| m.contains("from a long name"))
+    });
+    let return_path = header(&to_alice, "Return-Path");
+    let issued = return_path[0]
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned();
+    assert!(
+        issued.starts_with("\"Montgomery-Smith, Alexandra Josephine%BRANCH%")
+            && issued.ends_with("\"@legacy.example.com"),
+        "{to_alice}"
+    );
+    let reply = relay.send(
+        "alice@example.org",
+        &issued,
+        "Subject: RE: long name\n\nHello Alexandra, reply received.",
+    );
+    assert!(reply.starts_with("250"), "{issued}: {reply}");
+    let import = wait_for("the reply as an import file", || {
+        relay
+            .imports()
+            .into_iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .find(|t| t.contains("Hello Alexandra"))
+    });
+    assert_eq!(
+        header(&import, "To"),
+        ["Montgomery-Smith, Alexandra Josephine at BRANCH"]
+    );
+    // The same form with a made-up tag, and the percent hack in quotes towards a host: refused
+    // as a relay trick, as before.
+    let (name, _) = issued.rsplit_once('%').unwrap();
+    for to in [
+        format!("{name}%abcdefghij\"@legacy.example.com"),
+        "\"victim%relay.example\"@legacy.example.com".to_owned(),
+        "\"victim%relay.example\"@modern.example.com".to_owned(),
+    ] {
+        let reply = relay.send("mallory@example.net", &to, "Subject: x\n\nx");
+        assert!(
+            reply.starts_with("RCPT TO:") && reply.contains("553 5.7.1"),
+            "{to}: {reply}"
+        );
+    }
+}
+
 // See: issue 13 (only reply addresses the gateway issued cross; docs/directory.md, the reply-tag rule).
 #[test]
 fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {

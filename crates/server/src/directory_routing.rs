@@ -109,6 +109,22 @@ impl Routing for DirectoryRouting {
             .route_smtp(Origin::Smtp, rcpt);
         to_route(decision.destination, rcpt)
     }
+
+    /// A quoted `"Name%PO%tag"` recipient is one the gateway issued when the router decodes it
+    /// to a legacy name (its reply tag checked) or to a person in the directory, held or
+    /// rewritten to their target. Never when it would leave for the modern side as given: only
+    /// there could a `%` be read by another host as a route.
+    fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
+        let directory = self.handle.current();
+        match Router::new(&directory, &self.config)
+            .route_smtp(Origin::Smtp, rcpt)
+            .destination
+        {
+            Destination::Legacy { .. } | Destination::Hold { .. } => true,
+            Destination::Modern { recipient } => recipient != *rcpt,
+            Destination::Reject { .. } => false,
+        }
+    }
 }
 
 impl DirectoryRouting {

@@ -151,6 +151,10 @@ impl RecipientPolicy for Policy {
         self.1.count(MetricEvent::Rejected, reason, 1);
         verdict
     }
+
+    fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
+        self.0.vouches_for(rcpt)
+    }
 }
 
 /// A bound SMTP listener.

@@ -13,6 +13,14 @@ pub trait Routing: Send + Sync + 'static {
     /// Where an accepted recipient goes (lane and rewritten address). Called after the data,
     /// once per recipient.
     fn route(&self, sender: &ReversePath, rcpt: &EmailAddress) -> Route;
+
+    /// Whether `rcpt`, a quoted local part with a `%` (which the SMTP session otherwise refuses
+    /// as the percent hack), is an address the gateway issued and routes itself: see
+    /// [`ccgate_smtp::RecipientPolicy::vouches_for`]. Default: none is.
+    fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
+        let _ = rcpt;
+        false
+    }
 }
 
 /// Routing by domain alone: the legacy domain's recipients go to the `legacy` lane, the modern

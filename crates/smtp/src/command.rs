@@ -5,8 +5,11 @@
 //! case-insensitive. Recipients are parsed strictly, because a gateway that accepts
 //! `user%elsewhere@ours` or `"user@elsewhere"@ours` may be talked into relaying: source routes,
 //! the percent hack, bang paths and quoted local parts that hide another address are refused
-//! with [`Error::RelayTrick`]. A source route in the *sender* is accepted and ignored, as RFC
-//! 5321 Appendix C asks.
+//! with [`Error::RelayTrick`]. One form is left to the session: a quoted local part holding a
+//! `%` (but no `@` or `!`), which is also how the gateway writes a long legacy name
+//! (`"Name%PO%tag"`); the session accepts it only when its policy vouches for it
+//! ([`crate::RecipientPolicy::vouches_for`]) and otherwise refuses it as the same trick. A
+//! source route in the *sender* is accepted and ignored, as RFC 5321 Appendix C asks.
 
 use ccgate_core::{CoreError, EmailAddress, ReversePath};
 
@@ -292,11 +295,18 @@ fn reason(error: &CoreError) -> &'static str {
     }
 }
 
+/// A quoted local part with a `%` in it: the percent hack in quotes, or a reply address the
+/// gateway issued for a long legacy name. The session refuses it unless its policy vouches.
+pub(crate) fn is_quoted_percent(local: &str) -> bool {
+    local.starts_with('"') && local.contains('%')
+}
+
 /// Which relay trick a recipient's local part plays, if any.
 fn relay_trick(local: &str) -> Option<RelayTrick> {
     if local.starts_with('"') {
+        // A `%` alone is the session's to judge (`is_quoted_percent`).
         local
-            .contains(['@', '%', '!'])
+            .contains(['@', '!'])
             .then_some(RelayTrick::QuotedAddress)
     } else if local.contains('%') {
         Some(RelayTrick::PercentHack)
@@ -691,9 +701,10 @@ mod tests {
                 "RCPT TO:<\"u@victim.example\"@legacy.example.com>",
                 trick(RelayTrick::QuotedAddress),
             ),
+            // Parsed: the session refuses it unless the policy vouches for it.
             (
                 "RCPT TO:<\"u%victim.example\"@legacy.example.com>",
-                trick(RelayTrick::QuotedAddress),
+                rcpt("\"u%victim.example\"@legacy.example.com"),
             ),
             (
                 "RCPT TO:<\"victim!u\"@legacy.example.com>",
