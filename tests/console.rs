@@ -516,16 +516,7 @@ fn actions_need_the_token_and_a_session_form_needs_its_csrf_token() {
     })
     .unwrap_or_else(|| panic!("the fixed message was not delivered; log:\n{}", gw.log()));
     // A cutover at a time: carried out then, and logged.
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3;
-    let date = Command::new("date")
-        .args(["-u", "-d", &format!("@{at}"), "+%Y-%m-%dT%H:%M:%S"])
-        .output()
-        .unwrap();
-    let when = texts(&date).0.trim().to_owned();
+    let when = form_time(now_secs() + 3);
     let (status, _, body) = http(
         &addr,
         "POST",

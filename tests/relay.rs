@@ -112,6 +112,32 @@ impl Relay {
         end.first()
     }
 
+    /// Waits for the message holding `marker` in the modern Maildir; the message and its
+    /// envelope sender (the address the gateway issued for the legacy sender).
+    fn delivered_with_sender(&self, marker: &str) -> (String, String) {
+        let mail = wait_for("the message in the modern Maildir", || {
+            self.maildir().into_iter().find(|m| m.contains(marker))
+        });
+        let return_path = header(&mail, "Return-Path");
+        let sender = return_path[0]
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_owned();
+        (mail, sender)
+    }
+
+    /// Alice replies to `to` (which must be accepted); the import file holding `marker`.
+    fn reply_imported(&self, to: &str, message: &str, marker: &str) -> String {
+        let reply = self.send("alice@example.org", to, message);
+        assert!(reply.starts_with("250"), "{to}: {reply}");
+        wait_for("the reply as an import file", || {
+            self.imports()
+                .into_iter()
+                .map(|p| fs::read_to_string(p).unwrap())
+                .find(|t| t.contains(marker))
+        })
+    }
+
     /// Puts an export file into the pickup folder (written under a hidden name, then renamed).
     fn export(&self, name: &str, text: &str) {
         let pickup = self.data().join("legacy/outbound");
@@ -892,35 +918,17 @@ fn a_sender_at_an_unlisted_post_office_is_warned_about_once() {
 fn a_long_legacy_name_gets_replies_at_its_quoted_address() {
     let relay = Relay::start("post_offices = [\"HQ\", \"BRANCH\"]");
     relay.export("LONG.TXT", "Message:\nFrom: Montgomery-Smith, Alexandra Josephine at BRANCH\nTo: alice@example.org at SMTPGW\nSubject: long name\nContents:\nText item:\nHello Alice, from a long name.\n");
-    let to_alice = wait_for("the message in the modern Maildir", || {
-        relay
-            .maildir()
-            .into_iter()
-            .find(|m| m.contains("from a long name"))
-    });
-    let return_path = header(&to_alice, "Return-Path");
-    let issued = return_path[0]
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_owned();
+    let (to_alice, issued) = relay.delivered_with_sender("from a long name");
     assert!(
         issued.starts_with("\"Montgomery-Smith, Alexandra Josephine%BRANCH%")
             && issued.ends_with("\"@legacy.example.com"),
         "{to_alice}"
     );
-    let reply = relay.send(
-        "alice@example.org",
+    let import = relay.reply_imported(
         &issued,
         "Subject: RE: long name\n\nHello Alexandra, reply received.",
+        "Hello Alexandra",
     );
-    assert!(reply.starts_with("250"), "{issued}: {reply}");
-    let import = wait_for("the reply as an import file", || {
-        relay
-            .imports()
-            .into_iter()
-            .map(|p| fs::read_to_string(p).unwrap())
-            .find(|t| t.contains("Hello Alexandra"))
-    });
     assert_eq!(
         header(&import, "To"),
         ["Montgomery-Smith, Alexandra Josephine at BRANCH"]
@@ -954,18 +962,8 @@ fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
 
     // A legacy sender nobody put in the directory writes to the Internet.
     relay.export("STRANGER.TXT", "Message:\nFrom: Stranger, Sam at BRANCH\nTo: alice@example.org at SMTPGW\nSubject: hello\nContents:\nText item:\nHello Alice, from a stranger.\n");
-    let to_alice = wait_for("Sam's mail in the modern Maildir", || {
-        relay
-            .maildir()
-            .into_iter()
-            .find(|m| m.contains("from a stranger"))
-    });
     // The envelope sender, and the From: address (folded after the display name).
-    let return_path = header(&to_alice, "Return-Path");
-    let issued = return_path[0]
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_owned();
+    let (to_alice, issued) = relay.delivered_with_sender("from a stranger");
     assert!(
         issued.starts_with("IMCEACCMAIL-Stranger+2C+20Sam+20at+20BRANCH.")
             && issued.ends_with("@legacy.example.com"),
@@ -979,19 +977,11 @@ fn a_legacy_sender_outside_the_directory_gets_replies_and_strangers_get_550() {
     );
 
     // Alice replies to the address she was given: accepted, and it lands in Sam's mailbox.
-    let reply = relay.send(
-        "alice@example.org",
+    let import = relay.reply_imported(
         &issued,
         "Subject: RE: hello\n\nHello Sam, reply received.",
+        "reply received",
     );
-    assert!(reply.starts_with("250"), "{reply}");
-    let import = wait_for("the reply as an import file", || {
-        relay
-            .imports()
-            .into_iter()
-            .map(|p| fs::read_to_string(p).unwrap())
-            .find(|t| t.contains("reply received"))
-    });
     assert_eq!(header(&import, "To"), ["Stranger, Sam at BRANCH"]);
 
     // A tag made 29 days ago still works (Python makes it from the documented format).
