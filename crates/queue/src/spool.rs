@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::body::{BodyPart, SpillFile};
 use bytes::Bytes;
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 
 use crate::admin::{
     AdminReport, AdminRequest, Depth, Filter, HistoryEntry, MessageDetail, MessageInfo, Summary,
@@ -100,7 +100,8 @@ impl Default for SpoolOptions {
 /// Where one recipient goes: the routing decision made before enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// The destination lane, e.g. `"modern"` or `"legacy"`.
+    /// The destination lane's name ([`Lane::as_str`]). The spool keeps names, not lanes: it
+    /// loads whatever name it holds, and an empty one means "route it later".
     pub destination: String,
     /// The address to deliver to (after rewriting); the envelope's address is kept as the
     /// original recipient.
@@ -110,7 +111,8 @@ pub struct Route {
 }
 
 impl Route {
-    /// Deliver to `deliver_to` through `destination`.
+    /// Deliver to `deliver_to` through `destination` (a [`Lane`], or a name: see
+    /// [`Route::destination`]).
     pub fn new(destination: impl Into<String>, deliver_to: EmailAddress) -> Self {
         Self {
             destination: destination.into(),
@@ -1332,7 +1334,7 @@ impl Spool {
                 addr: sender,
                 orig: None,
                 dest: if suppressed.is_some() {
-                    bounce::SUPPRESSED_LANE.to_owned()
+                    Lane::Suppressed.into()
                 } else {
                     String::new()
                 },
