@@ -784,7 +784,8 @@ impl Spool {
         })
     }
 
-    /// Hands out due work in `lane`: at most `max` leases, within the lane's free concurrency.
+    /// Hands out due work in `lane` (a [`Lane`], or any name the spool holds): at most `max`
+    /// leases, within the lane's free concurrency.
     /// Each lease is one message's due recipients in this lane. The attempt is journaled
     /// (without waiting for the disk) so that a crash during delivery is counted at restart.
     ///
@@ -795,7 +796,8 @@ impl Spool {
     ///
     /// # Errors
     /// [`QueueError::Poisoned`] after a write that could not be rolled back.
-    pub fn lease(&self, lane: &str, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
+    pub fn lease(&self, lane: impl AsRef<str>, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
+        let lane = lane.as_ref();
         // No new attempt while writes fail (its outcome could not be recorded): no work now,
         // not an error, so agents simply poll again.
         self.shared.check()?;

@@ -141,7 +141,7 @@ mod tests {
             )
             .unwrap();
         let lease = spool
-            .lease(Lane::Modern.as_str(), 1, SystemTime::now())
+            .lease(Lane::Modern, 1, SystemTime::now())
             .unwrap()
             .pop()
             .unwrap();

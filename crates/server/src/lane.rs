@@ -84,7 +84,7 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
         relay,
         metrics,
     };
-    let leases = match spool.lease(lane.as_str(), *batch, SystemTime::now()) {
+    let leases = match spool.lease(lane, *batch, SystemTime::now()) {
         Ok(leases) => leases,
         Err(e) => {
             warn!(lane = %lane, error = %e, "cannot lease");

@@ -111,13 +111,11 @@ mod tests {
             0,
             "routed once"
         );
-        let leases = spool
-            .lease(Lane::Legacy.as_str(), 10, SystemTime::now())
-            .unwrap();
+        let leases = spool.lease(Lane::Legacy, 10, SystemTime::now()).unwrap();
         assert_eq!(leases.len(), 1);
         assert!(
             spool
-                .lease(Lane::Modern.as_str(), 10, SystemTime::now())
+                .lease(Lane::Modern, 10, SystemTime::now())
                 .unwrap()
                 .is_empty()
         );

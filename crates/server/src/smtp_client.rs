@@ -249,7 +249,7 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         let spool = Arc::clone(&inner.spool);
         let lane = inner.lane;
         let leased = tokio::task::spawn_blocking(move || {
-            let mut leases = spool.lease(lane.as_str(), 1, SystemTime::now())?;
+            let mut leases = spool.lease(lane, 1, SystemTime::now())?;
             Ok::<_, ccgate_queue::QueueError>(leases.pop().map(|lease| {
                 let body = spool.lease_body(&lease).map_err(|e| e.to_string());
                 (lease, body)
