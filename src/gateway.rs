@@ -7,12 +7,10 @@ use ccgate_ccmail::{Header, LegacyAddress, Message};
 use ccgate_convert::{
     AddressMap, ConvertOptions, LegacyContext, Mailbox, legacy_to_mime, mime_to_legacy,
 };
-use ccgate_core::{EmailAddress, Envelope, ReversePath};
-use ccgate_queue::{Route, SUPPRESSED_LANE};
+use ccgate_core::{EmailAddress, Envelope, Lane, ReversePath};
+use ccgate_queue::Route;
 use ccgate_router::Router;
-use ccgate_server::{
-    Accepted, DirectoryRouting, LegacyCodec, PickupCodec, UNKNOWN_LANE, UNROUTABLE_LANE,
-};
+use ccgate_server::{Accepted, DirectoryRouting, LegacyCodec, PickupCodec};
 
 use crate::config::UnknownRecipients;
 use tracing::{info, warn};
@@ -114,12 +112,12 @@ impl PickupCodec for Codec {
                 // `suppressed` lane, whose agent fails it with the reason in the log.
                 Ok(route)
                     if ndr
-                        && route.destination == "modern"
+                        && route.destination == Lane::Modern
                         && is_mail_system_address(&route.deliver_to) =>
                 {
                     warn!(message_id = %mime.message_id, to = %rcpt, "legacy non-delivery report to a mail system's address: not relayed back out");
                     recipients.push(rcpt.clone());
-                    routes.push(Route::new(SUPPRESSED_LANE, rcpt.clone()));
+                    routes.push(Route::new(Lane::Suppressed, rcpt.clone()));
                 }
                 Ok(route) => {
                     recipients.push(rcpt.clone());
@@ -136,11 +134,11 @@ impl PickupCodec for Codec {
                     match self.unknown {
                         UnknownRecipients::Bounce => {
                             warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient unknown; bounced to the sender");
-                            routes.push(Route::new(UNKNOWN_LANE, rcpt.clone()));
+                            routes.push(Route::new(Lane::Unknown, rcpt.clone()));
                         }
                         UnknownRecipients::Hold => {
                             warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient unknown; held in the unroutable lane");
-                            routes.push(Route::new(UNROUTABLE_LANE, rcpt.clone()).held());
+                            routes.push(Route::new(Lane::Unroutable, rcpt.clone()).held());
                         }
                     }
                 }

@@ -743,6 +743,38 @@ fn mail_reaches_a_real_smtp_next_hop_from_both_sides() {
     wait_for("an empty queue", || {
         relay.queue_list().trim().is_empty().then_some(())
     });
+    // The SMTP agent reports its deliveries as the other agents do: one log line per
+    // recipient, naming the next hop, and a `delivered` event in the message trace.
+    let hop_addr = format!("127.0.0.1:{}", hop.port);
+    let line = wait_for("the delivery line of friend@outside.test", || {
+        relay.logged(&[
+            "delivered",
+            "to=friend@outside.test",
+            &format!("relay={hop_addr}"),
+        ])
+    });
+    assert!(
+        line.contains("queue_id=") && line.contains("status=\"sent\""),
+        "{line}"
+    );
+    wait_for("the delivery in the message trace", || {
+        let trace = ccgate()
+            .arg("--config")
+            .arg(relay.dir.path().join("ccgate.toml"))
+            .args(["trace", "--json", "friend@outside.test"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&trace.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .any(|e| {
+                e["event"] == "delivered"
+                    && e["to"][0] == "friend@outside.test"
+                    && e["side"] == "modern"
+                    && e["detail"] == hop_addr.as_str()
+            })
+            .then_some(())
+    });
 }
 
 /// What a MIME reader decodes from the first text part of `message`.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use ccgate_core::Lane;
 use ccgate_queue::Spool;
 use ccgate_server::{
     DirectoryRouting, ImportCommand, Ledger, LegacyAgent, MaildirAgent, Metrics, PickupAgent,
@@ -141,7 +142,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         NextHop::Maildir(path) => {
             let agent = MaildirAgent::new(
                 path,
-                "modern",
+                Lane::Modern,
                 Arc::clone(&spool),
                 &config.smtp.hostname,
                 Arc::clone(&metrics),
@@ -156,8 +157,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             options.data_timeout = config.modern.data_timeout;
             options.tls = config.modern.tls.clone();
             options.line_fitter = Some(Arc::new(crate::gateway::FitLines));
-            let agent = SmtpAgent::new(options, "modern", Arc::clone(&spool), Arc::clone(&metrics))
-                .context("modern.tls")?;
+            let agent = SmtpAgent::new(
+                options,
+                Lane::Modern,
+                Arc::clone(&spool),
+                Arc::clone(&metrics),
+            )
+            .context("modern.tls")?;
             tasks.spawn(agent.run(shutdown.subscribe()));
         }
     }

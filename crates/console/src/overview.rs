@@ -7,9 +7,10 @@ use std::time::SystemTime;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use ccgate_core::Lane;
 use ccgate_queue::{Depth, LaneInfo, LaneStatus, QueueState, Summary};
 use ccgate_router::State as PersonState;
-use ccgate_server::{CUTOVER_LANE, MetricEvent};
+use ccgate_server::MetricEvent;
 use maud::{Markup, html};
 
 use crate::auth::Viewer;
@@ -106,7 +107,7 @@ fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup 
         .depth
         .recipients
         .iter()
-        .filter(|r| r.destination == CUTOVER_LANE && r.state == QueueState::Held)
+        .filter(|r| r.destination == Lane::Cutover && r.state == QueueState::Held)
         .map(|r| r.recipients)
         .sum();
     let messages = |state: QueueState| {
@@ -133,8 +134,8 @@ fn live(console: &Console, s: &Snapshot, hour: &Window, day: &Window) -> Markup 
                         tbody {
                             (flow_row("Accepted by SMTP (modern side and outside)", hour.get(MetricEvent::Accepted, "smtp"), day.get(MetricEvent::Accepted, "smtp"), "accepted-smtp"))
                             (flow_row("Accepted from the legacy side", hour.get(MetricEvent::Accepted, "legacy"), day.get(MetricEvent::Accepted, "legacy"), "accepted-legacy"))
-                            (flow_row("Delivered to the legacy post office", hour.get(MetricEvent::Delivered, "legacy"), day.get(MetricEvent::Delivered, "legacy"), "delivered-legacy"))
-                            (flow_row("Delivered to the modern side", hour.get(MetricEvent::Delivered, "modern"), day.get(MetricEvent::Delivered, "modern"), "delivered-modern"))
+                            (flow_row("Delivered to the legacy post office", hour.get(MetricEvent::Delivered, Lane::Legacy.as_str()), day.get(MetricEvent::Delivered, Lane::Legacy.as_str()), "delivered-legacy"))
+                            (flow_row("Delivered to the modern side", hour.get(MetricEvent::Delivered, Lane::Modern.as_str()), day.get(MetricEvent::Delivered, Lane::Modern.as_str()), "delivered-modern"))
                             (flow_row("Deferred attempts", hour.total(MetricEvent::Deferred), day.total(MetricEvent::Deferred), "deferred"))
                             (flow_row("Bounced", hour.total(MetricEvent::Bounced), day.total(MetricEvent::Bounced), "bounced"))
                             (flow_row("Refused at RCPT", hour.total(MetricEvent::Rejected), day.total(MetricEvent::Rejected), "rejected"))

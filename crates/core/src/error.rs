@@ -32,4 +32,12 @@ pub enum CoreError {
         /// The input, as given.
         input: String,
     },
+    /// A lane name that is not one of the known lanes.
+    #[error(
+        "unknown lane {input:?}: expected modern, legacy, cutover, unroutable, unknown or suppressed"
+    )]
+    UnknownLane {
+        /// The input, as given.
+        input: String,
+    },
 }

@@ -5,6 +5,7 @@ mod address;
 mod date;
 mod error;
 mod id;
+mod lane;
 mod units;
 
 pub use address::{EmailAddress, Envelope, ReversePath};
@@ -14,4 +15,5 @@ pub use date::{
 };
 pub use error::CoreError;
 pub use id::QueueId;
+pub use lane::Lane;
 pub use units::{format_duration, parse_duration, parse_size};

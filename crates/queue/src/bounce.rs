@@ -172,11 +172,6 @@ pub fn header_section(message: &[u8]) -> &[u8] {
     capped
 }
 
-/// The lane of bounces that must not be sent (see [`suppression`]): its agent fails them at
-/// once, so the log says why and nothing is sent; a bounce has the null sender, so its failure
-/// bounces no further.
-pub const SUPPRESSED_LANE: &str = "suppressed";
-
 /// The header a suppressed bounce carries first, with the reason (read by the lane's agent).
 pub const SUPPRESSED_HEADER: &str = "X-Ccgate-Bounce-Suppressed";
 
@@ -184,6 +179,9 @@ pub const SUPPRESSED_HEADER: &str = "X-Ccgate-Bounce-Suppressed";
 /// not be sent, if it must not (backscatter and loops): the null sender (RFC 5321 §4.5.5),
 /// `postmaster` or `MAILER-DAEMON` (another system's robot), mail marked `Auto-Submitted:`
 /// other than `no` (RFC 3834 §2), or a message that already had a bounce (one per message).
+/// Such a bounce is queued into the [`Lane::Suppressed`](ccgate_core::Lane::Suppressed) lane,
+/// whose agent fails it at once: the log says why and nothing is sent; a bounce has the null
+/// sender, so its failure bounces no further.
 pub fn suppression(sender: &str, original_headers: &[u8], earlier_bounce: bool) -> Option<String> {
     if sender.is_empty() {
         return Some("the sender is the null sender <>".to_owned());

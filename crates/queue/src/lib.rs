@@ -23,8 +23,8 @@ pub use admin::{
 };
 pub use body::{BodyPart, SpillFile};
 pub use bounce::{
-    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, SUPPRESSED_HEADER, SUPPRESSED_LANE, build_dsn,
-    header_section, suppressed_reason, suppression,
+    DsnInput, DsnRecipient, MAX_RETURNED_HEADERS, SUPPRESSED_HEADER, build_dsn, header_section,
+    suppressed_reason, suppression,
 };
 pub use clock::now;
 pub use control::{Via, admin_request};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::body::{BodyPart, SpillFile};
 use bytes::Bytes;
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 
 use crate::admin::{
     AdminReport, AdminRequest, Depth, Filter, HistoryEntry, MessageDetail, MessageInfo, Summary,
@@ -100,7 +100,8 @@ impl Default for SpoolOptions {
 /// Where one recipient goes: the routing decision made before enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// The destination lane, e.g. `"modern"` or `"legacy"`.
+    /// The destination lane's name ([`Lane::as_str`]). The spool keeps names, not lanes: it
+    /// loads whatever name it holds, and an empty one means "route it later".
     pub destination: String,
     /// The address to deliver to (after rewriting); the envelope's address is kept as the
     /// original recipient.
@@ -110,7 +111,8 @@ pub struct Route {
 }
 
 impl Route {
-    /// Deliver to `deliver_to` through `destination`.
+    /// Deliver to `deliver_to` through `destination` (a [`Lane`], or a name: see
+    /// [`Route::destination`]).
     pub fn new(destination: impl Into<String>, deliver_to: EmailAddress) -> Self {
         Self {
             destination: destination.into(),
@@ -782,7 +784,8 @@ impl Spool {
         })
     }
 
-    /// Hands out due work in `lane`: at most `max` leases, within the lane's free concurrency.
+    /// Hands out due work in `lane` (a [`Lane`], or any name the spool holds): at most `max`
+    /// leases, within the lane's free concurrency.
     /// Each lease is one message's due recipients in this lane. The attempt is journaled
     /// (without waiting for the disk) so that a crash during delivery is counted at restart.
     ///
@@ -793,7 +796,8 @@ impl Spool {
     ///
     /// # Errors
     /// [`QueueError::Poisoned`] after a write that could not be rolled back.
-    pub fn lease(&self, lane: &str, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
+    pub fn lease(&self, lane: impl AsRef<str>, max: usize, now: SystemTime) -> Result<Vec<Lease>> {
+        let lane = lane.as_ref();
         // No new attempt while writes fail (its outcome could not be recorded): no work now,
         // not an error, so agents simply poll again.
         self.shared.check()?;
@@ -1332,7 +1336,7 @@ impl Spool {
                 addr: sender,
                 orig: None,
                 dest: if suppressed.is_some() {
-                    bounce::SUPPRESSED_LANE.to_owned()
+                    Lane::Suppressed.into()
                 } else {
                     String::new()
                 },

@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::{DeliveryError, FailureScope, Route, Spool, SpoolOptions};
 
 fn t(secs: u64) -> SystemTime {
@@ -81,7 +81,7 @@ fn build(dir: &Path) -> BTreeSet<QueueId> {
         let id = spool
             .enqueue(
                 &envelope,
-                &[Route::new("modern", rcpt)],
+                &[Route::new(Lane::Modern, rcpt)],
                 format!("Subject: {n}\r\n\r\nbody {n}\r\n").as_bytes(),
                 t(n),
             )
@@ -89,7 +89,7 @@ fn build(dir: &Path) -> BTreeSet<QueueId> {
         queued.insert(id);
         if n % 3 == 0 {
             // Deliver every third one, defer every third one, leave the rest pending.
-            let lease = spool.lease("modern", 10, t(100 + n)).unwrap();
+            let lease = spool.lease(Lane::Modern, 10, t(100 + n)).unwrap();
             for lease in lease {
                 let id = lease.queue_id;
                 let delivered = spool.complete(lease, &[Ok(())], t(100 + n)).unwrap();
@@ -98,7 +98,7 @@ fn build(dir: &Path) -> BTreeSet<QueueId> {
                 }
             }
         } else if n % 3 == 1 {
-            for lease in spool.lease("modern", 10, t(100 + n)).unwrap() {
+            for lease in spool.lease(Lane::Modern, 10, t(100 + n)).unwrap() {
                 let e = DeliveryError::transient(FailureScope::Recipient, "450 busy");
                 spool.complete(lease, &[Err(e)], t(100 + n)).unwrap();
             }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::{Route, Spool, SpoolOptions, SpoolStatus};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -49,7 +49,7 @@ fn enqueue(spool: &Spool, n: usize, size: usize) -> ccgate_queue::Result<QueueId
     body.resize(size, b'x');
     spool.enqueue(
         &envelope,
-        &[Route::new("modern", rcpt)],
+        &[Route::new(Lane::Modern, rcpt)],
         &body,
         ccgate_queue::now(),
     )
@@ -73,7 +73,7 @@ fn a_full_disk_refuses_new_mail_then_heals_by_itself() {
     // A delivery in flight when the disk fills.
     enqueue(&spool, 0, 1000).unwrap();
     let lease = spool
-        .lease("modern", 1, ccgate_queue::now())
+        .lease(Lane::Modern, 1, ccgate_queue::now())
         .unwrap()
         .remove(0);
 
@@ -200,7 +200,7 @@ fn min_free_refuses_new_mail_before_the_disk_is_full() {
     );
     // The writer never failed: deliveries can still record their outcomes.
     let lease = spool
-        .lease("modern", 1, ccgate_queue::now())
+        .lease(Lane::Modern, 1, ccgate_queue::now())
         .unwrap()
         .remove(0);
     assert!(

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::{BodyPart, Route, Spool, SpoolOptions};
 
 fn t(secs: u64) -> SystemTime {
@@ -19,7 +19,7 @@ fn envelope() -> (Envelope, Vec<Route>) {
         sender: "a@example.org".parse::<ReversePath>().unwrap(),
         recipients: vec![rcpt.clone()],
     };
-    (envelope, vec![Route::new("modern", rcpt)])
+    (envelope, vec![Route::new(Lane::Modern, rcpt)])
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn parts_and_spill_files_are_stored_byte_for_byte() {
     let tmp = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
     assert_eq!(tmp, 0, "spill files are unlinked");
     let check = |spool: &Spool| {
-        let leases = spool.lease("modern", 10, t(1)).unwrap();
+        let leases = spool.lease(Lane::Modern, 10, t(1)).unwrap();
         assert_eq!(leases.len(), expected.len());
         for lease in &leases {
             let (_, want) = expected

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::{QueueView, Route, Spool, SpoolOptions};
 
 fn t(secs: u64) -> SystemTime {
@@ -35,7 +35,7 @@ fn enqueue(spool: &Spool, n: usize) -> QueueId {
     spool
         .enqueue(
             &envelope,
-            &[Route::new("modern", rcpt)],
+            &[Route::new(Lane::Modern, rcpt)],
             format!("Subject: {n}\r\n\r\nbody\r\n").as_bytes(),
             ccgate_queue::now(),
         )
@@ -162,7 +162,7 @@ fn state_log_cut_mid_record_keeps_the_message() {
         let spool = open(dir.path());
         let id = enqueue(&spool, 0);
         let now = ccgate_queue::now();
-        let lease = spool.lease("modern", 1, now).unwrap().remove(0);
+        let lease = spool.lease(Lane::Modern, 1, now).unwrap().remove(0);
         spool.complete(lease, &[Ok(())], now).unwrap();
         assert!(spool.is_empty());
         spool.close().unwrap();
@@ -183,7 +183,7 @@ fn state_log_cut_mid_record_keeps_the_message() {
     assert_eq!(spool.len(), 1);
     // Recovery runs on the real clock: the retry is due within a day.
     let later = ccgate_queue::now() + Duration::from_secs(86_400);
-    assert_eq!(spool.lease("modern", 1, later).unwrap()[0].queue_id, id);
+    assert_eq!(spool.lease(Lane::Modern, 1, later).unwrap()[0].queue_id, id);
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn missing_body_is_quarantined_not_lost() {
     assert_eq!(spool.len(), 3);
     assert!(
         spool
-            .lease("modern", 10, ccgate_queue::now())
+            .lease(Lane::Modern, 10, ccgate_queue::now())
             .unwrap()
             .is_empty()
     );

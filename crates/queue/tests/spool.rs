@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::{
     AdminAction, AdminRequest, DeadPolicy, DeliveryError, FailureScope, Filter, LaneStatus,
     QueueState, QueueView, RcptState, RetryPolicy, Route, Spool, SpoolOptions, StatusCode,
@@ -35,7 +35,7 @@ fn options() -> SpoolOptions {
         },
         quarantine_after: 2,
         attempt_timeout: Duration::from_secs(30),
-        lanes: HashMap::from([("legacy".to_owned(), 2)]),
+        lanes: HashMap::from([(Lane::Legacy.into(), 2)]),
         default_concurrency: 10,
         dead: DeadPolicy {
             dead_after: 2,
@@ -56,7 +56,7 @@ fn body(n: usize) -> Vec<u8> {
 }
 
 /// Queues a message from `sender` with one recipient per (address, lane).
-fn enqueue(spool: &Spool, sender: &str, rcpts: &[(&str, &str)], at: SystemTime) -> QueueId {
+fn enqueue(spool: &Spool, sender: &str, rcpts: &[(&str, Lane)], at: SystemTime) -> QueueId {
     let envelope = Envelope {
         sender: sender.parse::<ReversePath>().unwrap(),
         recipients: rcpts.iter().map(|(a, _)| addr(a)).collect(),
@@ -84,7 +84,7 @@ fn acknowledged_mail_survives_reopen() {
         let id = enqueue(
             &spool,
             "a@example.com",
-            &[("b@example.com", "modern")],
+            &[("b@example.com", Lane::Modern)],
             t(0),
         );
         (id, spool.show(id, t(0)).unwrap().body)
@@ -111,10 +111,13 @@ fn delivered_message_leaves_the_queue() {
     let id = enqueue(
         &spool,
         "a@example.com",
-        &[("b@example.com", "modern"), ("c@example.com", "legacy")],
+        &[
+            ("b@example.com", Lane::Modern),
+            ("c@example.com", Lane::Legacy),
+        ],
         t(0),
     );
-    let leases = spool.lease("modern", 10, t(1)).unwrap();
+    let leases = spool.lease(Lane::Modern, 10, t(1)).unwrap();
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].queue_id, id);
     assert_eq!(spool.lease_body(&leases[0]).unwrap(), body(1));
@@ -124,7 +127,7 @@ fn delivered_message_leaves_the_queue() {
         state_of(&spool, id, t(2)),
         [RcptState::Delivered, RcptState::Pending]
     );
-    let leases = spool.lease("legacy", 10, t(3)).unwrap();
+    let leases = spool.lease(Lane::Legacy, 10, t(3)).unwrap();
     let done = spool.complete(leases[0].clone(), &[Ok(())], t(4)).unwrap();
     assert!(done.finished && done.bounce.is_none());
     assert!(spool.is_empty());
@@ -139,10 +142,10 @@ fn transient_failure_defers_with_backoff() {
     let id = enqueue(
         &spool,
         "a@example.com",
-        &[("b@example.com", "modern")],
+        &[("b@example.com", Lane::Modern)],
         t(0),
     );
-    let lease = spool.lease("modern", 1, t(0)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Modern, 1, t(0)).unwrap().remove(0);
     let err = DeliveryError::transient(FailureScope::Recipient, "mailbox busy")
         .with_status(StatusCode::new(4, 2, 1).unwrap());
     spool.complete(lease, &[Err(err)], t(10)).unwrap();
@@ -155,14 +158,14 @@ fn transient_failure_defers_with_backoff() {
     let next = r.next_attempt.unwrap();
     let base = t(10).duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert!((base + 47..=base + 72).contains(&next), "{next} vs {base}");
-    assert!(spool.lease("modern", 1, t(40)).unwrap().is_empty());
-    let lease = spool.lease("modern", 1, t(100)).unwrap().remove(0);
+    assert!(spool.lease(Lane::Modern, 1, t(40)).unwrap().is_empty());
+    let lease = spool.lease(Lane::Modern, 1, t(100)).unwrap().remove(0);
     assert_eq!(lease.recipients[0].attempts, 1);
     // Survives a restart with the same schedule.
     spool.abandon(lease).unwrap();
     drop(spool);
     let spool = open(dir.path());
-    assert_eq!(spool.lease("modern", 1, t(100)).unwrap().len(), 1);
+    assert_eq!(spool.lease(Lane::Modern, 1, t(100)).unwrap().len(), 1);
 }
 
 #[test]
@@ -173,12 +176,12 @@ fn permanent_failure_bounces_to_the_sender() {
         &spool,
         "alice@example.com",
         &[
-            ("bob@example.com", "legacy"),
-            ("carol@example.com", "legacy"),
+            ("bob@example.com", Lane::Legacy),
+            ("carol@example.com", Lane::Legacy),
         ],
         t(0),
     );
-    let lease = spool.lease("legacy", 1, t(1)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Legacy, 1, t(1)).unwrap().remove(0);
     assert_eq!(lease.recipients.len(), 2);
     let no_user = DeliveryError::permanent(FailureScope::Recipient, "no such user")
         .with_status(StatusCode::new(5, 1, 1).unwrap())
@@ -217,13 +220,13 @@ fn permanent_failure_bounces_to_the_sender() {
     spool
         .route(
             bounce,
-            &[(0, Route::new("modern", addr("alice@example.com")))],
+            &[(0, Route::new(Lane::Modern, addr("alice@example.com")))],
             t(3),
         )
         .unwrap();
     assert!(spool.unrouted(10).is_empty());
     // The bounce itself fails: no bounce of a bounce.
-    let lease = spool.lease("modern", 1, t(4)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Modern, 1, t(4)).unwrap().remove(0);
     assert_eq!(lease.bounce_of, Some(id));
     assert_eq!(lease.sender, ReversePath::Null);
     let gone = DeliveryError::permanent(FailureScope::Recipient, "gone");
@@ -233,7 +236,7 @@ fn permanent_failure_bounces_to_the_sender() {
 }
 
 /// Fails every recipient of the next lease of `lane` with 5.1.1; returns the bounce queued.
-fn fail_next(spool: &Spool, lane: &str, at: SystemTime) -> Option<QueueId> {
+fn fail_next(spool: &Spool, lane: Lane, at: SystemTime) -> Option<QueueId> {
     let lease = spool.lease(lane, 1, at).unwrap().remove(0);
     let results: Vec<_> = lease
         .recipients
@@ -256,10 +259,10 @@ fn bounces_to_robots_auto_submitted_mail_and_second_bounces_are_suppressed() {
     let robot = enqueue(
         &spool,
         "MAILER-DAEMON@far.test",
-        &[("bob@example.com", "legacy")],
+        &[("bob@example.com", Lane::Legacy)],
         t(0),
     );
-    let bounce = fail_next(&spool, "legacy", t(1)).expect("queued, to be suppressed");
+    let bounce = fail_next(&spool, Lane::Legacy, t(1)).expect("queued, to be suppressed");
     let listed = spool.list(&Filter::default(), t(1));
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].queue_id, bounce.to_string());
@@ -268,8 +271,8 @@ fn bounces_to_robots_auto_submitted_mail_and_second_bounces_are_suppressed() {
         spool.unrouted(10).is_empty(),
         "a suppressed bounce is never routed"
     );
-    assert_eq!(listed[0].recipients[0].destination, "suppressed");
-    let lease = spool.lease("suppressed", 1, t(2)).unwrap().remove(0);
+    assert_eq!(listed[0].recipients[0].destination, Lane::Suppressed);
+    let lease = spool.lease(Lane::Suppressed, 1, t(2)).unwrap().remove(0);
     assert_eq!(lease.bounce_of, Some(robot));
     let text = String::from_utf8(spool.lease_body(&lease).unwrap()).unwrap();
     assert_eq!(
@@ -282,7 +285,7 @@ fn bounces_to_robots_auto_submitted_mail_and_second_bounces_are_suppressed() {
             lease,
             &[Err(DeliveryError::permanent(
                 FailureScope::Recipient,
-                "suppressed",
+                Lane::Suppressed,
             ))],
             t(3),
         )
@@ -301,14 +304,14 @@ fn bounces_to_robots_auto_submitted_mail_and_second_bounces_are_suppressed() {
     spool
         .enqueue(
             &envelope,
-            &[Route::new("legacy", addr("carol@example.com"))],
+            &[Route::new(Lane::Legacy, addr("carol@example.com"))],
             b"From: list@example.org\r\nAuto-Submitted: auto-generated\r\n\r\nx\r\n",
             t(10),
         )
         .unwrap();
-    fail_next(&spool, "legacy", t(11)).expect("queued, to be suppressed");
+    fail_next(&spool, Lane::Legacy, t(11)).expect("queued, to be suppressed");
     assert!(spool.unrouted(10).is_empty());
-    let lease = spool.lease("suppressed", 1, t(12)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Suppressed, 1, t(12)).unwrap().remove(0);
     let text = spool.lease_body(&lease).unwrap();
     assert_eq!(
         ccgate_queue::suppressed_reason(&text).as_deref(),
@@ -326,19 +329,22 @@ fn bounces_to_robots_auto_submitted_mail_and_second_bounces_are_suppressed() {
     let two = enqueue(
         &spool,
         "alice@example.com",
-        &[("bob@example.com", "legacy"), ("dan@example.com", "modern")],
+        &[
+            ("bob@example.com", Lane::Legacy),
+            ("dan@example.com", Lane::Modern),
+        ],
         t(20),
     );
-    fail_next(&spool, "legacy", t(21)).expect("the first bounce");
+    fail_next(&spool, Lane::Legacy, t(21)).expect("the first bounce");
     assert_eq!(
         spool.unrouted(10).len(),
         1,
         "the first bounce is routed and sent"
     );
-    fail_next(&spool, "modern", t(22)).expect("queued, to be suppressed");
+    fail_next(&spool, Lane::Modern, t(22)).expect("queued, to be suppressed");
     assert!(spool.show(two, t(22)).is_err());
     assert_eq!(spool.unrouted(10).len(), 1, "the second is not routed");
-    let lease = spool.lease("suppressed", 1, t(23)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Suppressed, 1, t(23)).unwrap().remove(0);
     assert_eq!(lease.bounce_of, Some(two));
     assert_eq!(
         ccgate_queue::suppressed_reason(&spool.lease_body(&lease).unwrap()).as_deref(),
@@ -353,14 +359,14 @@ fn expired_mail_fails_and_is_bounced() {
     enqueue(
         &spool,
         "a@example.com",
-        &[("b@example.com", "modern")],
+        &[("b@example.com", Lane::Modern)],
         t(0),
     );
-    let lease = spool.lease("modern", 1, t(0)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Modern, 1, t(0)).unwrap().remove(0);
     let err = DeliveryError::transient(FailureScope::Recipient, "try later");
     spool.complete(lease, &[Err(err)], t(10)).unwrap();
     // Past max_lifetime (1 day) at its next due time: fails without an attempt.
-    assert!(spool.lease("modern", 1, t(90_000)).unwrap().is_empty());
+    assert!(spool.lease(Lane::Modern, 1, t(90_000)).unwrap().is_empty());
     let tick = spool.tick(t(90_001)).unwrap();
     assert_eq!(tick.bounces.len(), 1);
     let bounce = spool.show(tick.bounces[0], t(90_001)).unwrap();
@@ -378,15 +384,15 @@ fn lanes_have_concurrency_limits() {
         enqueue(
             &spool,
             "a@example.com",
-            &[(&format!("u{i}@example.com"), "legacy")],
+            &[(&format!("u{i}@example.com"), Lane::Legacy)],
             t(0),
         );
     }
-    let first = spool.lease("legacy", 10, t(1)).unwrap();
+    let first = spool.lease(Lane::Legacy, 10, t(1)).unwrap();
     assert_eq!(first.len(), 2, "legacy allows 2 at once");
-    assert!(spool.lease("legacy", 10, t(1)).unwrap().is_empty());
+    assert!(spool.lease(Lane::Legacy, 10, t(1)).unwrap().is_empty());
     spool.complete(first[0].clone(), &[Ok(())], t(2)).unwrap();
-    assert_eq!(spool.lease("legacy", 10, t(2)).unwrap().len(), 1);
+    assert_eq!(spool.lease(Lane::Legacy, 10, t(2)).unwrap().len(), 1);
     assert!(spool.lease("nonexistent", 10, t(2)).unwrap().is_empty());
 }
 
@@ -398,22 +404,22 @@ fn dead_destination_is_skipped_while_others_flow() {
         enqueue(
             &spool,
             "a@example.com",
-            &[(&format!("u{i}@example.com"), "legacy")],
+            &[(&format!("u{i}@example.com"), Lane::Legacy)],
             t(0),
         );
     }
     let modern = enqueue(
         &spool,
         "a@example.com",
-        &[("m@example.com", "modern")],
+        &[("m@example.com", Lane::Modern)],
         t(0),
     );
     let refused = || DeliveryError::transient(FailureScope::Destination, "connection refused");
-    for lease in spool.lease("legacy", 2, t(1)).unwrap() {
+    for lease in spool.lease(Lane::Legacy, 2, t(1)).unwrap() {
         spool.complete(lease, &[Err(refused())], t(2)).unwrap();
     }
     let lanes = spool.lanes(t(3));
-    let legacy = lanes.iter().find(|l| l.name == "legacy").unwrap();
+    let legacy = lanes.iter().find(|l| l.name == Lane::Legacy).unwrap();
     assert_eq!(
         legacy.status,
         LaneStatus::Dead {
@@ -421,7 +427,7 @@ fn dead_destination_is_skipped_while_others_flow() {
         }
     );
     // Its due mail is deferred without attempts; the other lane flows.
-    assert!(spool.lease("legacy", 10, t(3)).unwrap().is_empty());
+    assert!(spool.lease(Lane::Legacy, 10, t(3)).unwrap().is_empty());
     let listed = spool.list(&Filter::default(), t(3));
     let deferred = listed
         .iter()
@@ -434,27 +440,27 @@ fn dead_destination_is_skipped_while_others_flow() {
             .as_deref()
             .is_some_and(|r| r.contains("not responding"))
     }));
-    let lease = spool.lease("modern", 10, t(3)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Modern, 10, t(3)).unwrap().remove(0);
     assert_eq!(lease.queue_id, modern);
     // The dead state survives a restart (it is journaled).
     drop(lease);
     drop(spool);
     let spool = open(dir.path());
-    assert!(spool.lease("legacy", 10, t(4)).unwrap().is_empty());
+    assert!(spool.lease(Lane::Legacy, 10, t(4)).unwrap().is_empty());
     // After the cool-off: one probe at a time; success revives the lane.
-    let probe = spool.lease("legacy", 10, t(400)).unwrap();
+    let probe = spool.lease(Lane::Legacy, 10, t(400)).unwrap();
     assert_eq!(probe.len(), 1);
     spool.complete(probe[0].clone(), &[Ok(())], t(401)).unwrap();
     assert_eq!(
         spool
             .lanes(t(401))
             .iter()
-            .find(|l| l.name == "legacy")
+            .find(|l| l.name == Lane::Legacy)
             .unwrap()
             .status,
         LaneStatus::Alive
     );
-    assert_eq!(spool.lease("legacy", 10, t(402)).unwrap().len(), 2);
+    assert_eq!(spool.lease(Lane::Legacy, 10, t(402)).unwrap().len(), 2);
 }
 
 #[test]
@@ -464,16 +470,16 @@ fn hung_attempts_time_out_and_repeat_offenders_are_quarantined() {
     let bad = enqueue(
         &spool,
         "a@example.com",
-        &[("b@example.com", "modern")],
+        &[("b@example.com", Lane::Modern)],
         t(0),
     );
     let good = enqueue(
         &spool,
         "a@example.com",
-        &[("c@example.com", "modern")],
+        &[("c@example.com", Lane::Modern)],
         t(0),
     );
-    let leases = spool.lease("modern", 10, t(0)).unwrap();
+    let leases = spool.lease(Lane::Modern, 10, t(0)).unwrap();
     assert_eq!(leases.len(), 2);
     // `good` completes; `bad` hangs past its 30 s deadline.
     let good_lease = leases.iter().find(|l| l.queue_id == good).unwrap().clone();
@@ -482,7 +488,7 @@ fn hung_attempts_time_out_and_repeat_offenders_are_quarantined() {
     assert_eq!(tick.timed_out, [bad]);
     assert!(tick.quarantined.is_empty());
     // Second hang: quarantined (quarantine_after = 2).
-    let lease = spool.lease("modern", 10, t(200)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Modern, 10, t(200)).unwrap().remove(0);
     assert_eq!(lease.queue_id, bad);
     let tick = spool.tick(t(231)).unwrap();
     assert_eq!(tick.quarantined, [bad]);
@@ -494,7 +500,12 @@ fn hung_attempts_time_out_and_repeat_offenders_are_quarantined() {
             .contains("did not finish within 30s")
     );
     // Never retried by itself.
-    assert!(spool.lease("modern", 10, t(100_000)).unwrap().is_empty());
+    assert!(
+        spool
+            .lease(Lane::Modern, 10, t(100_000))
+            .unwrap()
+            .is_empty()
+    );
     // A late completion of the timed-out attempt still records the delivery.
     let release = AdminRequest {
         action: AdminAction::Release,
@@ -506,7 +517,7 @@ fn hung_attempts_time_out_and_repeat_offenders_are_quarantined() {
         spool.admin(&release, t(300)).unwrap().affected,
         [bad.to_string()]
     );
-    let lease = spool.lease("modern", 10, t(300)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Modern, 10, t(300)).unwrap().remove(0);
     spool.tick(t(400)).unwrap();
     let done = spool.complete(lease, &[Ok(())], t(401)).unwrap();
     assert!(done.late && done.finished);
@@ -521,10 +532,10 @@ fn interrupted_attempts_count_at_restart() {
         let id = enqueue(
             &spool,
             "a@example.com",
-            &[("b@example.com", "modern")],
+            &[("b@example.com", Lane::Modern)],
             t(0),
         );
-        let _lease = spool.lease("modern", 1, t(0)).unwrap();
+        let _lease = spool.lease(Lane::Modern, 1, t(0)).unwrap();
         spool.close().unwrap();
         id
     };
@@ -552,15 +563,15 @@ fn a_first_interruption_is_retried_at_once_a_second_backs_off() {
     let id = enqueue(
         &spool,
         "a@example.com",
-        &[("b@example.com", "modern")],
+        &[("b@example.com", Lane::Modern)],
         now(),
     );
-    let _lease = spool.lease("modern", 1, now()).unwrap();
+    let _lease = spool.lease(Lane::Modern, 1, now()).unwrap();
     spool.close().unwrap();
     // The process stopped, not the message: due again straight after the restart.
     let spool = Spool::open(dir.path(), opts()).unwrap();
     assert_eq!(spool.recovery_report().interrupted, [id]);
-    let leases = spool.lease("modern", 1, now()).unwrap();
+    let leases = spool.lease(Lane::Modern, 1, now()).unwrap();
     assert_eq!(leases.len(), 1, "due again straight after the restart");
     spool.close().unwrap();
     // Interrupted again: now it waits for the retry schedule (60 s +-20 % here).
@@ -570,7 +581,7 @@ fn a_first_interruption_is_retried_at_once_a_second_backs_off() {
     assert_eq!(info.crashes, 2);
     assert_eq!(info.queue_name, QueueState::Deferred);
     assert!(
-        spool.lease("modern", 1, now()).unwrap().is_empty(),
+        spool.lease(Lane::Modern, 1, now()).unwrap().is_empty(),
         "a message interrupted twice backs off"
     );
 }
@@ -582,13 +593,13 @@ fn admin_actions_and_filters() {
     let a = enqueue(
         &spool,
         "x@example.com",
-        &[("b@example.com", "modern")],
+        &[("b@example.com", Lane::Modern)],
         t(0),
     );
     let b = enqueue(
         &spool,
         "y@example.com",
-        &[("c@example.com", "legacy")],
+        &[("c@example.com", Lane::Legacy)],
         t(600),
     );
     let req = |action, ids: Vec<String>, all, filter| AdminRequest {
@@ -619,9 +630,14 @@ fn admin_actions_and_filters() {
         ..Filter::default()
     };
     assert_eq!(spool.list(&held, t(700))[0].queue_id, a.to_string());
-    assert!(spool.lease("modern", 10, t(700)).unwrap().is_empty());
+    assert!(spool.lease(Lane::Modern, 10, t(700)).unwrap().is_empty());
     // Held mail never expires.
-    assert!(spool.lease("modern", 10, t(1_000_000)).unwrap().is_empty());
+    assert!(
+        spool
+            .lease(Lane::Modern, 10, t(1_000_000))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(spool.len(), 2);
     let report = spool
         .admin(
@@ -640,28 +656,28 @@ fn admin_actions_and_filters() {
         .unwrap();
     assert_eq!(report.affected, [a.to_string()]);
     assert_eq!(report.not_found.len(), 2);
-    assert_eq!(spool.lease("modern", 10, t(800)).unwrap().len(), 1);
+    assert_eq!(spool.lease(Lane::Modern, 10, t(800)).unwrap().len(), 1);
 
     // Requeue: waits for the router; the router's answer makes it due again.
     let dest = Filter {
-        destination: Some("legacy".into()),
+        destination: Some(Lane::Legacy.into()),
         ..Filter::default()
     };
     spool
         .admin(&req(AdminAction::Requeue, vec![], true, dest), t(900))
         .unwrap();
-    assert!(spool.lease("legacy", 10, t(900)).unwrap().is_empty());
+    assert!(spool.lease(Lane::Legacy, 10, t(900)).unwrap().is_empty());
     let unrouted = spool.unrouted(10);
     assert_eq!(unrouted[0].queue_id, b);
     spool
         .route(
             b,
-            &[(0, Route::new("modern", addr("c@modern.example.com")))],
+            &[(0, Route::new(Lane::Modern, addr("c@modern.example.com")))],
             t(901),
         )
         .unwrap();
     let info = spool.show(b, t(901)).unwrap().info;
-    assert_eq!(info.recipients[0].destination, "modern");
+    assert_eq!(info.recipients[0].destination, Lane::Modern);
     assert_eq!(
         info.recipients[0].orig_address.as_deref(),
         Some("c@example.com")
@@ -675,7 +691,7 @@ fn admin_actions_and_filters() {
     let summary = spool.summary(t(901));
     assert_eq!(summary.rows[0].destination, "TOTAL");
     assert_eq!(summary.rows[0].counts[0], 2);
-    assert!(summary.to_string().contains("modern"));
+    assert!(summary.to_string().contains(Lane::Modern.as_str()));
 
     spool
         .admin(
@@ -704,13 +720,16 @@ fn summary_counts_by_destination_and_age() {
     enqueue(
         &spool,
         "a@example.com",
-        &[("b@example.com", "modern")],
+        &[("b@example.com", Lane::Modern)],
         t(0),
     );
     enqueue(
         &spool,
         "a@example.com",
-        &[("c@example.com", "legacy"), ("d@example.com", "modern")],
+        &[
+            ("c@example.com", Lane::Legacy),
+            ("d@example.com", Lane::Modern),
+        ],
         t(3000),
     );
     let s = spool.summary(t(3060));
@@ -724,8 +743,11 @@ fn summary_counts_by_destination_and_age() {
     };
     // Ages: 51 minutes (column "80") and 1 minute (column "5").
     assert_eq!(row("TOTAL"), [2, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]);
-    assert_eq!(row("modern")[0], 2);
-    assert_eq!(row("legacy"), [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(row(Lane::Modern.as_str())[0], 2);
+    assert_eq!(
+        row(Lane::Legacy.as_str()),
+        [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
 }
 
 #[test]
@@ -742,7 +764,7 @@ fn concurrent_enqueues_are_all_durable() {
                     let id = enqueue(
                         spool,
                         "a@example.com",
-                        &[(&format!("t{th}-{i}@example.com"), "modern")],
+                        &[(&format!("t{th}-{i}@example.com"), Lane::Modern)],
                         t(0),
                     );
                     ids.lock().unwrap().push(id);
@@ -774,7 +796,7 @@ fn compaction_keeps_live_state_and_frees_segments() {
         let keep = enqueue(
             &spool,
             "a@example.com",
-            &[("k@example.com", "legacy")],
+            &[("k@example.com", Lane::Legacy)],
             t(round),
         );
         kept.push(keep);
@@ -782,17 +804,17 @@ fn compaction_keeps_live_state_and_frees_segments() {
             enqueue(
                 &spool,
                 "a@example.com",
-                &[("d@example.com", "modern")],
+                &[("d@example.com", Lane::Modern)],
                 t(round),
             );
         }
-        for lease in spool.lease("modern", 100, t(round)).unwrap() {
+        for lease in spool.lease(Lane::Modern, 100, t(round)).unwrap() {
             spool.complete(lease, &[Ok(())], t(round)).unwrap();
         }
         spool.tick(t(round)).unwrap();
     }
     // Defer one kept message so compaction must carry its state.
-    let lease = spool.lease("legacy", 1, t(100)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Legacy, 1, t(100)).unwrap().remove(0);
     let deferred = lease.queue_id;
     spool
         .complete(
@@ -810,11 +832,11 @@ fn compaction_keeps_live_state_and_frees_segments() {
             enqueue(
                 &spool,
                 "a@example.com",
-                &[("d@example.com", "modern")],
+                &[("d@example.com", Lane::Modern)],
                 t(200 + i),
             );
         }
-        for lease in spool.lease("modern", 100, t(200 + i)).unwrap() {
+        for lease in spool.lease(Lane::Modern, 100, t(200 + i)).unwrap() {
             spool.complete(lease, &[Ok(())], t(200 + i)).unwrap();
         }
         let report = spool.tick(t(200 + i)).unwrap();
@@ -859,13 +881,13 @@ fn held_route_and_bad_input() {
     let id = spool
         .enqueue(
             &envelope,
-            &[Route::new("modern", addr("m@example.com")).held()],
+            &[Route::new(Lane::Modern, addr("m@example.com")).held()],
             b"x",
             t(0),
         )
         .unwrap();
     assert_eq!(state_of(&spool, id, t(0)), [RcptState::Held]);
-    assert!(spool.lease("modern", 1, t(0)).unwrap().is_empty());
+    assert!(spool.lease(Lane::Modern, 1, t(0)).unwrap().is_empty());
     assert!(matches!(
         Spool::open(dir.path(), options()),
         Err(ccgate_queue::QueueError::Locked { .. })
@@ -880,7 +902,7 @@ fn enqueue_with_a_chosen_id_and_duplicates_refused() {
         sender: ReversePath::Null,
         recipients: vec![addr("a@legacy.example.com")],
     };
-    let routes = [Route::new("legacy", addr("a@legacy.example.com"))];
+    let routes = [Route::new(Lane::Legacy, addr("a@legacy.example.com"))];
     let id = QueueId::generate();
     assert_eq!(
         spool
@@ -919,21 +941,24 @@ fn depth_counts_recipients_by_destination_and_state() {
     let a = enqueue(
         &spool,
         "a@example.com",
-        &[("b@example.com", "modern"), ("c@example.com", "legacy")],
+        &[
+            ("b@example.com", Lane::Modern),
+            ("c@example.com", Lane::Legacy),
+        ],
         t(0),
     );
     // Deferred: one transient failure on modern.
     let b = enqueue(
         &spool,
         "a@example.com",
-        &[("d@example.com", "modern")],
+        &[("d@example.com", Lane::Modern)],
         t(0),
     );
     // Held by routing (the cutover lane).
     let c = enqueue(
         &spool,
         "a@example.com",
-        &[("e@example.com", "cutover")],
+        &[("e@example.com", Lane::Cutover)],
         t(0),
     );
     spool
@@ -947,7 +972,7 @@ fn depth_counts_recipients_by_destination_and_state() {
             t(1),
         )
         .unwrap();
-    let leases = spool.lease("modern", 10, t(1)).unwrap();
+    let leases = spool.lease(Lane::Modern, 10, t(1)).unwrap();
     let (to_b, rest): (Vec<_>, Vec<_>) = leases.into_iter().partition(|l| l.queue_id == b);
     for lease in to_b {
         let err = DeliveryError::transient(FailureScope::Recipient, "busy");
@@ -955,12 +980,12 @@ fn depth_counts_recipients_by_destination_and_state() {
     }
     // a's modern recipient stays in flight: active.
     let depth = depth_of(&spool, t(3));
-    assert_eq!(depth[&("modern".into(), QueueState::Active)], 1);
-    assert_eq!(depth[&("modern".into(), QueueState::Deferred)], 1);
-    assert_eq!(depth[&("legacy".into(), QueueState::Active)], 1);
-    assert_eq!(depth[&("cutover".into(), QueueState::Held)], 1);
+    assert_eq!(depth[&(Lane::Modern.into(), QueueState::Active)], 1);
+    assert_eq!(depth[&(Lane::Modern.into(), QueueState::Deferred)], 1);
+    assert_eq!(depth[&(Lane::Legacy.into(), QueueState::Active)], 1);
+    assert_eq!(depth[&(Lane::Cutover.into(), QueueState::Held)], 1);
     // Every known destination is listed with every state, zeros included.
-    assert_eq!(depth[&("legacy".into(), QueueState::Quarantined)], 0);
+    assert_eq!(depth[&(Lane::Legacy.into(), QueueState::Quarantined)], 0);
     assert_eq!(depth.values().sum::<u64>(), 4);
     let messages = spool.depth(t(3)).messages;
     assert_eq!(
@@ -985,8 +1010,8 @@ fn depth_counts_recipients_by_destination_and_state() {
         .into_iter()
         .map(|row| ((row.destination, row.state), row.recipients))
         .collect();
-    assert_eq!(depth[&("modern".into(), QueueState::Active)], 0);
-    assert_eq!(depth[&("legacy".into(), QueueState::Active)], 1);
+    assert_eq!(depth[&(Lane::Modern.into(), QueueState::Active)], 0);
+    assert_eq!(depth[&(Lane::Legacy.into(), QueueState::Active)], 1);
     assert_eq!(depth.values().sum::<u64>(), 3);
 }
 
@@ -997,16 +1022,16 @@ fn a_renewed_lease_does_not_time_out_and_an_expired_one_cannot_be_renewed() {
     let a = enqueue(
         &spool,
         "s@example.com",
-        &[("x@example.com", "modern")],
+        &[("x@example.com", Lane::Modern)],
         t(0),
     );
     let b = enqueue(
         &spool,
         "s@example.com",
-        &[("y@example.com", "modern")],
+        &[("y@example.com", Lane::Modern)],
         t(0),
     );
-    let mut leases = spool.lease("modern", 2, t(0)).unwrap();
+    let mut leases = spool.lease(Lane::Modern, 2, t(0)).unwrap();
     assert_eq!(leases.len(), 2);
     let mut second = leases.pop().unwrap();
     let mut first = leases.pop().unwrap();
@@ -1029,7 +1054,7 @@ fn junk_in_the_control_folder_never_stops_housekeeping() {
     let id = enqueue(
         &spool,
         "s@example.com",
-        &[("x@example.com", "modern")],
+        &[("x@example.com", Lane::Modern)],
         t(0),
     );
     let control = dir.path().join("control");
@@ -1078,7 +1103,7 @@ fn spool_files_are_0600_and_folders_0700() {
     enqueue(
         &spool,
         "s@example.com",
-        &[("x@example.com", "modern")],
+        &[("x@example.com", Lane::Modern)],
         t(0),
     );
     spool.close().unwrap();
@@ -1104,10 +1129,10 @@ fn long_replies_are_capped_and_oversized_records_refused() {
     let id = enqueue(
         &spool,
         "s@example.com",
-        &[("x@example.com", "modern")],
+        &[("x@example.com", Lane::Modern)],
         t(0),
     );
-    let lease = spool.lease("modern", 1, t(0)).unwrap().remove(0);
+    let lease = spool.lease(Lane::Modern, 1, t(0)).unwrap().remove(0);
     let long = format!("450 {}", "busy ".repeat(20_000));
     let e = DeliveryError::transient(FailureScope::Recipient, long);
     spool.complete(lease, &[Err(e)], t(1)).unwrap();
@@ -1136,7 +1161,10 @@ fn long_replies_are_capped_and_oversized_records_refused() {
         sender: "s@example.com".parse::<ReversePath>().unwrap(),
         recipients: rcpts.clone(),
     };
-    let routes: Vec<Route> = rcpts.into_iter().map(|r| Route::new("modern", r)).collect();
+    let routes: Vec<Route> = rcpts
+        .into_iter()
+        .map(|r| Route::new(Lane::Modern, r))
+        .collect();
     let err = spool
         .enqueue(&envelope, &routes, &body(1), t(3))
         .unwrap_err();

@@ -15,18 +15,13 @@
 
 use std::sync::Arc;
 
-use ccgate_core::{EmailAddress, ReversePath};
+use ccgate_core::{EmailAddress, Lane, ReversePath};
 use ccgate_queue::{AdminAction, AdminRequest, Filter, QueueState, Route, Spool};
 use ccgate_router::{Destination, DirectoryHandle, Origin, RejectCode, Router, RouterConfig};
 use ccgate_smtp::RcptVerdict;
 use tracing::{info, warn};
 
 use crate::routing::Routing;
-
-/// The lane of recipients held during their migration.
-pub const CUTOVER_LANE: &str = "cutover";
-/// The lane of accepted recipients the directory no longer knows (held for the administrator).
-pub const UNROUTABLE_LANE: &str = "unroutable";
 
 /// Routing by the directory in service.
 #[derive(Debug)]
@@ -73,7 +68,7 @@ impl DirectoryRouting {
             ids: Vec::new(),
             all: true,
             filter: Filter {
-                destination: Some(CUTOVER_LANE.to_owned()),
+                destination: Some(Lane::Cutover.into()),
                 state: Some(QueueState::Held),
                 ..Filter::default()
             },
@@ -144,19 +139,19 @@ impl DirectoryRouting {
 fn to_route(destination: Destination, rcpt: &EmailAddress) -> Route {
     {
         match destination {
-            Destination::Legacy { .. } => Route::new("legacy", rcpt.clone()),
-            Destination::Modern { recipient } => Route::new("modern", recipient),
+            Destination::Legacy { .. } => Route::new(Lane::Legacy, rcpt.clone()),
+            Destination::Modern { recipient } => Route::new(Lane::Modern, recipient),
             Destination::Hold { .. } => {
                 info!(to = %rcpt, "held until the migration completes");
-                Route::new(CUTOVER_LANE, rcpt.clone()).held()
+                Route::new(Lane::Cutover, rcpt.clone()).held()
             }
             Destination::Reject {
                 code: RejectCode::RelayDenied,
                 ..
-            } => Route::new("modern", rcpt.clone()),
+            } => Route::new(Lane::Modern, rcpt.clone()),
             Destination::Reject { reason, .. } => {
                 warn!(to = %rcpt, reason = %reason, "accepted recipient no longer in the directory; held for the administrator");
-                Route::new(UNROUTABLE_LANE, rcpt.clone()).held()
+                Route::new(Lane::Unroutable, rcpt.clone()).held()
             }
         }
     }

@@ -1,15 +1,17 @@
-//! What every whole-attempt delivery agent (Maildir, legacy drop folder) does around its one
-//! delivery: poll the lane, lease what is due, count and log the outcome per recipient in the
-//! Postfix maillog style, and record it in the spool.
+//! What every whole-attempt delivery agent (Maildir, legacy drop folder, the refusing lanes)
+//! does around its one delivery: poll the lane, lease what is due, report the outcome per
+//! recipient ([`delivery_log::report`]), and record it in the spool.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ccgate_core::Lane;
 use ccgate_queue::{DeliveryError, DeliveryResult, Lease, Spool};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::metrics::{Event as MetricEvent, Metrics};
+use crate::delivery_log::{self, Attempt};
+use crate::metrics::Metrics;
 use crate::shutdown::stopped;
 
 /// Pause when the lane has nothing due.
@@ -18,9 +20,9 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// What every agent has around its deliveries: the lane it serves, its name in log lines,
 /// how many messages a pass leases, the spool and the metrics.
 #[derive(Debug)]
-pub(crate) struct Lane {
+pub(crate) struct LaneContext {
     /// The lane served.
-    pub(crate) name: String,
+    pub(crate) lane: Lane,
     /// The `relay=` name in log lines.
     pub(crate) relay: &'static str,
     /// How many messages one pass leases.
@@ -31,10 +33,10 @@ pub(crate) struct Lane {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-/// One agent: its [`Lane`] and how it delivers one attempt to all its recipients.
+/// One agent: its [`LaneContext`] and how it delivers one attempt to all its recipients.
 pub(crate) trait LaneAgent: Send + Sync + 'static {
     /// Where it takes work from and reports to.
-    fn lane(&self) -> &Lane;
+    fn context(&self) -> &LaneContext;
     /// One attempt for every recipient of the lease; on success, where it went (for the log).
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError>;
     /// The attempts for all the leases of a pass, one outcome per lease in order. An agent
@@ -69,14 +71,19 @@ pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<b
 
 /// Leases what is due and delivers it; answers how many messages were handled.
 pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
-    let Lane {
-        name: lane,
+    let LaneContext {
+        lane,
         relay,
         batch,
         spool,
         metrics,
-    } = agent.lane();
-    let (lane, relay) = (lane.as_str(), *relay);
+    } = agent.context();
+    let lane = *lane;
+    let attempt = Attempt {
+        lane,
+        relay,
+        metrics,
+    };
     let leases = match spool.lease(lane, *batch, SystemTime::now()) {
         Ok(leases) => leases,
         Err(e) => {
@@ -101,45 +108,11 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
     let each = started.elapsed() / u32::try_from(leases.len().max(1)).unwrap_or(u32::MAX);
     let mut done: Vec<(Lease, Vec<DeliveryResult>)> = Vec::with_capacity(n);
     for (lease, outcome) in leases.into_iter().zip(outcomes) {
-        let queue_id = lease.queue_id;
-        metrics.observe_delivery(lane, each);
-        let (event, status) = match &outcome {
-            Ok(_) => (MetricEvent::Delivered, "sent"),
-            Err(e) if e.is_permanent() => (MetricEvent::Bounced, "bounced"),
-            Err(_) => (MetricEvent::Deferred, "deferred"),
-        };
-        metrics.count(event, lane, lease.recipients.len() as u64);
-        for r in &lease.recipients {
-            metrics.trace([crate::TraceEvent::delivery(
-                if status == "sent" {
-                    "delivered"
-                } else {
-                    status
-                },
-                &queue_id,
-                lane,
-                &r.address,
-                outcome.as_ref().map_or_else(|e| e.text(), String::as_str),
-            )]);
-            match &outcome {
-                Ok(to) => {
-                    info!(queue_id = %queue_id, to = %r.address, relay, dest = %to, status, "delivered")
-                }
-                Err(e) => {
-                    warn!(queue_id = %queue_id, to = %r.address, relay, status, error = %e.text(), "not delivered")
-                }
-            }
-        }
-        // A permanent failure of mail from <> is not bounced (RFC 5321 §4.5.5): say so.
-        if matches!(&outcome, Err(e) if e.is_permanent())
-            && lease.sender == ccgate_core::ReversePath::Null
-            && lane != ccgate_queue::SUPPRESSED_LANE
-        {
-            info!(queue_id = %queue_id, "bounce suppressed, not sent (no backscatter): the sender is the null sender <>");
-        }
-        let result: DeliveryResult = outcome.map(|_| ());
+        metrics.observe_delivery(lane.as_str(), each);
+        let result: DeliveryResult = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
         let results: Vec<DeliveryResult> =
             lease.recipients.iter().map(|_| result.clone()).collect();
+        delivery_log::report(attempt, &lease, &results, outcome.ok().as_deref());
         done.push((lease, results));
     }
     // Record the outcomes from several threads at once, so their fsyncs are shared.

@@ -29,13 +29,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccgate_ccmail::{Header, Message, WriteOptions, write_messages};
-use ccgate_core::EmailAddress;
+use ccgate_core::{EmailAddress, Lane};
 use ccgate_queue::{DeliveryError, FailureScope, Lease, Spool};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ServerError;
-use crate::lane::{self, Lane, LaneAgent};
+use crate::lane::{self, LaneAgent, LaneContext};
 use crate::metrics::Metrics;
 
 /// Default of `[legacy] import_batch`: messages per import file.
@@ -73,7 +73,7 @@ pub struct LegacyAgent {
     drop_dir: PathBuf,
     imported_dir: PathBuf,
     failed_dir: PathBuf,
-    lane: Lane,
+    context: LaneContext,
     codec: Arc<dyn LegacyCodec>,
     write: WriteOptions,
     import: Option<ImportCommand>,
@@ -117,8 +117,8 @@ impl LegacyAgent {
             drop_dir: drop_dir.to_path_buf(),
             imported_dir,
             failed_dir,
-            lane: Lane {
-                name: "legacy".to_owned(),
+            context: LaneContext {
+                lane: Lane::Legacy,
                 relay: "legacy",
                 batch: LEASE_PER_PASS,
                 spool,
@@ -136,7 +136,7 @@ impl LegacyAgent {
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
         // A pass takes several files' worth, so their outcomes share the journal's fsyncs.
-        self.lane.batch = self
+        self.context.batch = self
             .batch
             .saturating_mul(FILES_PER_PASS)
             .max(LEASE_PER_PASS);
@@ -156,7 +156,7 @@ impl LegacyAgent {
     /// The message of one lease as Import text, or why it cannot be written (permanent).
     fn prepare(&self, lease: &Lease) -> Result<Vec<u8>, DeliveryError> {
         let permanent = |text: String| DeliveryError::permanent(FailureScope::Message, text);
-        let body = self.lane.spool.lease_body(lease).map_err(|e| {
+        let body = self.context.spool.lease_body(lease).map_err(|e| {
             DeliveryError::transient(
                 FailureScope::Message,
                 format!("cannot read the queued message: {e}"),
@@ -457,8 +457,8 @@ fn base36(mut n: u128, width: usize) -> String {
 }
 
 impl LaneAgent for LegacyAgent {
-    fn lane(&self) -> &Lane {
-        &self.lane
+    fn context(&self) -> &LaneContext {
+        &self.context
     }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.attempt(lease).map(|file| file.display().to_string())
@@ -476,7 +476,7 @@ mod tests {
     use std::time::SystemTime;
 
     use ccgate_ccmail::{Item, ItemBody, ItemKind, ReadOptions, SliceReader};
-    use ccgate_core::{Envelope, QueueId, ReversePath};
+    use ccgate_core::{Envelope, Lane, QueueId, ReversePath};
     use ccgate_queue::{RcptState, Route, SpoolOptions};
 
     use super::*;
@@ -542,7 +542,7 @@ mod tests {
             .collect();
         let routes: Vec<Route> = rcpts
             .iter()
-            .map(|r| Route::new("legacy", r.clone()))
+            .map(|r| Route::new(Lane::Legacy, r.clone()))
             .collect();
         let env = Envelope {
             sender: ReversePath::Mailbox("alice@example.org".parse().unwrap()),
@@ -677,7 +677,7 @@ mod tests {
         spool
             .enqueue(
                 &env,
-                &[Route::new("legacy", rcpt)],
+                &[Route::new(Lane::Legacy, rcpt)],
                 body.as_bytes(),
                 SystemTime::now(),
             )

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod delivery_log;
 mod directory_routing;
 mod error;
 mod lane;
@@ -20,7 +21,7 @@ mod stream;
 mod tls;
 mod trace;
 
-pub use directory_routing::{CUTOVER_LANE, DirectoryRouting, UNROUTABLE_LANE};
+pub use directory_routing::DirectoryRouting;
 pub use error::ServerError;
 pub use ledger::Ledger;
 pub use legacy::{DEFAULT_IMPORT_BATCH, ImportCommand, LegacyAgent, LegacyCodec, MAX_BATCH_BYTES};
@@ -29,7 +30,7 @@ pub use listener::{SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use metrics::{DirectoryStatus, Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, CLAIM_DIR, MAX_FILE_FAILURES, PickupAgent, PickupCodec, PickupReport};
-pub use refuse::{RefuseAgent, SuppressAgent, UNKNOWN_LANE};
+pub use refuse::{RefuseAgent, SuppressAgent};
 pub use routing::{DomainRouting, Routing, route_unrouted};
 pub use shutdown::Shutdown;
 pub use smtp_client::{LineFitter, SMTP_MAX_LINE, SmtpAgent, SmtpClientOptions, TlsPolicy};

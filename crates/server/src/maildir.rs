@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use ccgate_core::Lane;
 use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool};
 use tokio::sync::watch;
 
 use crate::ServerError;
-use crate::lane::{self, Lane, LaneAgent};
+use crate::lane::{self, LaneAgent, LaneContext};
 use crate::metrics::Metrics;
 
 /// How many messages one pass leases.
@@ -25,7 +26,7 @@ const BATCH: usize = 32;
 #[derive(Debug)]
 pub struct MaildirAgent {
     root: PathBuf,
-    lane: Lane,
+    context: LaneContext,
     hostname: String,
     seq: AtomicU64,
 }
@@ -37,7 +38,7 @@ impl MaildirAgent {
     /// [`ServerError::Io`] when the folders cannot be created.
     pub fn new(
         root: &Path,
-        lane: &str,
+        lane: Lane,
         spool: Arc<Spool>,
         hostname: &str,
         metrics: Arc<Metrics>,
@@ -49,8 +50,8 @@ impl MaildirAgent {
         }
         Ok(Self {
             root: root.to_path_buf(),
-            lane: Lane {
-                name: lane.to_owned(),
+            context: LaneContext {
+                lane,
                 relay: "maildir",
                 batch: BATCH,
                 spool,
@@ -73,7 +74,7 @@ impl MaildirAgent {
                 format!("maildir {}: {what}: {e}", self.root.display()),
             )
         };
-        let body = self.lane.spool.lease_body(lease).map_err(|e| {
+        let body = self.context.spool.lease_body(lease).map_err(|e| {
             DeliveryError::transient(
                 FailureScope::Message,
                 format!("cannot read the queued message: {e}"),
@@ -111,8 +112,8 @@ impl MaildirAgent {
 }
 
 impl LaneAgent for MaildirAgent {
-    fn lane(&self) -> &Lane {
-        &self.lane
+    fn context(&self) -> &LaneContext {
+        &self.context
     }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.write(lease)

@@ -825,7 +825,7 @@ fn move_file(from: &Path, to: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use ccgate_core::{EmailAddress, ReversePath};
+    use ccgate_core::{EmailAddress, Lane, ReversePath};
     use ccgate_queue::SpoolOptions;
 
     use super::*;
@@ -849,7 +849,7 @@ mod tests {
                 message.recipients().map(smtp).collect::<Result<_, _>>()?;
             let routes = recipients
                 .iter()
-                .map(|r| Route::new("modern", r.clone()))
+                .map(|r| Route::new(Lane::Modern, r.clone()))
                 .collect();
             let sender = ReversePath::Mailbox(smtp(message.from().ok_or("no sender")?)?);
             Ok(Accepted {

@@ -11,16 +11,12 @@
 
 use std::sync::Arc;
 
-use ccgate_queue::{
-    DeliveryError, FailureScope, Lease, SUPPRESSED_LANE, Spool, StatusCode, suppressed_reason,
-};
+use ccgate_core::Lane;
+use ccgate_queue::{DeliveryError, FailureScope, Lease, Spool, StatusCode, suppressed_reason};
 use tokio::sync::watch;
 
-use crate::lane::{self, Lane, LaneAgent};
+use crate::lane::{self, LaneAgent, LaneContext};
 use crate::metrics::Metrics;
-
-/// The lane of legacy recipients nobody has, when they are bounced.
-pub const UNKNOWN_LANE: &str = "unknown";
 
 /// Messages one pass takes.
 const BATCH: usize = 64;
@@ -28,15 +24,15 @@ const BATCH: usize = 64;
 /// Fails every recipient of the `unknown` lane permanently.
 #[derive(Debug)]
 pub struct RefuseAgent {
-    lane: Lane,
+    context: LaneContext,
 }
 
 impl RefuseAgent {
     /// An agent for the `unknown` lane of `spool`.
     pub fn new(spool: Arc<Spool>, metrics: Arc<Metrics>) -> Self {
         Self {
-            lane: Lane {
-                name: UNKNOWN_LANE.to_owned(),
+            context: LaneContext {
+                lane: Lane::Unknown,
                 relay: "directory",
                 batch: BATCH,
                 spool,
@@ -52,8 +48,8 @@ impl RefuseAgent {
 }
 
 impl LaneAgent for RefuseAgent {
-    fn lane(&self) -> &Lane {
-        &self.lane
+    fn context(&self) -> &LaneContext {
+        &self.context
     }
     fn deliver(&self, _lease: &Lease) -> Result<String, DeliveryError> {
         let error = DeliveryError::permanent(
@@ -70,15 +66,15 @@ impl LaneAgent for RefuseAgent {
 /// Fails every recipient of the `suppressed` lane, with the reason the queue wrote.
 #[derive(Debug)]
 pub struct SuppressAgent {
-    lane: Lane,
+    context: LaneContext,
 }
 
 impl SuppressAgent {
     /// An agent for the `suppressed` lane of `spool`.
     pub fn new(spool: Arc<Spool>, metrics: Arc<Metrics>) -> Self {
         Self {
-            lane: Lane {
-                name: SUPPRESSED_LANE.to_owned(),
+            context: LaneContext {
+                lane: Lane::Suppressed,
                 relay: "policy",
                 batch: BATCH,
                 spool,
@@ -94,12 +90,12 @@ impl SuppressAgent {
 }
 
 impl LaneAgent for SuppressAgent {
-    fn lane(&self) -> &Lane {
-        &self.lane
+    fn context(&self) -> &LaneContext {
+        &self.context
     }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         let reason = self
-            .lane
+            .context
             .spool
             .lease_body(lease)
             .ok()

@@ -1,6 +1,6 @@
 //! The listener's question to the router: take this recipient, and where does it go?
 
-use ccgate_core::{EmailAddress, ReversePath};
+use ccgate_core::{EmailAddress, Lane, ReversePath};
 use ccgate_queue::Route;
 use ccgate_smtp::RcptVerdict;
 
@@ -45,9 +45,9 @@ impl Routing for DomainRouting {
 
     fn route(&self, _sender: &ReversePath, rcpt: &EmailAddress) -> Route {
         let lane = if rcpt.domain() == self.legacy_domain {
-            "legacy"
+            Lane::Legacy
         } else {
-            "modern"
+            Lane::Modern
         };
         Route::new(lane, rcpt.clone())
     }
@@ -119,11 +119,11 @@ mod tests {
             0,
             "routed once"
         );
-        let leases = spool.lease("legacy", 10, SystemTime::now()).unwrap();
+        let leases = spool.lease(Lane::Legacy, 10, SystemTime::now()).unwrap();
         assert_eq!(leases.len(), 1);
         assert!(
             spool
-                .lease("modern", 10, SystemTime::now())
+                .lease(Lane::Modern, 10, SystemTime::now())
                 .unwrap()
                 .is_empty()
         );

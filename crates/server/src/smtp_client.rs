@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ccgate_core::Lane;
 use ccgate_queue::{DeliveryError, DeliveryResult, FailureScope, Lease, Spool, StatusCode};
 use ccgate_smtp::{Capabilities, ReplyReader, ServerReply, encode_data};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -37,10 +38,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use crate::delivery_log::{self, Attempt};
 use crate::error::ServerError;
-use crate::metrics::{Event as MetricEvent, Metrics};
+use crate::metrics::Metrics;
 use crate::shutdown::stopped;
 
 /// Connections opened at once to the next hop.
@@ -170,7 +172,7 @@ pub struct SmtpAgent {
 struct Inner {
     opts: SmtpClientOptions,
     relay: String,
-    lane: String,
+    lane: Lane,
     spool: Arc<Spool>,
     metrics: Arc<Metrics>,
     tls: Option<TlsConnector>,
@@ -194,7 +196,7 @@ impl SmtpAgent {
     /// unreadable or empty CA file, or an empty system trust store).
     pub fn new(
         opts: SmtpClientOptions,
-        lane: &str,
+        lane: Lane,
         spool: Arc<Spool>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ServerError> {
@@ -213,7 +215,7 @@ impl SmtpAgent {
             inner: Arc::new(Inner {
                 relay: format!("{}:{}", opts.host, opts.port),
                 opts,
-                lane: lane.to_owned(),
+                lane,
                 spool,
                 metrics,
                 tls,
@@ -245,9 +247,9 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         while completions.try_join_next().is_some() {}
         let spool = Arc::clone(&inner.spool);
-        let lane = inner.lane.clone();
+        let lane = inner.lane;
         let leased = tokio::task::spawn_blocking(move || {
-            let mut leases = spool.lease(&lane, 1, SystemTime::now())?;
+            let mut leases = spool.lease(lane, 1, SystemTime::now())?;
             Ok::<_, ccgate_queue::QueueError>(leases.pop().map(|lease| {
                 let body = spool.lease_body(&lease).map_err(|e| e.to_string());
                 (lease, body)
@@ -316,8 +318,13 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         };
         inner
             .metrics
-            .observe_delivery(&inner.lane, started.elapsed());
-        inner.report(&lease, &results);
+            .observe_delivery(inner.lane.as_str(), started.elapsed());
+        let attempt = Attempt {
+            lane: inner.lane,
+            relay: &inner.relay,
+            metrics: &inner.metrics,
+        };
+        delivery_log::report(attempt, &lease, &results, None);
         let spool = Arc::clone(&inner.spool);
         completions.spawn_blocking(move || {
             let queue_id = lease.queue_id;
@@ -333,38 +340,6 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
 }
 
 impl Inner {
-    /// Counts and logs one line per recipient, as Postfix's maillog does.
-    fn report(&self, lease: &Lease, results: &[DeliveryResult]) {
-        let (mut sent, mut deferred, mut bounced) = (0u64, 0u64, 0u64);
-        for (r, result) in lease.recipients.iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    sent += 1;
-                    info!(queue_id = %lease.queue_id, to = %r.address, relay = %self.relay, status = "sent", "delivered");
-                }
-                Err(e) => {
-                    let status = if e.is_permanent() {
-                        bounced += 1;
-                        "bounced"
-                    } else {
-                        deferred += 1;
-                        "deferred"
-                    };
-                    warn!(queue_id = %lease.queue_id, to = %r.address, relay = %self.relay, status, dsn = %e.effective_status(), reply = e.diagnostic().unwrap_or(""), error = %e.text(), "not delivered");
-                }
-            }
-        }
-        for (event, n) in [
-            (MetricEvent::Delivered, sent),
-            (MetricEvent::Deferred, deferred),
-            (MetricEvent::Bounced, bounced),
-        ] {
-            if n > 0 {
-                self.metrics.count(event, &self.lane, n);
-            }
-        }
-    }
-
     /// One result per recipient of `lease`, in order.
     async fn deliver(
         &self,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::Route;
 
 /// The current file's name inside the trace folder.
@@ -153,10 +153,10 @@ impl TraceEvent {
     }
 
     /// A delivery outcome for one recipient on `lane`.
-    pub fn delivery(kind: &str, id: &QueueId, lane: &str, to: &EmailAddress, detail: &str) -> Self {
+    pub fn delivery(kind: &str, id: &QueueId, lane: Lane, to: &EmailAddress, detail: &str) -> Self {
         Self {
             to: vec![to.to_string()],
-            side: lane.to_owned(),
+            side: lane.into(),
             detail: detail.to_owned(),
             ..Self::new(kind, id)
         }
@@ -413,7 +413,7 @@ mod tests {
             recipients: vec!["jane@legacy.example".parse().unwrap()],
         };
         let rewritten: EmailAddress = "jane.doe@modern.example".parse().unwrap();
-        let routes = [Route::new("modern", rewritten.clone())];
+        let routes = [Route::new(Lane::Modern, rewritten.clone())];
         for e in TraceEvent::accepted(
             "smtp",
             &id,
@@ -427,7 +427,7 @@ mod tests {
         log.record(&TraceEvent::delivery(
             "delivered",
             &id,
-            "modern",
+            Lane::Modern,
             &rewritten,
             "250 ok",
         ));
@@ -490,7 +490,7 @@ mod tests {
             log.record(&TraceEvent::delivery(
                 "deferred",
                 &id,
-                "modern",
+                Lane::Modern,
                 &to,
                 &format!("451 try {n}"),
             ));

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::{RcptState, Route, Spool, SpoolOptions};
 use ccgate_server::{Metrics, Shutdown, SmtpAgent, SmtpClientOptions, TlsPolicy};
 
@@ -194,7 +194,7 @@ fn enqueue(spool: &Spool, rcpts: &[&str], body: &[u8]) -> QueueId {
     let rcpts: Vec<EmailAddress> = rcpts.iter().map(|a| a.parse().unwrap()).collect();
     let routes: Vec<Route> = rcpts
         .iter()
-        .map(|r| Route::new("modern", r.clone()))
+        .map(|r| Route::new(Lane::Modern, r.clone()))
         .collect();
     let env = Envelope {
         sender: ReversePath::Mailbox("alice@legacy.test".parse().unwrap()),
@@ -228,7 +228,8 @@ async fn run_until(
     mut done: impl FnMut() -> bool,
 ) -> Arc<Metrics> {
     let metrics = Arc::new(Metrics::default());
-    let agent = SmtpAgent::new(opts, "modern", Arc::clone(spool), Arc::clone(&metrics)).unwrap();
+    let agent =
+        SmtpAgent::new(opts, Lane::Modern, Arc::clone(spool), Arc::clone(&metrics)).unwrap();
     let shutdown = Shutdown::new();
     let task = tokio::spawn(agent.run(shutdown.subscribe()));
     let start = Instant::now();
@@ -647,7 +648,7 @@ fn verify_without_a_usable_ca_file_is_refused_at_start() {
         );
         let err = SmtpAgent::new(
             opts,
-            "modern",
+            Lane::Modern,
             Arc::clone(&spool),
             Arc::new(Metrics::default()),
         )

@@ -1,4 +1,21 @@
 //! Handing RFC 5322 messages to a running gateway over SMTP.
+//!
+//! A small blocking client of our own, not lettre, although all or nothing per message would
+//! suit replay: lettre 0.11.23's `SmtpConnection::send` takes 45-50 ms a message against the
+//! gateway's listener (20-22 msg/s, where replay as a whole does 125-443 msg/s with this
+//! client; figures in docs/cli.md, `ccgate replay`, from `bench/replay_handoff.sh`). It writes the body and the final dot in
+//! two writes without TCP_NODELAY, so Nagle's algorithm holds the dot until the listener's
+//! delayed ACK. There is no clean way around it in lettre: `NetworkStream` has no public
+//! constructor from a connected `TcpStream` (`NetworkStream::connect` makes its own socket),
+//! `SmtpConnection` exposes no socket to set the option on, and no feature sets it. Passing
+//! the whole dot-stuffed message through `SmtpConnection::command` as one write does reach
+//! 1.4-5.5 ms a message, but `command` takes `Display`, i.e. UTF-8: an 8-bit message in a
+//! legacy code page cannot go that way, and nothing of lettre's `send` is left. `send` also
+//! aborts the transaction and closes the connection at the first refused recipient, where
+//! this client keeps the recipients the listener took and reports the others.
+//!
+//! This client: TCP_NODELAY, one write per command and one for the whole encoded message
+//! ([`ccgate_smtp::encode_data`]), replies read with [`ReplyReader`] like the SMTP agent's.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -50,10 +50,10 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use ccgate_ccmail::{ReadError, ReadOptions, Reader};
-use ccgate_core::{EmailAddress, Envelope, QueueId, ReversePath};
+use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::Route;
 use ccgate_router::{Destination, DirectoryHandle, Origin, Router};
-use ccgate_server::{Accepted, DirectoryRouting, Ledger, PickupCodec, Routing, UNKNOWN_LANE};
+use ccgate_server::{Accepted, DirectoryRouting, Ledger, PickupCodec, Routing};
 use mail_parser::MessageParser;
 
 use crate::config::Config;
@@ -689,7 +689,7 @@ fn bounced_note(routed: &[Routed]) -> String {
         .filter(|(_, route)| {
             route
                 .as_ref()
-                .is_ok_and(|route| route.destination == UNKNOWN_LANE)
+                .is_ok_and(|route| route.destination == Lane::Unknown)
         })
         .map(|(rcpt, _)| rcpt.to_string())
         .collect();
