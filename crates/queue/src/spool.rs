@@ -229,7 +229,36 @@ pub struct Spool {
     writer: Option<JoinHandle<()>>,
     options: SpoolOptions,
     report: RecoveryReport,
+    wakers: Wakers,
     _lock: File,
+}
+
+/// A lane's wake-up call ([`Spool::on_due`]).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// The wake-up calls of the lanes whose agents asked to be told of new work.
+#[derive(Default)]
+struct Wakers(std::sync::Mutex<Vec<(String, Wake)>>);
+
+impl std::fmt::Debug for Wakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lanes: Vec<String> = lock(&self.0).iter().map(|(l, _)| l.clone()).collect();
+        f.debug_tuple("Wakers").field(&lanes).finish()
+    }
+}
+
+impl Wakers {
+    /// Calls the wake-up of every lane among `lanes` (once each, outside the lock).
+    fn wake<'a>(&self, lanes: impl Iterator<Item = &'a str> + Clone) {
+        let due: Vec<Wake> = lock(&self.0)
+            .iter()
+            .filter(|(lane, _)| lanes.clone().any(|l| l == lane))
+            .map(|(_, wake)| Arc::clone(wake))
+            .collect();
+        for wake in due {
+            wake();
+        }
+    }
 }
 
 /// Default of [`SpoolOptions::min_free`]: 64 MiB, room for the outcome records of about a
@@ -463,6 +492,7 @@ impl Spool {
             writer: Some(writer),
             options,
             report,
+            wakers: Wakers::default(),
             _lock: lock_file,
         };
         if !recovery_records.is_empty() {
@@ -649,7 +679,21 @@ impl Spool {
         })?;
         let (id, ticket) = self.push_message(id, rec, body, None)?;
         self.shared.wait(ticket)?;
+        self.wakers.wake(
+            routes
+                .iter()
+                .filter(|r| !r.hold)
+                .map(|r| r.destination.as_str()),
+        );
         Ok(id)
+    }
+
+    /// Registers `wake`, called each time mail becomes due at once in `lane`: a message
+    /// queued or routed there (once it is durable). An agent waits on it instead of polling
+    /// the lane often; mail that comes due later (a retry) is not announced, so the agent
+    /// still polls now and then.
+    pub fn on_due(&self, lane: &str, wake: Wake) {
+        lock(&self.wakers.0).push((lane.to_owned(), wake));
     }
 
     /// Refuses a new message of `size` bytes while free space is below `min_free` (or would
@@ -1416,7 +1460,14 @@ impl Spool {
             }
             self.apply_and_push_locked(&mut state, &[record])?
         };
-        self.shared.wait(ticket)
+        self.shared.wait(ticket)?;
+        self.wakers.wake(
+            routes
+                .iter()
+                .filter(|(_, r)| !r.hold)
+                .map(|(_, r)| r.destination.as_str()),
+        );
+        Ok(())
     }
 
     /// Carries out an administrator's request (hold, release, retry, delete, requeue).

@@ -1147,3 +1147,76 @@ fn long_replies_are_capped_and_oversized_records_refused() {
     assert_eq!(spool.len(), 1);
     spool.close().unwrap();
 }
+
+#[test]
+fn a_lane_is_woken_when_mail_becomes_due_in_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let counter = |lane: &str| {
+        let n = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&n);
+        spool.on_due(
+            lane,
+            Arc::new(move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        n
+    };
+    let (legacy, modern) = (counter("legacy"), counter("modern"));
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("x@legacy.test", "legacy")],
+        t(0),
+    );
+    assert_eq!(legacy.load(Ordering::SeqCst), 1, "queued to legacy");
+    assert_eq!(modern.load(Ordering::SeqCst), 0, "nothing for modern");
+    // Two recipients in one lane: one message, at least one wake-up.
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("x@modern.test", "modern"), ("y@modern.test", "modern")],
+        t(0),
+    );
+    assert!(modern.load(Ordering::SeqCst) >= 1);
+    assert_eq!(legacy.load(Ordering::SeqCst), 1);
+    // Held mail is not due: no wake-up.
+    let envelope = Envelope {
+        sender: ReversePath::Mailbox(addr("a@example.com")),
+        recipients: vec![addr("z@legacy.test")],
+    };
+    spool
+        .enqueue(
+            &envelope,
+            &[Route::new("legacy", addr("z@legacy.test")).held()],
+            &body(1),
+            t(0),
+        )
+        .unwrap();
+    assert_eq!(legacy.load(Ordering::SeqCst), 1, "held: not woken");
+    // Routed by the router (a message queued without a route) wakes its new lane.
+    let envelope = Envelope {
+        sender: ReversePath::Mailbox(addr("a@example.com")),
+        recipients: vec![addr("w@legacy.test")],
+    };
+    let id = spool
+        .enqueue(
+            &envelope,
+            &[Route::new("", addr("w@legacy.test"))],
+            &body(2),
+            t(0),
+        )
+        .unwrap();
+    assert_eq!(legacy.load(Ordering::SeqCst), 1);
+    spool
+        .route(
+            id,
+            &[(0, Route::new("legacy", addr("w@legacy.test")))],
+            t(1),
+        )
+        .unwrap();
+    assert_eq!(legacy.load(Ordering::SeqCst), 2, "routed to legacy");
+}

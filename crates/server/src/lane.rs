@@ -12,7 +12,8 @@ use tracing::{info, warn};
 use crate::metrics::{Event as MetricEvent, Metrics};
 use crate::shutdown::stopped;
 
-/// Pause when the lane has nothing due.
+/// Longest pause when the lane has nothing due. New mail for the lane wakes the agent at
+/// once (the spool's wake-up call); the poll only finds retries that came due meanwhile.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// What every agent has around its deliveries: the lane it serves, its name in log lines,
@@ -37,11 +38,61 @@ pub(crate) trait LaneAgent: Send + Sync + 'static {
     fn lane(&self) -> &Lane;
     /// One attempt for every recipient of the lease; on success, where it went (for the log).
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError>;
-    /// The attempts for all the leases of a pass, one outcome per lease in order. An agent
-    /// that can deliver several messages at once (the legacy lane's batched import files)
-    /// overrides it; the default delivers them one by one.
-    fn deliver_all(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
-        leases.iter().map(|lease| self.deliver(lease)).collect()
+    /// The attempts for all the leases of a pass, one outcome per lease in order: `None`
+    /// for a message not attempted because its lease was lost before its turn (see
+    /// [`Lane::renew`]). An agent that can deliver several messages at once (the legacy
+    /// lane's batched import files) overrides it; the default delivers them one by one,
+    /// renewing each lease right before its message.
+    fn deliver_all(&self, leases: &mut [Lease]) -> Vec<Option<Result<String, DeliveryError>>> {
+        deliver_each(self, leases)
+    }
+}
+
+/// The leases of a pass delivered one by one, each renewed right before its message.
+pub(crate) fn deliver_each<A: LaneAgent + ?Sized>(
+    agent: &A,
+    leases: &mut [Lease],
+) -> Vec<Option<Result<String, DeliveryError>>> {
+    (0..leases.len())
+        .map(|i| {
+            let turn = agent.lane().renew_for_turn(leases, &[i]);
+            let lease = leases.get(i).filter(|_| !turn.is_empty())?;
+            Some(agent.deliver(lease))
+        })
+        .collect()
+}
+
+impl Lane {
+    /// Renews a lease right before its message is handled, so that a long pass never
+    /// outlives the leases it has yet to deliver. False (and a warning) when the lease
+    /// already timed out: its recipients went back to the queue and may be in another
+    /// attempt, so the message must not be delivered (and its outcome not recorded) here.
+    pub(crate) fn renew(&self, lease: &mut Lease) -> bool {
+        let renewed = self.spool.renew(lease, SystemTime::now());
+        if !renewed {
+            warn!(queue_id = %lease.queue_id, lane = %self.name, "lease expired before its turn; not delivered here (it is attempted again)");
+        }
+        renewed
+    }
+
+    /// Before the messages `turn` (indices into the pass's `leases`) are handled: renews
+    /// their leases ([`Lane::renew`]) and answers those still held, in order. The pass's
+    /// other leases are renewed too, quietly: the ones already handled wait for the outcomes
+    /// recorded at the end of the pass, the later ones for their turn, and neither may time
+    /// out meanwhile.
+    pub(crate) fn renew_for_turn(&self, leases: &mut [Lease], turn: &[usize]) -> Vec<usize> {
+        let now = SystemTime::now();
+        let mut held = Vec::with_capacity(turn.len());
+        for (i, lease) in leases.iter_mut().enumerate() {
+            if turn.contains(&i) {
+                if self.renew(lease) {
+                    held.push(i);
+                }
+            } else {
+                self.spool.renew(lease, now);
+            }
+        }
+        held
     }
 }
 
@@ -50,6 +101,13 @@ const COMPLETE_THREADS: usize = 32;
 
 /// Delivers until `stop` fires; a lease in hand when it fires is finished first.
 pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<bool>) {
+    // Mail queued or routed to the lane while a pass runs leaves a permit: the next wait
+    // ends at once.
+    let due = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::clone(&due);
+    let lane = agent.lane();
+    lane.spool
+        .on_due(&lane.name, Arc::new(move || wake.notify_one()));
     loop {
         if *stop.borrow() {
             return;
@@ -61,6 +119,7 @@ pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<b
         if handled == 0 {
             tokio::select! {
                 () = stopped(&mut stop) => return,
+                () = due.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
         }
@@ -85,22 +144,18 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
         }
     };
     let n = leases.len();
-    // Renew every lease as its pass starts: one that timed out meanwhile has its recipients
-    // back in the queue, maybe in another attempt already. Never deliver twice.
-    let mut live = Vec::with_capacity(n);
-    for mut lease in leases {
-        if spool.renew(&mut lease, SystemTime::now()) {
-            live.push(lease);
-        } else {
-            warn!(queue_id = %lease.queue_id, lane = %lane, "lease expired before its turn; not delivered");
-        }
-    }
-    let leases = live;
+    let mut leases = leases;
     let started = Instant::now();
-    let outcomes = agent.deliver_all(&leases);
+    // The agent renews each lease right before its message (a long pass must not outlive
+    // the later ones) and skips a message whose lease timed out meanwhile: never twice.
+    let outcomes = agent.deliver_all(&mut leases);
     let each = started.elapsed() / u32::try_from(leases.len().max(1)).unwrap_or(u32::MAX);
     let mut done: Vec<(Lease, Vec<DeliveryResult>)> = Vec::with_capacity(n);
     for (lease, outcome) in leases.into_iter().zip(outcomes) {
+        // Lease lost before its turn (said when it was found): not attempted, not recorded.
+        let Some(outcome) = outcome else {
+            continue;
+        };
         let queue_id = lease.queue_id;
         metrics.observe_delivery(lane, each);
         let (event, status) = match &outcome {

@@ -135,12 +135,21 @@ impl LegacyAgent {
     #[must_use]
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
-        // A pass takes several files' worth, so their outcomes share the journal's fsyncs.
-        self.lane.batch = self
-            .batch
-            .saturating_mul(FILES_PER_PASS)
-            .max(LEASE_PER_PASS);
+        self.lane.batch = Self::leases_per_pass(batch);
         self
+    }
+
+    /// How many messages one pass leases with `import_batch` messages per file: several
+    /// files' worth, so their outcomes share the journal's fsyncs. The spool's concurrency
+    /// limit of the `legacy` lane must be at least this, or a pass gets fewer messages than
+    /// one file could hold (the agent is the lane's only deliverer and runs one pass at a
+    /// time, so this is also the most it ever has in flight).
+    #[must_use]
+    pub fn leases_per_pass(import_batch: usize) -> usize {
+        import_batch
+            .max(1)
+            .saturating_mul(FILES_PER_PASS)
+            .max(LEASE_PER_PASS)
     }
 
     /// Delivers until `stop` fires; an attempt in hand is finished first.
@@ -220,14 +229,20 @@ impl LegacyAgent {
     /// The attempts of a pass: the messages that could be written go into import files of up
     /// to `batch` messages (and [`MAX_BATCH_BYTES`]); a file refused for good is split, one
     /// message per file, so that only the bad message fails.
-    fn deliver_batches(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
+    fn deliver_batches(&self, leases: &mut [Lease]) -> Vec<Option<Result<String, DeliveryError>>> {
         let mut outcomes: Vec<Option<Result<String, DeliveryError>>> =
             leases.iter().map(|_| None).collect();
         let mut ready: Vec<(usize, Vec<u8>)> = Vec::new();
         // Converting is the CPU work: on several threads, results in lease order.
-        let threads = std::thread::available_parallelism()
-            .map_or(2, std::num::NonZeroUsize::get)
-            .clamp(1, 8);
+        // (Asked once: the answer reads cgroup files, which cost more than a small pass.)
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads = *THREADS.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .clamp(1, 8)
+        });
+        // At least 8 messages a thread: a small pass does not start threads it cannot use.
+        let threads = threads.min(leases.len().div_ceil(8)).max(1);
         let chunk = leases.len().div_ceil(threads).max(1);
         let prepared: Vec<Result<Vec<u8>, DeliveryError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = leases
@@ -279,6 +294,14 @@ impl LegacyAgent {
             groups.push(current);
         }
         for group in groups {
+            // Each file's leases are renewed right before it is written: a pass of several
+            // files, each allowed up to import_timeout, must not outlive its later leases.
+            let turn: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+            let held = self.lane.renew_for_turn(leases, &turn);
+            let group: Vec<(usize, Vec<u8>)> = group
+                .into_iter()
+                .filter(|(i, _)| held.contains(i))
+                .collect();
             let Some(first) = group.first().and_then(|(i, _)| leases.get(*i)) else {
                 continue;
             };
@@ -286,7 +309,12 @@ impl LegacyAgent {
             let (set_aside, result) = self.deliver_file_at(first, &parts);
             let split = group.len() > 1 && matches!(&result, Err(e) if e.is_permanent());
             if split {
-                warn!(messages = group.len(), error = %result.as_ref().err().map(DeliveryError::text).unwrap_or_default(), "import file refused for good; trying its messages one file each");
+                let ids: Vec<String> = group
+                    .iter()
+                    .filter_map(|(i, _)| leases.get(*i))
+                    .map(|l| l.queue_id.to_string())
+                    .collect();
+                warn!(messages = group.len(), queue_ids = %ids.join(" "), error = %result.as_ref().err().map(DeliveryError::text).unwrap_or_default(), "import file refused for good; these messages are tried again now, one file each, so that only the bad one fails");
                 // Each message gets a file of its own (and its own place in imported/ or
                 // failed/): the refused batch file would only be a second copy of them.
                 if let Some(batch_file) = set_aside {
@@ -295,10 +323,13 @@ impl LegacyAgent {
             }
             for (i, bytes) in &group {
                 let outcome = if split {
-                    match leases.get(*i) {
-                        Some(lease) => self.deliver_file(lease, &[bytes.as_slice()]),
-                        None => continue,
+                    if self.lane.renew_for_turn(leases, &[*i]).is_empty() {
+                        continue;
                     }
+                    let Some(lease) = leases.get(*i) else {
+                        continue;
+                    };
+                    self.deliver_file(lease, &[bytes.as_slice()])
                 } else {
                     result.clone()
                 };
@@ -307,17 +338,8 @@ impl LegacyAgent {
                 }
             }
         }
+        // A slot still empty is a message whose lease was lost before its file: not tried.
         outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(DeliveryError::transient(
-                        FailureScope::Message,
-                        "not attempted",
-                    ))
-                })
-            })
-            .collect()
     }
 
     /// Writes the file under a temporary name, fsyncs, renames it to a fresh 8.3 name.
@@ -463,9 +485,9 @@ impl LaneAgent for LegacyAgent {
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.attempt(lease).map(|file| file.display().to_string())
     }
-    fn deliver_all(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
+    fn deliver_all(&self, leases: &mut [Lease]) -> Vec<Option<Result<String, DeliveryError>>> {
         if self.batch <= 1 {
-            return leases.iter().map(|lease| self.deliver(lease)).collect();
+            return lane::deliver_each(self, leases);
         }
         self.deliver_batches(leases)
     }
@@ -515,9 +537,15 @@ mod tests {
     }
 
     fn setup(import: Option<(&str, u64)>) -> (tempfile::TempDir, Arc<Spool>, LegacyAgent) {
+        setup_with(import, SpoolOptions::default())
+    }
+
+    fn setup_with(
+        import: Option<(&str, u64)>,
+        options: SpoolOptions,
+    ) -> (tempfile::TempDir, Arc<Spool>, LegacyAgent) {
         let dir = tempfile::tempdir().unwrap();
-        let spool =
-            Arc::new(Spool::open(&dir.path().join("queue"), SpoolOptions::default()).unwrap());
+        let spool = Arc::new(Spool::open(&dir.path().join("queue"), options).unwrap());
         let import = import.map(|(command, ms)| ImportCommand {
             command: command.to_owned(),
             timeout: Duration::from_millis(ms),
@@ -777,5 +805,83 @@ mod tests {
             "the good one was written"
         );
         let _ = good;
+    }
+
+    /// A pass longer than the lease timeout (a slow import command, many files): each lease
+    /// is renewed right before its file, so none times out while it waits its turn, and no
+    /// message is imported twice. Housekeeping reaps expired leases all along, as in `run`.
+    #[test]
+    fn a_long_pass_renews_each_lease_before_its_file_and_imports_nothing_twice() {
+        for batch in [1, 2] {
+            let scratch = tempfile::tempdir().unwrap();
+            let log = scratch.path().join("imported.log");
+            // Each import takes 250 ms and records the subjects it imported.
+            let command = format!(
+                "sleep 0.25; grep '^Subject:' \"$1\" >> {}; exit 0 #",
+                log.display()
+            );
+            let options = SpoolOptions {
+                attempt_timeout: Duration::from_millis(800),
+                retry: ccgate_queue::RetryPolicy {
+                    retry: vec![Duration::from_millis(50)],
+                    max_lifetime: Duration::from_secs(3600),
+                },
+                quarantine_after: 100,
+                ..SpoolOptions::default()
+            };
+            let (_dir, spool, agent) = setup_with(Some((&command, 10_000)), options);
+            let agent = agent.with_batch(batch);
+            let count = 10;
+            let ids: Vec<QueueId> = (0..count)
+                .map(|i| enqueue_subject(&spool, &format!("m{i}")))
+                .collect();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let ticker = {
+                let (spool, stop) = (Arc::clone(&spool), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut timed_out = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        timed_out += spool.tick(SystemTime::now()).unwrap().timed_out.len();
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    timed_out
+                })
+            };
+            // One pass holds every message (10 files of 250 ms at batch 1, 5 at batch 2: far
+            // past the 800 ms lease); then passes until all are delivered.
+            assert_eq!(
+                agent.pass(),
+                count,
+                "batch {batch}: one pass leases them all"
+            );
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !ids.iter().all(|id| {
+                states(&spool, *id)
+                    .iter()
+                    .all(|s| *s == RcptState::Delivered)
+            }) {
+                assert!(
+                    Instant::now() < deadline,
+                    "batch {batch}: not all delivered"
+                );
+                agent.pass();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let timed_out = ticker.join().unwrap();
+            let mut subjects: Vec<String> = fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .collect();
+            subjects.sort();
+            let mut want: Vec<String> = (0..count).map(|i| format!("Subject: m{i}")).collect();
+            want.sort();
+            assert_eq!(
+                subjects, want,
+                "batch {batch}: each message imported exactly once"
+            );
+            assert_eq!(timed_out, 0, "batch {batch}: no lease timed out");
+        }
     }
 }
