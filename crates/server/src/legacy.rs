@@ -3,7 +3,8 @@
 //! Each pass leases up to `import_batch` messages and writes them into one Import file
 //! (`G*.CCM`, an 8.3 name because the DOS tools fail on longer ones, KB Q181186), as the
 //! format allows (messages one after another), by the strict writer: to a hidden temporary
-//! name, fsync, rename, fsync the folder. A file is closed early at [`MAX_BATCH_BYTES`]. Each
+//! name, fsync, then a hard link to a free 8.3 name (which fails rather than replace a file
+//! made meanwhile by anyone), the temporary name removed, fsync the folder. A file is closed early at [`MAX_BATCH_BYTES`]. Each
 //! message's recipient lines are exactly the recipients of this attempt (an Import delivers to
 //! every `To:`/`Cc:`/`Bcc:` line, so the message's other recipients, delivered by other lanes,
 //! must not appear there). A message the converter or the writer refuses fails alone, before
@@ -358,18 +359,23 @@ impl LegacyAgent {
         file.sync_all()?;
         drop(file);
         let mut name_seed = seed;
-        let target = loop {
-            let candidate = self.drop_dir.join(format!("G{}.CCM", base36(name_seed, 7)));
-            if !candidate.exists() {
-                break candidate;
+        loop {
+            let target = self.drop_dir.join(import_name(name_seed));
+            match publish(&tmp, &target) {
+                Ok(()) => {
+                    File::open(&self.drop_dir)?.sync_all()?;
+                    return Ok(target);
+                }
+                // Taken (by an earlier file, or another writer at this very moment).
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    name_seed = next_seed(name_seed);
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
             }
-            name_seed = name_seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-        };
-        fs::rename(&tmp, &target)?;
-        File::open(&self.drop_dir)?.sync_all()?;
-        Ok(target)
+        }
     }
 
     fn run_import(&self, import: &ImportCommand, file: PathBuf) -> Result<PathBuf, DeliveryError> {
@@ -465,6 +471,48 @@ fn run_with_timeout(command: &str, file: &Path, timeout: Duration) -> std::io::R
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The 8.3 import-file name for a seed: `G` and 7 base-36 digits, `.CCM`.
+fn import_name(seed: u128) -> String {
+    format!("G{}.CCM", base36(seed, 7))
+}
+
+/// The seed of the next name to try when one is taken.
+fn next_seed(seed: u128) -> u128 {
+    seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1)
+}
+
+/// Gives the written file at `tmp` the name `target` only if no file has it (never over
+/// another import file, even one created at the same moment): a hard link then the removal of
+/// the temporary name; on a share without hard links, a rename that refuses to replace.
+/// [`std::io::ErrorKind::AlreadyExists`] when the name is taken.
+fn publish(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let link_error = match fs::hard_link(tmp, target) {
+        Ok(()) => {
+            if let Err(e) = fs::remove_file(tmp) {
+                // The import file is in place; only a hidden leftover remains.
+                warn!(file = %tmp.display(), error = %e, "cannot remove the temporary name of an import file");
+            }
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(e) => e,
+    };
+    match renameat_with(CWD, tmp, CWD, target, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(std::io::ErrorKind::AlreadyExists.into()),
+        Err(rename_error) => {
+            // Neither on this filesystem: look, then rename (a clash with another writer
+            // choosing the same random name at the same instant stays possible here).
+            warn!(folder = %tmp.parent().unwrap_or(Path::new(".")).display(), link_error = %link_error, rename_error = %rename_error, "the drop folder supports neither hard links nor exclusive renames; import file names are checked, then renamed");
+            if fs::symlink_metadata(target).is_ok() {
+                return Err(std::io::ErrorKind::AlreadyExists.into());
+            }
+            fs::rename(tmp, target)
+        }
     }
 }
 
@@ -883,5 +931,27 @@ mod tests {
             );
             assert_eq!(timed_out, 0, "batch {batch}: no lease timed out");
         }
+    }
+
+    /// An import file never replaces another: a name already taken (here made on purpose,
+    /// as another writer could at the same moment) is skipped for the next one.
+    #[test]
+    fn an_import_file_name_already_taken_is_never_overwritten() {
+        let (dir, spool, agent) = setup(None);
+        enqueue_subject(&spool, "mine");
+        let lease = spool
+            .lease("legacy", 1, SystemTime::now())
+            .unwrap()
+            .pop()
+            .unwrap();
+        let seed = lease.queue_id.to_u128() ^ u128::from(lease.id.0).rotate_left(64);
+        let drop_dir = dir.path().join("drop");
+        let first = drop_dir.join(import_name(seed));
+        fs::write(&first, b"someone else's file").unwrap();
+        let written = agent.write_file(&lease, &[b"my file"]).unwrap();
+        assert_eq!(written, drop_dir.join(import_name(next_seed(seed))));
+        assert_eq!(fs::read(&first).unwrap(), b"someone else's file");
+        assert_eq!(fs::read(&written).unwrap(), b"my file");
+        assert_eq!(files(&drop_dir), [first, written], "no temporary name left");
     }
 }
