@@ -1127,10 +1127,87 @@ impl Spool {
         results: &[DeliveryResult],
         now: SystemTime,
     ) -> Result<Completion> {
-        let now_ms = to_ms(now);
-        let mut completion = Completion::default();
-        let ticket = {
+        let (mut completion, ticket) = {
             let mut state = lock(&self.shared.state);
+            self.complete_locked(&mut state, &lease, results, to_ms(now))?
+        };
+        let Some(ticket) = ticket else {
+            return Ok(completion);
+        };
+        self.shared.wait(ticket)?;
+        self.bounce_if_owed(&lease, &mut completion, now)?;
+        Ok(completion)
+    }
+
+    /// [`Spool::complete`] for the leases of a whole pass at once: their records are made
+    /// under one lock and waited for with one fsync (the group commit without a thread per
+    /// lease). One answer per lease, in order.
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] after a failed write (for every lease not yet recorded).
+    pub fn complete_all(
+        &self,
+        done: Vec<(Lease, Vec<DeliveryResult>)>,
+        now: SystemTime,
+    ) -> Vec<Result<Completion>> {
+        let now_ms = to_ms(now);
+        let mut made: Vec<(Lease, Result<Completion>)> = Vec::with_capacity(done.len());
+        let mut last = None;
+        {
+            let mut state = lock(&self.shared.state);
+            for (lease, results) in done {
+                let made_one = self
+                    .complete_locked(&mut state, &lease, &results, now_ms)
+                    .map(|(completion, ticket)| {
+                        last = last.max(ticket);
+                        completion
+                    });
+                made.push((lease, made_one));
+            }
+        }
+        let written = last.is_none_or(|ticket| self.shared.wait(ticket).is_ok());
+        made.into_iter()
+            .map(|(lease, made_one)| {
+                let mut completion = made_one?;
+                if !written && let Some(ticket) = last {
+                    // Not durable: each lease gets the error (a failed spool stays failed).
+                    self.shared.wait(ticket)?;
+                }
+                self.bounce_if_owed(&lease, &mut completion, now)?;
+                Ok(completion)
+            })
+            .collect()
+    }
+
+    /// After the outcome is durable: the bounce a message now owes, if any.
+    fn bounce_if_owed(
+        &self,
+        lease: &Lease,
+        completion: &mut Completion,
+        now: SystemTime,
+    ) -> Result<()> {
+        if !completion.finished {
+            completion.bounce = self.send_bounce(lease.queue_id, now)?;
+            if completion.bounce.is_some() {
+                completion.finished = !lock(&self.shared.state)
+                    .messages
+                    .contains_key(&lease.queue_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of one completion, applied and pushed under the state lock: the
+    /// completion so far and the ticket to wait for (none when the message is gone).
+    fn complete_locked(
+        &self,
+        state: &mut State,
+        lease: &Lease,
+        results: &[DeliveryResult],
+        now_ms: u64,
+    ) -> Result<(Completion, Option<u64>)> {
+        let mut completion = Completion::default();
+        {
             let late = !state.leases.contains_key(&lease.id.0);
             completion.late = late;
             let Some(msg) = state.messages.get(&lease.queue_id) else {
@@ -1142,7 +1219,7 @@ impl Spool {
                 let seg = state.active_journal;
                 state.apply(&abandon, seg, 0);
                 completion.finished = true;
-                return Ok(completion);
+                return Ok((completion, None));
             };
             let mut out = Vec::with_capacity(lease.recipients.len());
             let mut destination_failure: Option<String> = None;
@@ -1244,20 +1321,10 @@ impl Spool {
                     });
                 }
             }
-            let ticket = self.apply_and_push_locked(&mut state, &records)?;
+            let ticket = self.apply_and_push_locked(state, &records)?;
             completion.finished = !state.messages.contains_key(&lease.queue_id);
-            ticket
-        };
-        self.shared.wait(ticket)?;
-        if !completion.finished {
-            completion.bounce = self.send_bounce(lease.queue_id, now)?;
-            if completion.bounce.is_some() {
-                completion.finished = !lock(&self.shared.state)
-                    .messages
-                    .contains_key(&lease.queue_id);
-            }
+            Ok((completion, Some(ticket)))
         }
-        Ok(completion)
     }
 
     /// Renews a lease before its delivery starts: its deadline becomes `now` plus the attempt

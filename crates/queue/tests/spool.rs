@@ -1220,3 +1220,69 @@ fn a_lane_is_woken_when_mail_becomes_due_in_it() {
         .unwrap();
     assert_eq!(legacy.load(Ordering::SeqCst), 2, "routed to legacy");
 }
+
+#[test]
+fn outcomes_of_a_pass_recorded_together_are_as_if_recorded_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let delivered = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("bob@x.test", "modern")],
+        t(0),
+    );
+    let bounced = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("cy@x.test", "modern")],
+        t(0),
+    );
+    let deferred = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("di@x.test", "modern")],
+        t(0),
+    );
+    let leases = spool.lease("modern", 10, t(1)).unwrap();
+    assert_eq!(leases.len(), 3);
+    let no_user = DeliveryError::permanent(FailureScope::Recipient, "no such user")
+        .with_status(StatusCode::new(5, 1, 1).unwrap());
+    let busy = DeliveryError::transient(FailureScope::Message, "try later");
+    let done: Vec<_> = leases
+        .into_iter()
+        .map(|lease| {
+            let result = if lease.queue_id == delivered {
+                Ok(())
+            } else if lease.queue_id == bounced {
+                Err(no_user.clone())
+            } else {
+                Err(busy.clone())
+            };
+            (lease, vec![result])
+        })
+        .collect();
+    let ids: Vec<QueueId> = done.iter().map(|(l, _)| l.queue_id).collect();
+    let completions = spool.complete_all(done, t(2));
+    assert_eq!(completions.len(), 3);
+    for (id, completion) in ids.iter().zip(completions) {
+        let completion = completion.unwrap();
+        assert!(!completion.late);
+        if *id == delivered {
+            assert!(completion.finished && completion.bounce.is_none());
+        } else if *id == bounced {
+            assert!(
+                completion.finished && completion.bounce.is_some(),
+                "bounced"
+            );
+        } else {
+            assert!(!completion.finished);
+        }
+    }
+    // Durable: a reopened spool sees the same.
+    drop(spool);
+    let spool = open(dir.path());
+    assert!(spool.show(delivered, t(3)).is_err());
+    assert!(spool.show(bounced, t(3)).is_err());
+    assert_eq!(state_of(&spool, deferred, t(3)), [RcptState::Deferred]);
+    assert_eq!(spool.unrouted(10).len(), 1, "the bounce");
+}

@@ -96,9 +96,6 @@ impl Lane {
     }
 }
 
-/// Threads recording the outcomes of one pass at once (the spool's group commit joins them).
-const COMPLETE_THREADS: usize = 32;
-
 /// Delivers until `stop` fires; a lease in hand when it fires is finished first.
 pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<bool>) {
     // Mail queued or routed to the lane while a pass runs leaves a permit: the next wait
@@ -197,24 +194,12 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
             lease.recipients.iter().map(|_| result.clone()).collect();
         done.push((lease, results));
     }
-    // Record the outcomes from several threads at once, so their fsyncs are shared.
-    let chunk = n.div_ceil(COMPLETE_THREADS).max(1);
-    let mut parts: Vec<Vec<(Lease, Vec<DeliveryResult>)>> = Vec::new();
-    let mut rest = done.into_iter().peekable();
-    while rest.peek().is_some() {
-        parts.push(rest.by_ref().take(chunk).collect());
-    }
-    std::thread::scope(|scope| {
-        for part in parts {
-            scope.spawn(move || {
-                for (lease, results) in part {
-                    let queue_id = lease.queue_id;
-                    if let Err(e) = spool.complete(lease, &results, SystemTime::now()) {
-                        warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
-                    }
-                }
-            });
+    // Record the outcomes together: one lock, one fsync for the whole pass.
+    let ids: Vec<_> = done.iter().map(|(lease, _)| lease.queue_id).collect();
+    for (queue_id, recorded) in ids.iter().zip(spool.complete_all(done, SystemTime::now())) {
+        if let Err(e) = recorded {
+            warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
         }
-    });
+    }
     n
 }

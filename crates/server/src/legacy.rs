@@ -952,6 +952,8 @@ mod tests {
         assert_eq!(written, drop_dir.join(import_name(next_seed(seed))));
         assert_eq!(fs::read(&first).unwrap(), b"someone else's file");
         assert_eq!(fs::read(&written).unwrap(), b"my file");
-        assert_eq!(files(&drop_dir), [first, written], "no temporary name left");
+        let mut both = vec![first, written];
+        both.sort();
+        assert_eq!(files(&drop_dir), both, "no temporary name left");
     }
 }
