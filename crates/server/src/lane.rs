@@ -38,6 +38,14 @@ pub(crate) trait LaneAgent: Send + Sync + 'static {
     fn lane(&self) -> &Lane;
     /// One attempt for every recipient of the lease; on success, where it went (for the log).
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError>;
+    /// While mail keeps coming: how many messages make a full pass, and how long to let
+    /// more gather after a pass that had fewer (none by default: the next pass at once). The
+    /// legacy lane gathers for a file's worth, since each file costs the same (a file to
+    /// create and fsync, an Import run) whatever it holds. A message arriving when the lane
+    /// is idle is never held back: only the ones after a busy pass wait, at most this long.
+    fn gather(&self) -> (usize, Duration) {
+        (0, Duration::ZERO)
+    }
     /// The attempts for all the leases of a pass, one outcome per lease in order: `None`
     /// for a message not attempted because its lease was lost before its turn (see
     /// [`Lane::renew`]). An agent that can deliver several messages at once (the legacy
@@ -118,6 +126,14 @@ pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<b
                 () = stopped(&mut stop) => return,
                 () = due.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        let (full, window) = agent.gather();
+        if handled < full && !window.is_zero() {
+            tokio::select! {
+                () = stopped(&mut stop) => return,
+                () = tokio::time::sleep(window) => {}
             }
         }
     }

@@ -45,6 +45,9 @@ pub const DEFAULT_IMPORT_BATCH: usize = 50;
 const LEASE_PER_PASS: usize = 16;
 /// Import files written per pass at most (their messages' outcomes are recorded together).
 const FILES_PER_PASS: usize = 4;
+/// After a pass with less than a file's worth, while mail keeps coming: how long more may
+/// gather before the next pass (a few per cent of a message's usual way through).
+const GATHER: Duration = Duration::from_millis(25);
 /// An import file is closed once it holds this many bytes (a batch of large messages).
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
@@ -529,6 +532,9 @@ fn base36(mut n: u128, width: usize) -> String {
 impl LaneAgent for LegacyAgent {
     fn lane(&self) -> &Lane {
         &self.lane
+    }
+    fn gather(&self) -> (usize, Duration) {
+        (self.batch, GATHER)
     }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.attempt(lease).map(|file| file.display().to_string())
