@@ -50,7 +50,8 @@ import_command = ""                 # optional program run once per import file 
 import_timeout = "60s"              # a hung import_command is killed (its whole process group)
 poll_interval = "15s"
 import_batch = 50                   # at most this many messages per import file; a file refused
-                                    # for good (exit 5) is retried one message per file
+                                    # for good (exit 5) is retried one message per file, so
+                                    # import_command must be all-or-nothing per file
 unknown_recipients = "bounce"       # legacy recipients the directory lacks: bounce (a non-delivery
                                     # report to the legacy sender) or hold (for the administrator)
 post_offices = ["HQ"]               # legacy post offices reachable from SMTP for names outside the

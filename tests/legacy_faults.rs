@@ -399,6 +399,54 @@ fn a_file_written_slowly_while_polled_is_read_whole_once() {
     assert!(reasons(&gw).is_empty(), "{:?}", reasons(&gw));
 }
 
+// See: issue 11 (a writer that pauses past the stability wait, then appends to the file it
+// still holds open: the claimed file, the same inode).
+#[test]
+fn messages_appended_to_a_claimed_file_are_delivered_before_it_is_archived() {
+    let Some(share) = Share::mount("64m", "append after the claim") else {
+        return;
+    };
+    // A long poll: the append surely comes between the pass that reads the file and the
+    // next one (which would archive it, had it not changed).
+    let keys = share
+        .legacy_keys()
+        .replace("poll_interval = \"1s\"", "poll_interval = \"4s\"");
+    let gw = Gateway::start_with("", &keys, "", &crate::util::test_directory());
+    fs::create_dir_all(share.outbound()).unwrap();
+    let mut writer = fs::File::create(share.outbound().join("APPEND.TXT")).unwrap();
+    writer
+        .write_all(export("before the pause").as_bytes())
+        .unwrap();
+    writer.flush().unwrap();
+    gw.wait_delivered(1, Duration::from_secs(60));
+    wait_logged(&gw, &["claimed from the pickup folder", "APPEND.TXT"]);
+    assert_eq!(names(&share.outbound()), Vec::<String>::new(), "claimed");
+    // The writer goes on through its open handle: into the claimed file.
+    writer
+        .write_all(export("after the pause").as_bytes())
+        .unwrap();
+    drop(writer);
+    gw.wait_delivered(2, Duration::from_secs(60));
+    wait_logged(&gw, &["changed after it was read", "APPEND.TXT"]);
+    let archive = gw.dir().join("data/legacy/archive");
+    let archived = wait_for(Duration::from_secs(60), || {
+        names(&archive).into_iter().next()
+    })
+    .unwrap_or_else(|| panic!("never archived; log:\n{}", gw.log()));
+    let text = fs::read_to_string(archive.join(&archived)).unwrap();
+    assert_eq!(
+        text.matches("Message:\r\n").count(),
+        2,
+        "archived whole: {text}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mut got = subjects(&gw);
+    got.sort();
+    assert_eq!(got, ["after the pause", "before the pause"], "each once");
+    assert!(reasons(&gw).is_empty(), "{:?}", reasons(&gw));
+    assert!(gw.log().contains("already taken in; not queued again"));
+}
+
 // See: issue 11 ("a 1 GB file of zero bytes makes `ccgate check` grow to 2 GB and abort").
 #[test]
 fn check_reads_a_gigabyte_sparse_file_under_a_256_mib_address_space_limit() {

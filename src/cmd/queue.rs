@@ -81,6 +81,15 @@ pub fn spool_options(config: &Config) -> SpoolOptions {
             10
         },
         attempt_timeout: attempt_timeout(config),
+        // The legacy agent delivers one pass at a time, each of several import files' worth:
+        // the lane's limit is that pass, not the default (which would cap the import files).
+        lanes: std::collections::HashMap::from([(
+            "legacy".to_owned(),
+            u32::try_from(ccgate_server::LegacyAgent::leases_per_pass(
+                config.legacy.import_batch,
+            ))
+            .unwrap_or(u32::MAX),
+        )]),
         ..defaults
     }
 }

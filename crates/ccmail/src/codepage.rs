@@ -73,24 +73,46 @@ impl Codepage {
     /// no equivalent and no transliteration and were written as `?`.
     pub fn encode_into(self, text: &str, out: &mut Vec<u8>) -> usize {
         let mut replaced = 0;
-        for c in text.chars() {
-            if let Some(b) = self.encode_char(c) {
-                out.push(b);
-                continue;
-            }
-            let fallback = transliterate(c);
-            if fallback.is_empty() {
-                out.push(REPLACEMENT);
-                replaced += 1;
-                continue;
-            }
-            for f in fallback.chars() {
-                match self.encode_char(f) {
-                    Some(b) => out.push(b),
-                    None => {
-                        out.push(REPLACEMENT);
-                        replaced += 1;
-                    }
+        // ASCII is the same in every code page: runs of it are copied whole (most mail is
+        // ASCII; a character at a time was a hot loop of the legacy lane).
+        let mut rest = text;
+        while !rest.is_empty() {
+            let ascii = rest
+                .as_bytes()
+                .iter()
+                .position(|b| !b.is_ascii())
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(ascii);
+            out.extend_from_slice(run.as_bytes());
+            let mut chars = tail.chars();
+            let Some(c) = chars.next() else {
+                break;
+            };
+            rest = chars.as_str();
+            replaced += self.encode_other(c, out);
+        }
+        replaced
+    }
+
+    /// Encodes one character (not ASCII) into `out`; answers how many `?` it became (a
+    /// transliteration counts each of its characters without an equivalent).
+    fn encode_other(self, c: char, out: &mut Vec<u8>) -> usize {
+        if let Some(b) = self.encode_char(c) {
+            out.push(b);
+            return 0;
+        }
+        let fallback = transliterate(c);
+        if fallback.is_empty() {
+            out.push(REPLACEMENT);
+            return 1;
+        }
+        let mut replaced = 0;
+        for f in fallback.chars() {
+            match self.encode_char(f) {
+                Some(b) => out.push(b),
+                None => {
+                    out.push(REPLACEMENT);
+                    replaced += 1;
                 }
             }
         }
@@ -182,5 +204,23 @@ mod tests {
         let (bytes, replaced) = Codepage::Ibm437.encode("\u{201C}Łódź\u{201D} — 東");
         assert_eq!(Codepage::Ibm437.decode(&bytes), "\"Lódz\" - ?");
         assert_eq!(replaced, 1);
+    }
+
+    proptest::proptest! {
+        /// Copying ASCII runs whole gives the same bytes and count as a character at a time.
+        #[test]
+        fn ascii_runs_encode_as_single_characters(text in "[a-z \r\n\u{e9}\u{2019}\u{2026}\u{4e2d}\u{1f600}]{0,40}") {
+            for cp in [Codepage::Ibm437, Codepage::Ibm850] {
+                let mut one_by_one = Vec::new();
+                let mut replaced = 0;
+                for c in text.chars() {
+                    let mut buf = [0u8; 4];
+                    replaced += cp.encode_into(c.encode_utf8(&mut buf), &mut one_by_one);
+                }
+                let (whole, whole_replaced) = cp.encode(&text);
+                proptest::prop_assert_eq!(&whole, &one_by_one);
+                proptest::prop_assert_eq!(whole_replaced, replaced);
+            }
+        }
     }
 }

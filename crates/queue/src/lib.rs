@@ -37,6 +37,6 @@ pub use schedule::{
 };
 pub use spool::{
     Completion, DEFAULT_MIN_FREE, LaneInfo, Lease, LeaseId, LeasedRecipient, Route, Spool,
-    SpoolOptions, SpoolStatus, TickReport, Unrouted, spool_dir,
+    SpoolOptions, SpoolStatus, TickReport, Unrouted, Wake, spool_dir,
 };
 pub use view::QueueView;

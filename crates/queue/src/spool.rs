@@ -231,7 +231,36 @@ pub struct Spool {
     writer: Option<JoinHandle<()>>,
     options: SpoolOptions,
     report: RecoveryReport,
+    wakers: Wakers,
     _lock: File,
+}
+
+/// A lane's wake-up call ([`Spool::on_due`]).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// The wake-up calls of the lanes whose agents asked to be told of new work.
+#[derive(Default)]
+struct Wakers(std::sync::Mutex<Vec<(String, Wake)>>);
+
+impl std::fmt::Debug for Wakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lanes: Vec<String> = lock(&self.0).iter().map(|(l, _)| l.clone()).collect();
+        f.debug_tuple("Wakers").field(&lanes).finish()
+    }
+}
+
+impl Wakers {
+    /// Calls the wake-up of every lane among `lanes` (once each, outside the lock).
+    fn wake<'a>(&self, lanes: impl Iterator<Item = &'a str> + Clone) {
+        let due: Vec<Wake> = lock(&self.0)
+            .iter()
+            .filter(|(lane, _)| lanes.clone().any(|l| l == lane))
+            .map(|(_, wake)| Arc::clone(wake))
+            .collect();
+        for wake in due {
+            wake();
+        }
+    }
 }
 
 /// Default of [`SpoolOptions::min_free`]: 64 MiB, room for the outcome records of about a
@@ -465,6 +494,7 @@ impl Spool {
             writer: Some(writer),
             options,
             report,
+            wakers: Wakers::default(),
             _lock: lock_file,
         };
         if !recovery_records.is_empty() {
@@ -651,7 +681,21 @@ impl Spool {
         })?;
         let (id, ticket) = self.push_message(id, rec, body, None)?;
         self.shared.wait(ticket)?;
+        self.wakers.wake(
+            routes
+                .iter()
+                .filter(|r| !r.hold)
+                .map(|r| r.destination.as_str()),
+        );
         Ok(id)
+    }
+
+    /// Registers `wake`, called each time mail becomes due at once in `lane`: a message
+    /// queued or routed there (once it is durable). An agent waits on it instead of polling
+    /// the lane often; mail that comes due later (a retry) is not announced, so the agent
+    /// still polls now and then.
+    pub fn on_due(&self, lane: impl AsRef<str>, wake: Wake) {
+        lock(&self.wakers.0).push((lane.as_ref().to_owned(), wake));
     }
 
     /// Refuses a new message of `size` bytes while free space is below `min_free` (or would
@@ -1087,10 +1131,87 @@ impl Spool {
         results: &[DeliveryResult],
         now: SystemTime,
     ) -> Result<Completion> {
-        let now_ms = to_ms(now);
-        let mut completion = Completion::default();
-        let ticket = {
+        let (mut completion, ticket) = {
             let mut state = lock(&self.shared.state);
+            self.complete_locked(&mut state, &lease, results, to_ms(now))?
+        };
+        let Some(ticket) = ticket else {
+            return Ok(completion);
+        };
+        self.shared.wait(ticket)?;
+        self.bounce_if_owed(&lease, &mut completion, now)?;
+        Ok(completion)
+    }
+
+    /// [`Spool::complete`] for the leases of a whole pass at once: their records are made
+    /// under one lock and waited for with one fsync (the group commit without a thread per
+    /// lease). One answer per lease, in order.
+    ///
+    /// # Errors
+    /// [`QueueError::Poisoned`] after a failed write (for every lease not yet recorded).
+    pub fn complete_all(
+        &self,
+        done: Vec<(Lease, Vec<DeliveryResult>)>,
+        now: SystemTime,
+    ) -> Vec<Result<Completion>> {
+        let now_ms = to_ms(now);
+        let mut made: Vec<(Lease, Result<Completion>)> = Vec::with_capacity(done.len());
+        let mut last = None;
+        {
+            let mut state = lock(&self.shared.state);
+            for (lease, results) in done {
+                let made_one = self
+                    .complete_locked(&mut state, &lease, &results, now_ms)
+                    .map(|(completion, ticket)| {
+                        last = last.max(ticket);
+                        completion
+                    });
+                made.push((lease, made_one));
+            }
+        }
+        let written = last.is_none_or(|ticket| self.shared.wait(ticket).is_ok());
+        made.into_iter()
+            .map(|(lease, made_one)| {
+                let mut completion = made_one?;
+                if !written && let Some(ticket) = last {
+                    // Not durable: each lease gets the error (a failed spool stays failed).
+                    self.shared.wait(ticket)?;
+                }
+                self.bounce_if_owed(&lease, &mut completion, now)?;
+                Ok(completion)
+            })
+            .collect()
+    }
+
+    /// After the outcome is durable: the bounce a message now owes, if any.
+    fn bounce_if_owed(
+        &self,
+        lease: &Lease,
+        completion: &mut Completion,
+        now: SystemTime,
+    ) -> Result<()> {
+        if !completion.finished {
+            completion.bounce = self.send_bounce(lease.queue_id, now)?;
+            if completion.bounce.is_some() {
+                completion.finished = !lock(&self.shared.state)
+                    .messages
+                    .contains_key(&lease.queue_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of one completion, applied and pushed under the state lock: the
+    /// completion so far and the ticket to wait for (none when the message is gone).
+    fn complete_locked(
+        &self,
+        state: &mut State,
+        lease: &Lease,
+        results: &[DeliveryResult],
+        now_ms: u64,
+    ) -> Result<(Completion, Option<u64>)> {
+        let mut completion = Completion::default();
+        {
             let late = !state.leases.contains_key(&lease.id.0);
             completion.late = late;
             let Some(msg) = state.messages.get(&lease.queue_id) else {
@@ -1102,7 +1223,7 @@ impl Spool {
                 let seg = state.active_journal;
                 state.apply(&abandon, seg, 0);
                 completion.finished = true;
-                return Ok(completion);
+                return Ok((completion, None));
             };
             let mut out = Vec::with_capacity(lease.recipients.len());
             let mut destination_failure: Option<String> = None;
@@ -1204,20 +1325,10 @@ impl Spool {
                     });
                 }
             }
-            let ticket = self.apply_and_push_locked(&mut state, &records)?;
+            let ticket = self.apply_and_push_locked(state, &records)?;
             completion.finished = !state.messages.contains_key(&lease.queue_id);
-            ticket
-        };
-        self.shared.wait(ticket)?;
-        if !completion.finished {
-            completion.bounce = self.send_bounce(lease.queue_id, now)?;
-            if completion.bounce.is_some() {
-                completion.finished = !lock(&self.shared.state)
-                    .messages
-                    .contains_key(&lease.queue_id);
-            }
+            Ok((completion, Some(ticket)))
         }
-        Ok(completion)
     }
 
     /// Renews a lease before its delivery starts: its deadline becomes `now` plus the attempt
@@ -1420,7 +1531,14 @@ impl Spool {
             }
             self.apply_and_push_locked(&mut state, &[record])?
         };
-        self.shared.wait(ticket)
+        self.shared.wait(ticket)?;
+        self.wakers.wake(
+            routes
+                .iter()
+                .filter(|(_, r)| !r.hold)
+                .map(|(_, r)| r.destination.as_str()),
+        );
+        Ok(())
     }
 
     /// Carries out an administrator's request (hold, release, retry, delete, requeue).

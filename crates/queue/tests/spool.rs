@@ -1175,3 +1175,142 @@ fn long_replies_are_capped_and_oversized_records_refused() {
     assert_eq!(spool.len(), 1);
     spool.close().unwrap();
 }
+
+#[test]
+fn a_lane_is_woken_when_mail_becomes_due_in_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let counter = |lane: &str| {
+        let n = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&n);
+        spool.on_due(
+            lane,
+            Arc::new(move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        n
+    };
+    let (legacy, modern) = (counter("legacy"), counter("modern"));
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("x@legacy.test", Lane::Legacy)],
+        t(0),
+    );
+    assert_eq!(legacy.load(Ordering::SeqCst), 1, "queued to legacy");
+    assert_eq!(modern.load(Ordering::SeqCst), 0, "nothing for modern");
+    // Two recipients in one lane: one message, at least one wake-up.
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("x@modern.test", Lane::Modern), ("y@modern.test", Lane::Modern)],
+        t(0),
+    );
+    assert!(modern.load(Ordering::SeqCst) >= 1);
+    assert_eq!(legacy.load(Ordering::SeqCst), 1);
+    // Held mail is not due: no wake-up.
+    let envelope = Envelope {
+        sender: ReversePath::Mailbox(addr("a@example.com")),
+        recipients: vec![addr("z@legacy.test")],
+    };
+    spool
+        .enqueue(
+            &envelope,
+            &[Route::new("legacy", addr("z@legacy.test")).held()],
+            &body(1),
+            t(0),
+        )
+        .unwrap();
+    assert_eq!(legacy.load(Ordering::SeqCst), 1, "held: not woken");
+    // Routed by the router (a message queued without a route) wakes its new lane.
+    let envelope = Envelope {
+        sender: ReversePath::Mailbox(addr("a@example.com")),
+        recipients: vec![addr("w@legacy.test")],
+    };
+    let id = spool
+        .enqueue(
+            &envelope,
+            &[Route::new("", addr("w@legacy.test"))],
+            &body(2),
+            t(0),
+        )
+        .unwrap();
+    assert_eq!(legacy.load(Ordering::SeqCst), 1);
+    spool
+        .route(
+            id,
+            &[(0, Route::new("legacy", addr("w@legacy.test")))],
+            t(1),
+        )
+        .unwrap();
+    assert_eq!(legacy.load(Ordering::SeqCst), 2, "routed to legacy");
+}
+
+#[test]
+fn outcomes_of_a_pass_recorded_together_are_as_if_recorded_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let delivered = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("bob@x.test", Lane::Modern)],
+        t(0),
+    );
+    let bounced = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("cy@x.test", Lane::Modern)],
+        t(0),
+    );
+    let deferred = enqueue(
+        &spool,
+        "alice@example.com",
+        &[("di@x.test", Lane::Modern)],
+        t(0),
+    );
+    let leases = spool.lease("modern", 10, t(1)).unwrap();
+    assert_eq!(leases.len(), 3);
+    let no_user = DeliveryError::permanent(FailureScope::Recipient, "no such user")
+        .with_status(StatusCode::new(5, 1, 1).unwrap());
+    let busy = DeliveryError::transient(FailureScope::Message, "try later");
+    let done: Vec<_> = leases
+        .into_iter()
+        .map(|lease| {
+            let result = if lease.queue_id == delivered {
+                Ok(())
+            } else if lease.queue_id == bounced {
+                Err(no_user.clone())
+            } else {
+                Err(busy.clone())
+            };
+            (lease, vec![result])
+        })
+        .collect();
+    let ids: Vec<QueueId> = done.iter().map(|(l, _)| l.queue_id).collect();
+    let completions = spool.complete_all(done, t(2));
+    assert_eq!(completions.len(), 3);
+    for (id, completion) in ids.iter().zip(completions) {
+        let completion = completion.unwrap();
+        assert!(!completion.late);
+        if *id == delivered {
+            assert!(completion.finished && completion.bounce.is_none());
+        } else if *id == bounced {
+            assert!(
+                completion.finished && completion.bounce.is_some(),
+                "bounced"
+            );
+        } else {
+            assert!(!completion.finished);
+        }
+    }
+    // Durable: a reopened spool sees the same.
+    drop(spool);
+    let spool = open(dir.path());
+    assert!(spool.show(delivered, t(3)).is_err());
+    assert!(spool.show(bounced, t(3)).is_err());
+    assert_eq!(state_of(&spool, deferred, t(3)), [RcptState::Deferred]);
+    assert_eq!(spool.unrouted(10).len(), 1, "the bounce");
+}

@@ -14,7 +14,8 @@ use crate::delivery_log::{self, Attempt};
 use crate::metrics::Metrics;
 use crate::shutdown::stopped;
 
-/// Pause when the lane has nothing due.
+/// Longest pause when the lane has nothing due. New mail for the lane wakes the agent at
+/// once (the spool's wake-up call); the poll only finds retries that came due meanwhile.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// What every agent has around its deliveries: the lane it serves, its name in log lines,
@@ -39,19 +40,81 @@ pub(crate) trait LaneAgent: Send + Sync + 'static {
     fn context(&self) -> &LaneContext;
     /// One attempt for every recipient of the lease; on success, where it went (for the log).
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError>;
-    /// The attempts for all the leases of a pass, one outcome per lease in order. An agent
-    /// that can deliver several messages at once (the legacy lane's batched import files)
-    /// overrides it; the default delivers them one by one.
-    fn deliver_all(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
-        leases.iter().map(|lease| self.deliver(lease)).collect()
+    /// While mail keeps coming: how many messages make a full pass, and how long to let
+    /// more gather after a pass that had fewer (none by default: the next pass at once). The
+    /// legacy lane gathers for a file's worth, since each file costs the same (a file to
+    /// create and fsync, an Import run) whatever it holds. A message arriving when the lane
+    /// is idle is never held back: only the ones after a busy pass wait, at most this long.
+    fn gather(&self) -> (usize, Duration) {
+        (0, Duration::ZERO)
+    }
+    /// The attempts for all the leases of a pass, one outcome per lease in order: `None`
+    /// for a message not attempted because its lease was lost before its turn (see
+    /// [`Lane::renew`]). An agent that can deliver several messages at once (the legacy
+    /// lane's batched import files) overrides it; the default delivers them one by one,
+    /// renewing each lease right before its message.
+    fn deliver_all(&self, leases: &mut [Lease]) -> Vec<Option<Result<String, DeliveryError>>> {
+        deliver_each(self, leases)
     }
 }
 
-/// Threads recording the outcomes of one pass at once (the spool's group commit joins them).
-const COMPLETE_THREADS: usize = 32;
+/// The leases of a pass delivered one by one, each renewed right before its message.
+pub(crate) fn deliver_each<A: LaneAgent + ?Sized>(
+    agent: &A,
+    leases: &mut [Lease],
+) -> Vec<Option<Result<String, DeliveryError>>> {
+    (0..leases.len())
+        .map(|i| {
+            let turn = agent.context().renew_for_turn(leases, &[i]);
+            let lease = leases.get(i).filter(|_| !turn.is_empty())?;
+            Some(agent.deliver(lease))
+        })
+        .collect()
+}
+
+impl LaneContext {
+    /// Renews a lease right before its message is handled, so that a long pass never
+    /// outlives the leases it has yet to deliver. False (and a warning) when the lease
+    /// already timed out: its recipients went back to the queue and may be in another
+    /// attempt, so the message must not be delivered (and its outcome not recorded) here.
+    pub(crate) fn renew(&self, lease: &mut Lease) -> bool {
+        let renewed = self.spool.renew(lease, SystemTime::now());
+        if !renewed {
+            warn!(queue_id = %lease.queue_id, lane = %self.lane, "lease expired before its turn; not delivered here (it is attempted again)");
+        }
+        renewed
+    }
+
+    /// Before the messages `turn` (indices into the pass's `leases`) are handled: renews
+    /// their leases ([`Lane::renew`]) and answers those still held, in order. The pass's
+    /// other leases are renewed too, quietly: the ones already handled wait for the outcomes
+    /// recorded at the end of the pass, the later ones for their turn, and neither may time
+    /// out meanwhile.
+    pub(crate) fn renew_for_turn(&self, leases: &mut [Lease], turn: &[usize]) -> Vec<usize> {
+        let now = SystemTime::now();
+        let mut held = Vec::with_capacity(turn.len());
+        for (i, lease) in leases.iter_mut().enumerate() {
+            if turn.contains(&i) {
+                if self.renew(lease) {
+                    held.push(i);
+                }
+            } else {
+                self.spool.renew(lease, now);
+            }
+        }
+        held
+    }
+}
 
 /// Delivers until `stop` fires; a lease in hand when it fires is finished first.
 pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<bool>) {
+    // Mail queued or routed to the lane while a pass runs leaves a permit: the next wait
+    // ends at once.
+    let due = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::clone(&due);
+    let lane = agent.context();
+    lane.spool
+        .on_due(lane.lane, Arc::new(move || wake.notify_one()));
     loop {
         if *stop.borrow() {
             return;
@@ -63,7 +126,16 @@ pub(crate) async fn run<A: LaneAgent>(agent: Arc<A>, mut stop: watch::Receiver<b
         if handled == 0 {
             tokio::select! {
                 () = stopped(&mut stop) => return,
+                () = due.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        let (full, window) = agent.gather();
+        if handled < full && !window.is_zero() {
+            tokio::select! {
+                () = stopped(&mut stop) => return,
+                () = tokio::time::sleep(window) => {}
             }
         }
     }
@@ -92,22 +164,18 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
         }
     };
     let n = leases.len();
-    // Renew every lease as its pass starts: one that timed out meanwhile has its recipients
-    // back in the queue, maybe in another attempt already. Never deliver twice.
-    let mut live = Vec::with_capacity(n);
-    for mut lease in leases {
-        if spool.renew(&mut lease, SystemTime::now()) {
-            live.push(lease);
-        } else {
-            warn!(queue_id = %lease.queue_id, lane = %lane, "lease expired before its turn; not delivered");
-        }
-    }
-    let leases = live;
+    let mut leases = leases;
     let started = Instant::now();
-    let outcomes = agent.deliver_all(&leases);
+    // The agent renews each lease right before its message (a long pass must not outlive
+    // the later ones) and skips a message whose lease timed out meanwhile: never twice.
+    let outcomes = agent.deliver_all(&mut leases);
     let each = started.elapsed() / u32::try_from(leases.len().max(1)).unwrap_or(u32::MAX);
     let mut done: Vec<(Lease, Vec<DeliveryResult>)> = Vec::with_capacity(n);
     for (lease, outcome) in leases.into_iter().zip(outcomes) {
+        // Lease lost before its turn (said when it was found): not attempted, not recorded.
+        let Some(outcome) = outcome else {
+            continue;
+        };
         metrics.observe_delivery(lane.as_str(), each);
         let result: DeliveryResult = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
         let results: Vec<DeliveryResult> =
@@ -115,24 +183,12 @@ pub(crate) fn pass<A: LaneAgent>(agent: &A) -> usize {
         delivery_log::report(attempt, &lease, &results, outcome.ok().as_deref());
         done.push((lease, results));
     }
-    // Record the outcomes from several threads at once, so their fsyncs are shared.
-    let chunk = n.div_ceil(COMPLETE_THREADS).max(1);
-    let mut parts: Vec<Vec<(Lease, Vec<DeliveryResult>)>> = Vec::new();
-    let mut rest = done.into_iter().peekable();
-    while rest.peek().is_some() {
-        parts.push(rest.by_ref().take(chunk).collect());
-    }
-    std::thread::scope(|scope| {
-        for part in parts {
-            scope.spawn(move || {
-                for (lease, results) in part {
-                    let queue_id = lease.queue_id;
-                    if let Err(e) = spool.complete(lease, &results, SystemTime::now()) {
-                        warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
-                    }
-                }
-            });
+    // Record the outcomes together: one lock, one fsync for the whole pass.
+    let ids: Vec<_> = done.iter().map(|(lease, _)| lease.queue_id).collect();
+    for (queue_id, recorded) in ids.iter().zip(spool.complete_all(done, SystemTime::now())) {
+        if let Err(e) = recorded {
+            warn!(queue_id = %queue_id, error = %e, "cannot record the delivery");
         }
-    });
+    }
     n
 }

@@ -3,7 +3,8 @@
 //! Each pass leases up to `import_batch` messages and writes them into one Import file
 //! (`G*.CCM`, an 8.3 name because the DOS tools fail on longer ones, KB Q181186), as the
 //! format allows (messages one after another), by the strict writer: to a hidden temporary
-//! name, fsync, rename, fsync the folder. A file is closed early at [`MAX_BATCH_BYTES`]. Each
+//! name, fsync, then a hard link to a free 8.3 name (which fails rather than replace a file
+//! made meanwhile by anyone), the temporary name removed, fsync the folder. A file is closed early at [`MAX_BATCH_BYTES`]. Each
 //! message's recipient lines are exactly the recipients of this attempt (an Import delivers to
 //! every `To:`/`Cc:`/`Bcc:` line, so the message's other recipients, delivered by other lanes,
 //! must not appear there). A message the converter or the writer refuses fails alone, before
@@ -44,6 +45,9 @@ pub const DEFAULT_IMPORT_BATCH: usize = 50;
 const LEASE_PER_PASS: usize = 16;
 /// Import files written per pass at most (their messages' outcomes are recorded together).
 const FILES_PER_PASS: usize = 4;
+/// After a pass with less than a file's worth, while mail keeps coming: how long more may
+/// gather before the next pass (a few per cent of a message's usual way through).
+const GATHER: Duration = Duration::from_millis(25);
 /// An import file is closed once it holds this many bytes (a batch of large messages).
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
@@ -135,12 +139,21 @@ impl LegacyAgent {
     #[must_use]
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
-        // A pass takes several files' worth, so their outcomes share the journal's fsyncs.
-        self.context.batch = self
-            .batch
-            .saturating_mul(FILES_PER_PASS)
-            .max(LEASE_PER_PASS);
+        self.context.batch = Self::leases_per_pass(batch);
         self
+    }
+
+    /// How many messages one pass leases with `import_batch` messages per file: several
+    /// files' worth, so their outcomes share the journal's fsyncs. The spool's concurrency
+    /// limit of the `legacy` lane must be at least this, or a pass gets fewer messages than
+    /// one file could hold (the agent is the lane's only deliverer and runs one pass at a
+    /// time, so this is also the most it ever has in flight).
+    #[must_use]
+    pub fn leases_per_pass(import_batch: usize) -> usize {
+        import_batch
+            .max(1)
+            .saturating_mul(FILES_PER_PASS)
+            .max(LEASE_PER_PASS)
     }
 
     /// Delivers until `stop` fires; an attempt in hand is finished first.
@@ -220,14 +233,20 @@ impl LegacyAgent {
     /// The attempts of a pass: the messages that could be written go into import files of up
     /// to `batch` messages (and [`MAX_BATCH_BYTES`]); a file refused for good is split, one
     /// message per file, so that only the bad message fails.
-    fn deliver_batches(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
+    fn deliver_batches(&self, leases: &mut [Lease]) -> Vec<Option<Result<String, DeliveryError>>> {
         let mut outcomes: Vec<Option<Result<String, DeliveryError>>> =
             leases.iter().map(|_| None).collect();
         let mut ready: Vec<(usize, Vec<u8>)> = Vec::new();
         // Converting is the CPU work: on several threads, results in lease order.
-        let threads = std::thread::available_parallelism()
-            .map_or(2, std::num::NonZeroUsize::get)
-            .clamp(1, 8);
+        // (Asked once: the answer reads cgroup files, which cost more than a small pass.)
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads = *THREADS.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .clamp(1, 8)
+        });
+        // At least 8 messages a thread: a small pass does not start threads it cannot use.
+        let threads = threads.min(leases.len().div_ceil(8)).max(1);
         let chunk = leases.len().div_ceil(threads).max(1);
         let prepared: Vec<Result<Vec<u8>, DeliveryError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = leases
@@ -279,6 +298,14 @@ impl LegacyAgent {
             groups.push(current);
         }
         for group in groups {
+            // Each file's leases are renewed right before it is written: a pass of several
+            // files, each allowed up to import_timeout, must not outlive its later leases.
+            let turn: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+            let held = self.context.renew_for_turn(leases, &turn);
+            let group: Vec<(usize, Vec<u8>)> = group
+                .into_iter()
+                .filter(|(i, _)| held.contains(i))
+                .collect();
             let Some(first) = group.first().and_then(|(i, _)| leases.get(*i)) else {
                 continue;
             };
@@ -286,7 +313,12 @@ impl LegacyAgent {
             let (set_aside, result) = self.deliver_file_at(first, &parts);
             let split = group.len() > 1 && matches!(&result, Err(e) if e.is_permanent());
             if split {
-                warn!(messages = group.len(), error = %result.as_ref().err().map(DeliveryError::text).unwrap_or_default(), "import file refused for good; trying its messages one file each");
+                let ids: Vec<String> = group
+                    .iter()
+                    .filter_map(|(i, _)| leases.get(*i))
+                    .map(|l| l.queue_id.to_string())
+                    .collect();
+                warn!(messages = group.len(), queue_ids = %ids.join(" "), error = %result.as_ref().err().map(DeliveryError::text).unwrap_or_default(), "import file refused for good; these messages are tried again now, one file each, so that only the bad one fails");
                 // Each message gets a file of its own (and its own place in imported/ or
                 // failed/): the refused batch file would only be a second copy of them.
                 if let Some(batch_file) = set_aside {
@@ -295,10 +327,13 @@ impl LegacyAgent {
             }
             for (i, bytes) in &group {
                 let outcome = if split {
-                    match leases.get(*i) {
-                        Some(lease) => self.deliver_file(lease, &[bytes.as_slice()]),
-                        None => continue,
+                    if self.context.renew_for_turn(leases, &[*i]).is_empty() {
+                        continue;
                     }
+                    let Some(lease) = leases.get(*i) else {
+                        continue;
+                    };
+                    self.deliver_file(lease, &[bytes.as_slice()])
                 } else {
                     result.clone()
                 };
@@ -307,17 +342,8 @@ impl LegacyAgent {
                 }
             }
         }
+        // A slot still empty is a message whose lease was lost before its file: not tried.
         outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(DeliveryError::transient(
-                        FailureScope::Message,
-                        "not attempted",
-                    ))
-                })
-            })
-            .collect()
     }
 
     /// Writes the file under a temporary name, fsyncs, renames it to a fresh 8.3 name.
@@ -336,18 +362,23 @@ impl LegacyAgent {
         file.sync_all()?;
         drop(file);
         let mut name_seed = seed;
-        let target = loop {
-            let candidate = self.drop_dir.join(format!("G{}.CCM", base36(name_seed, 7)));
-            if !candidate.exists() {
-                break candidate;
+        loop {
+            let target = self.drop_dir.join(import_name(name_seed));
+            match publish(&tmp, &target) {
+                Ok(()) => {
+                    File::open(&self.drop_dir)?.sync_all()?;
+                    return Ok(target);
+                }
+                // Taken (by an earlier file, or another writer at this very moment).
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    name_seed = next_seed(name_seed);
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
             }
-            name_seed = name_seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-        };
-        fs::rename(&tmp, &target)?;
-        File::open(&self.drop_dir)?.sync_all()?;
-        Ok(target)
+        }
     }
 
     fn run_import(&self, import: &ImportCommand, file: PathBuf) -> Result<PathBuf, DeliveryError> {
@@ -446,6 +477,48 @@ fn run_with_timeout(command: &str, file: &Path, timeout: Duration) -> std::io::R
     }
 }
 
+/// The 8.3 import-file name for a seed: `G` and 7 base-36 digits, `.CCM`.
+fn import_name(seed: u128) -> String {
+    format!("G{}.CCM", base36(seed, 7))
+}
+
+/// The seed of the next name to try when one is taken.
+fn next_seed(seed: u128) -> u128 {
+    seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1)
+}
+
+/// Gives the written file at `tmp` the name `target` only if no file has it (never over
+/// another import file, even one created at the same moment): a hard link then the removal of
+/// the temporary name; on a share without hard links, a rename that refuses to replace.
+/// [`std::io::ErrorKind::AlreadyExists`] when the name is taken.
+fn publish(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let link_error = match fs::hard_link(tmp, target) {
+        Ok(()) => {
+            if let Err(e) = fs::remove_file(tmp) {
+                // The import file is in place; only a hidden leftover remains.
+                warn!(file = %tmp.display(), error = %e, "cannot remove the temporary name of an import file");
+            }
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(e) => e,
+    };
+    match renameat_with(CWD, tmp, CWD, target, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(std::io::ErrorKind::AlreadyExists.into()),
+        Err(rename_error) => {
+            // Neither on this filesystem: look, then rename (a clash with another writer
+            // choosing the same random name at the same instant stays possible here).
+            warn!(folder = %tmp.parent().unwrap_or(Path::new(".")).display(), link_error = %link_error, rename_error = %rename_error, "the drop folder supports neither hard links nor exclusive renames; import file names are checked, then renamed");
+            if fs::symlink_metadata(target).is_ok() {
+                return Err(std::io::ErrorKind::AlreadyExists.into());
+            }
+            fs::rename(tmp, target)
+        }
+    }
+}
+
 fn base36(mut n: u128, width: usize) -> String {
     const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut out = vec![b'0'; width];
@@ -460,12 +533,15 @@ impl LaneAgent for LegacyAgent {
     fn context(&self) -> &LaneContext {
         &self.context
     }
+    fn gather(&self) -> (usize, Duration) {
+        (self.batch, GATHER)
+    }
     fn deliver(&self, lease: &Lease) -> Result<String, DeliveryError> {
         self.attempt(lease).map(|file| file.display().to_string())
     }
-    fn deliver_all(&self, leases: &[Lease]) -> Vec<Result<String, DeliveryError>> {
+    fn deliver_all(&self, leases: &mut [Lease]) -> Vec<Option<Result<String, DeliveryError>>> {
         if self.batch <= 1 {
-            return leases.iter().map(|lease| self.deliver(lease)).collect();
+            return lane::deliver_each(self, leases);
         }
         self.deliver_batches(leases)
     }
@@ -515,9 +591,15 @@ mod tests {
     }
 
     fn setup(import: Option<(&str, u64)>) -> (tempfile::TempDir, Arc<Spool>, LegacyAgent) {
+        setup_with(import, SpoolOptions::default())
+    }
+
+    fn setup_with(
+        import: Option<(&str, u64)>,
+        options: SpoolOptions,
+    ) -> (tempfile::TempDir, Arc<Spool>, LegacyAgent) {
         let dir = tempfile::tempdir().unwrap();
-        let spool =
-            Arc::new(Spool::open(&dir.path().join("queue"), SpoolOptions::default()).unwrap());
+        let spool = Arc::new(Spool::open(&dir.path().join("queue"), options).unwrap());
         let import = import.map(|(command, ms)| ImportCommand {
             command: command.to_owned(),
             timeout: Duration::from_millis(ms),
@@ -777,5 +859,107 @@ mod tests {
             "the good one was written"
         );
         let _ = good;
+    }
+
+    /// A pass longer than the lease timeout (a slow import command, many files): each lease
+    /// is renewed right before its file, so none times out while it waits its turn, and no
+    /// message is imported twice. Housekeeping reaps expired leases all along, as in `run`.
+    #[test]
+    fn a_long_pass_renews_each_lease_before_its_file_and_imports_nothing_twice() {
+        for batch in [1, 2] {
+            let scratch = tempfile::tempdir().unwrap();
+            let log = scratch.path().join("imported.log");
+            // Each import takes 250 ms and records the subjects it imported.
+            let command = format!(
+                "sleep 0.25; grep '^Subject:' \"$1\" >> {}; exit 0 #",
+                log.display()
+            );
+            let options = SpoolOptions {
+                attempt_timeout: Duration::from_millis(800),
+                retry: ccgate_queue::RetryPolicy {
+                    retry: vec![Duration::from_millis(50)],
+                    max_lifetime: Duration::from_secs(3600),
+                },
+                quarantine_after: 100,
+                ..SpoolOptions::default()
+            };
+            let (_dir, spool, agent) = setup_with(Some((&command, 10_000)), options);
+            let agent = agent.with_batch(batch);
+            let count = 10;
+            let ids: Vec<QueueId> = (0..count)
+                .map(|i| enqueue_subject(&spool, &format!("m{i}")))
+                .collect();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let ticker = {
+                let (spool, stop) = (Arc::clone(&spool), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut timed_out = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        timed_out += spool.tick(SystemTime::now()).unwrap().timed_out.len();
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    timed_out
+                })
+            };
+            // One pass holds every message (10 files of 250 ms at batch 1, 5 at batch 2: far
+            // past the 800 ms lease); then passes until all are delivered.
+            assert_eq!(
+                agent.pass(),
+                count,
+                "batch {batch}: one pass leases them all"
+            );
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !ids.iter().all(|id| {
+                states(&spool, *id)
+                    .iter()
+                    .all(|s| *s == RcptState::Delivered)
+            }) {
+                assert!(
+                    Instant::now() < deadline,
+                    "batch {batch}: not all delivered"
+                );
+                agent.pass();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let timed_out = ticker.join().unwrap();
+            let mut subjects: Vec<String> = fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .collect();
+            subjects.sort();
+            let mut want: Vec<String> = (0..count).map(|i| format!("Subject: m{i}")).collect();
+            want.sort();
+            assert_eq!(
+                subjects, want,
+                "batch {batch}: each message imported exactly once"
+            );
+            assert_eq!(timed_out, 0, "batch {batch}: no lease timed out");
+        }
+    }
+
+    /// An import file never replaces another: a name already taken (here made on purpose,
+    /// as another writer could at the same moment) is skipped for the next one.
+    #[test]
+    fn an_import_file_name_already_taken_is_never_overwritten() {
+        let (dir, spool, agent) = setup(None);
+        enqueue_subject(&spool, "mine");
+        let lease = spool
+            .lease("legacy", 1, SystemTime::now())
+            .unwrap()
+            .pop()
+            .unwrap();
+        let seed = lease.queue_id.to_u128() ^ u128::from(lease.id.0).rotate_left(64);
+        let drop_dir = dir.path().join("drop");
+        let first = drop_dir.join(import_name(seed));
+        fs::write(&first, b"someone else's file").unwrap();
+        let written = agent.write_file(&lease, &[b"my file"]).unwrap();
+        assert_eq!(written, drop_dir.join(import_name(next_seed(seed))));
+        assert_eq!(fs::read(&first).unwrap(), b"someone else's file");
+        assert_eq!(fs::read(&written).unwrap(), b"my file");
+        let mut both = vec![first, written];
+        both.sort();
+        assert_eq!(files(&drop_dir), both, "no temporary name left");
     }
 }

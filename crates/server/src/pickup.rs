@@ -18,9 +18,14 @@
 //!   enqueues share their fsyncs), then recorded in the ledger. A broken or truncated message
 //!   (or one that cannot be converted) is set aside in `quarantine/` with its raw bytes and the
 //!   reason (`file:line:column: ...`); the other messages of the file go on.
-//! - When every message is queued or set aside the file moves to `archive/` in the data folder:
-//!   a rename where possible, else copy, fsync, then remove the claimed file (a share is another
-//!   filesystem: EXDEV).
+//! - A file read through stays claimed until the next pass. If its size and modification time
+//!   are still those it had when it was opened, it moves to `archive/` in the data folder: a
+//!   rename where possible, else copy, fsync, then remove the claimed file (a share is another
+//!   filesystem: EXDEV). If they changed, a writer that paused past the stability wait has
+//!   appended to it (through the handle it still holds: the claimed file is the same inode):
+//!   it is read again, and the ledger keeps what was queued from being queued twice. A
+//!   message cut short by the end of the file is set aside only then, once the file is known
+//!   to be finished (its writer may still have been writing the rest).
 //! - A file that fails (cannot be read, cannot be archived) is tried again with a growing
 //!   pause (per file: the others go on), and after [`MAX_FILE_FAILURES`] attempts it is
 //!   quarantined whole with its last error. If the spool or the ledger fails, the pass stops
@@ -35,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use ccgate_ccmail::{Message, ReadError, ReadMessage, ReadOptions, Reader};
+use ccgate_ccmail::{Message, ParseErrorKind, ReadError, ReadMessage, ReadOptions, Reader};
 use ccgate_core::{Envelope, QueueId};
 use ccgate_queue::{Route, Spool};
 use tokio::sync::watch;
@@ -116,6 +121,25 @@ struct State {
     failing: HashMap<OsString, Failing>,
     /// Names already reported as not taken (symlinks, folders ...), so the log says it once.
     reported: HashSet<OsString>,
+    /// Claimed files read through, waiting one poll to be archived, by claimed name.
+    read: HashMap<OsString, ReadThrough>,
+}
+
+/// A claimed file read to its end: its size and modification time when it was opened, and
+/// a message cut short at its end (held until the file is known to be finished: its writer
+/// may still append the rest).
+#[derive(Debug)]
+struct ReadThrough {
+    stamp: (u64, SystemTime),
+    truncated: Option<Held>,
+}
+
+/// A message set aside later: where it starts, why, and its raw bytes.
+#[derive(Debug)]
+struct Held {
+    line: u64,
+    reason: String,
+    raw: Vec<u8>,
 }
 
 /// Watches the pickup folder.
@@ -251,13 +275,39 @@ impl PickupAgent {
             }
         };
         claimed.sort();
+        let keys: HashSet<OsString> = claimed
+            .iter()
+            .filter_map(|p| p.file_name().map(OsString::from))
+            .collect();
+        state.read.retain(|k, _| keys.contains(k));
         let now = Instant::now();
         for path in claimed {
             let key = path.file_name().map(OsString::from).unwrap_or_default();
             if state.failing.get(&key).is_some_and(|f| f.next_try > now) {
                 continue;
             }
-            match self.take_file(&path, &mut report) {
+            // A file read through at an earlier pass is archived once it has not changed
+            // since: a writer that paused longer than the stability wait and then appended
+            // to it (the claimed file is the same inode) has its new messages read first.
+            let outcome = match state.read.remove(&key) {
+                Some(mut done) if stamp_of(&path).ok() == Some(done.stamp) => {
+                    let finished = self.finish_file(&path, &mut done, &mut report);
+                    if finished.is_err() {
+                        // Read through already: the next attempt only archives it.
+                        state.read.insert(key.clone(), done);
+                    }
+                    finished
+                }
+                earlier => {
+                    if earlier.is_some() {
+                        info!(file = %original_name(&path), claimed = %path.display(), "changed after it was read (its writer appended to it): read again; what is already queued is not queued twice");
+                    }
+                    self.read_file(&path, &mut report).map(|done| {
+                        state.read.insert(key.clone(), done);
+                    })
+                }
+            };
+            match outcome {
                 Ok(()) => {
                     state.failing.remove(&key);
                 }
@@ -388,10 +438,17 @@ impl PickupAgent {
         }
     }
 
-    fn take_file(&self, path: &Path, report: &mut PickupReport) -> Result<(), Stop> {
+    /// Reads a claimed file through: queues its good messages, sets aside the broken ones
+    /// (but one cut short at the end: see [`ReadThrough`]). It is archived at a later pass.
+    fn read_file(&self, path: &Path, report: &mut PickupReport) -> Result<ReadThrough, Stop> {
         let name = original_name(path);
         let file =
             open_regular(path).map_err(|e| Stop::File(FileError(format!("cannot open: {e}"))))?;
+        let stamp = file
+            .metadata()
+            .map(|m| stamp_from(&m))
+            .map_err(|e| Stop::File(FileError(format!("cannot look at it: {e}"))))?;
+        let mut truncated: Option<Held> = None;
         let mut pending: Vec<ReadMessage> = Vec::new();
         let mut pending_bytes = 0u64;
         for result in Reader::new(file, self.read.clone()) {
@@ -405,13 +462,22 @@ impl PickupAgent {
                     }
                 }
                 Err(ReadError::Parse { error, raw }) => {
-                    self.quarantine(
-                        &name,
-                        error.position.line,
-                        &format!("{name}:{}: {}", error.position, error.kind),
-                        &raw,
-                    )?;
-                    report.quarantined += 1;
+                    let held = Held {
+                        line: error.position.line,
+                        reason: format!("{name}:{}: {}", error.position, error.kind),
+                        raw,
+                    };
+                    // Cut short by the end of the file: maybe still being written.
+                    let at_end = matches!(error.kind, ParseErrorKind::Truncated { .. });
+                    let earlier = if at_end {
+                        truncated.replace(held)
+                    } else {
+                        Some(held)
+                    };
+                    if let Some(h) = earlier {
+                        self.quarantine(&name, h.line, &h.reason, &h.raw)?;
+                        report.quarantined += 1;
+                    }
                 }
                 Err(ReadError::Io(e)) => {
                     // What was queued stays queued (the ledger knows it); the rest waits.
@@ -425,6 +491,22 @@ impl PickupAgent {
             }
         }
         self.take_batch(&name, &mut pending, report)?;
+        Ok(ReadThrough { stamp, truncated })
+    }
+
+    /// A file read through and unchanged since: the message cut short at its end (if any)
+    /// is set aside, and the file moves to the archive.
+    fn finish_file(
+        &self,
+        path: &Path,
+        done: &mut ReadThrough,
+        report: &mut PickupReport,
+    ) -> Result<(), Stop> {
+        let name = original_name(path);
+        if let Some(h) = done.truncated.take() {
+            self.quarantine(&name, h.line, &h.reason, &h.raw)?;
+            report.quarantined += 1;
+        }
         let stamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -737,6 +819,19 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Opens a regular file for reading, never through a symbolic link.
+/// A file's size and modification time, as the stability checks compare them.
+fn stamp_from(meta: &fs::Metadata) -> (u64, SystemTime) {
+    (
+        meta.len(),
+        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    )
+}
+
+/// The size and modification time of the file at `path` (the entry's own: links not followed).
+fn stamp_of(path: &Path) -> io::Result<(u64, SystemTime)> {
+    fs::symlink_metadata(path).map(|m| stamp_from(&m))
+}
+
 fn open_regular(path: &Path) -> io::Result<File> {
     let meta = fs::symlink_metadata(path)?;
     if !meta.file_type().is_file() {
@@ -920,7 +1015,11 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
             let hb = s.spawn(|| b.pass().unwrap());
             (ha.join().unwrap(), hb.join().unwrap())
         });
-        assert_eq!(ra.files + rb.files, 40, "{ra:?} {rb:?}");
+        // Read through: archived at the next pass, once unchanged.
+        let (fa, fb) = (a.pass().unwrap(), b.pass().unwrap());
+        assert_eq!(ra.files + rb.files, 0, "{ra:?} {rb:?}");
+        assert_eq!(fa.files + fb.files, 40, "{fa:?} {fb:?}");
+        assert_eq!(fa.queued + fb.queued + fa.duplicates + fb.duplicates, 0);
         assert_eq!(ra.queued + rb.queued, 40, "each message queued once");
         assert_eq!(spool_a.len() + spool_b.len(), 40);
         let archived: Vec<String> = names(&dir.path().join("a/work/archive"))
@@ -949,7 +1048,8 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
         fs::write(pickup.join("GOOD.TXT"), one_message("good")).unwrap();
         agent.pass().unwrap();
         let report = agent.pass().unwrap();
-        assert_eq!((report.files, report.queued), (1, 1), "{report:?}");
+        let archived = agent.pass().unwrap();
+        assert_eq!((archived.files, report.queued), (1, 1), "{report:?}");
         assert_eq!(spool.len(), 1, "the link's target was never read");
         assert!(
             fs::symlink_metadata(pickup.join("LINK.TXT"))
@@ -1027,10 +1127,18 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
         assert_eq!(
             report,
             PickupReport {
-                files: 1,
                 queued: 2,
                 duplicates: 0,
                 quarantined: 1,
+                ..PickupReport::default()
+            }
+        );
+        // Archived at the next pass, unchanged since it was read.
+        let report = agent.pass().unwrap();
+        assert_eq!(
+            report,
+            PickupReport {
+                files: 1,
                 ..PickupReport::default()
             }
         );
@@ -1066,5 +1174,71 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
         agent.pass().unwrap();
         let again = agent.pass().unwrap();
         assert_eq!((again.queued, again.duplicates), (0, 2));
+    }
+
+    /// A writer that paused past the stability wait, then appended to the file it still has
+    /// open (the claimed file: the same inode): the new messages are read before the file
+    /// is archived, and nothing is queued twice. A message it had cut short at the end is
+    /// read whole, not set aside.
+    #[test]
+    fn messages_appended_to_a_claimed_file_are_read_before_it_is_archived() {
+        let dir = tempfile::tempdir().unwrap();
+        let pickup = dir.path().join("pickup");
+        let (agent, spool) = agent_on(&pickup, dir.path());
+        let mut writer = File::create(pickup.join("SLOW.TXT")).unwrap();
+        let third = one_message("three");
+        let (third_head, third_tail) = third.split_at(third.len() - 4);
+        // A message with size lines, cut inside its text item: truncated as it stands.
+        let body = "a body long enough to be cut in the middle\r\nof its second line";
+        let item = format!("Text item:\r\n{}\r\n{body}\r\n", body.len());
+        let head = "From: Ann at HQ\r\nTo: Bob at HQ\r\nSubject: cut\r\nContents:\r\n";
+        let contents = format!("{}\r\n{item}", item.len());
+        let sized = format!(
+            "Message:\r\n{}\r\n{head}{contents}",
+            head.len() + contents.len()
+        );
+        let (sized_head, sized_tail) = sized.split_at(sized.len() - 20);
+        writer
+            .write_all(format!("{}{sized_head}", one_message("one")).as_bytes())
+            .unwrap();
+        agent.pass().unwrap();
+        let first = agent.pass().unwrap();
+        assert_eq!(
+            (first.files, first.queued, first.quarantined),
+            (0, 1, 0),
+            "{first:?}"
+        );
+        let claimed = names(&agent.claim_dir);
+        assert_eq!(claimed.len(), 1, "claimed, not archived yet: {claimed:?}");
+        // The writer goes on, into the claimed file.
+        writer
+            .write_all(format!("{sized_tail}{}{third_head}", one_message("two")).as_bytes())
+            .unwrap();
+        writer.write_all(third_tail.as_bytes()).unwrap();
+        drop(writer);
+        let again = agent.pass().unwrap();
+        assert_eq!(
+            (
+                again.files,
+                again.queued,
+                again.duplicates,
+                again.quarantined
+            ),
+            (0, 3, 1, 0),
+            "read again: {again:?}"
+        );
+        let last = agent.pass().unwrap();
+        assert_eq!(
+            (last.files, last.queued, last.quarantined),
+            (1, 0, 0),
+            "{last:?}"
+        );
+        assert_eq!(
+            spool.len(),
+            4,
+            "one, cut (now whole), two, three: each once"
+        );
+        assert!(names(&dir.path().join("work/quarantine")).is_empty());
+        assert!(names(&agent.claim_dir).is_empty());
     }
 }
