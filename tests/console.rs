@@ -670,6 +670,45 @@ fn a_scheduled_cutover_survives_a_kill_and_a_cancelled_one_never_runs() {
     );
 }
 
+// Mail held for a migrating user is never bounced: not when the hold outlasts
+// `[queue] max_lifetime` (the clock starts again when the user is cut over), and not stranded
+// when an administrator releases it by hand (it is routed again).
+#[test]
+fn held_mail_outlives_max_lifetime_and_a_release_by_hand_does_not_strand_it() {
+    let gw = Gateway::start_with(
+        "",
+        "poll_interval = \"1s\"",
+        "\n[queue]\nmax_lifetime = \"3s\"",
+        &directory(),
+    );
+    let held = held_until_cutover(&gw);
+    let since = now_secs();
+    // Released by hand while Pat is still migrating: routed again, so held again.
+    let out = gw.command(&["queue", "release", &held]);
+    assert!(out.status.success(), "{:?}", texts(&out));
+    wait_for(Duration::from_secs(30), || {
+        gw.queue_list()
+            .iter()
+            .any(|m| m["queue_id"] == held.as_str() && m["queue_name"] == "held")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("not held again after the release; log:\n{}", gw.log()));
+    // Held longer than the lifetime, then cut over: delivered, not bounced.
+    wait_for(Duration::from_secs(30), || {
+        (now_secs() > since + 4).then_some(())
+    });
+    let out = gw.command(&["directory", "set-state", "migrated", "Lee, Pat"]);
+    assert!(out.status.success(), "{:?}", texts(&out));
+    gw.signal("HUP");
+    gw.wait_delivered_id(&held, Duration::from_secs(30));
+    let log = gw.log();
+    assert!(!log.contains("expired"), "{log}");
+    assert!(
+        !gw.delivered().iter().any(|d| d.text().contains("expired")),
+        "no bounce"
+    );
+}
+
 #[test]
 fn a_listener_beyond_loopback_needs_a_token_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -924,7 +924,15 @@ impl Spool {
             }
             return None;
         }
-        if schedule::is_expired(msg.arrival_ms, now_ms, self.options.retry.max_lifetime) {
+        // Expired without an attempt only when every due recipient was tried before: as in
+        // Postfix, a message is given up after a failed attempt, never before its first one
+        // (mail released from a hold, or long in a dead lane, is tried once).
+        if schedule::is_expired(
+            msg.lifetime_from_ms,
+            now_ms,
+            self.options.retry.max_lifetime,
+        ) && tried_before(msg, &due)
+        {
             let rec = self.expiry_outcome(id, msg, &due, now_ms);
             apply_now(state, records, rec);
             return None;
@@ -1044,7 +1052,12 @@ impl Spool {
             if due_idx.is_empty() {
                 continue;
             }
-            if schedule::is_expired(msg.arrival_ms, now_ms, self.options.retry.max_lifetime) {
+            if schedule::is_expired(
+                msg.lifetime_from_ms,
+                now_ms,
+                self.options.retry.max_lifetime,
+            ) && tried_before(msg, &due_idx)
+            {
                 let rec = self.expiry_outcome(id, msg, &due_idx, now_ms);
                 apply_now(state, records, rec);
                 continue;
@@ -1262,7 +1275,7 @@ impl Spool {
                         if e.is_permanent() {
                             (ResultKind::Failed, Some(error(e, e.text().to_owned())))
                         } else if schedule::is_expired(
-                            msg.arrival_ms,
+                            msg.lifetime_from_ms,
                             now_ms,
                             self.options.retry.max_lifetime,
                         ) {
@@ -1276,7 +1289,7 @@ impl Spool {
                             let failures = u32::from(r.attempts) + 1;
                             let next_ms = schedule::next_attempt_ms(
                                 now_ms,
-                                msg.arrival_ms,
+                                msg.lifetime_from_ms,
                                 &self.options.retry,
                                 failures,
                                 jitter_seed(lease.queue_id, leased.index, failures),
@@ -2014,4 +2027,13 @@ fn check_size(what: &'static str, size: u64, max: u64) -> Result<()> {
 /// The spool folder inside a data directory (`<data_dir>/queue`).
 pub fn spool_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("queue")
+}
+
+/// True when every recipient in `idxs` has had at least one attempt.
+fn tried_before(msg: &crate::state::Msg, idxs: &[u16]) -> bool {
+    idxs.iter().all(|i| {
+        msg.rcpts
+            .get(usize::from(*i))
+            .is_some_and(|r| r.attempts > 0)
+    })
 }

@@ -27,6 +27,10 @@ pub(crate) const BOUNCE_BUILDING: u8 = 4;
 #[derive(Debug, Clone)]
 pub(crate) struct Msg {
     pub arrival_ms: u64,
+    /// Where `[queue] max_lifetime` counts from: the arrival, or later the moment a recipient
+    /// left the cutover lane (time held for a migrating user never counts: "never bounce").
+    /// Derived from the records, so recovery gives it again.
+    pub lifetime_from_ms: u64,
     pub body: BodyRef,
     /// "" for the null sender.
     pub sender: Box<str>,
@@ -361,6 +365,15 @@ impl State {
                         Applied::Unknown
                     };
                 }
+                // Lanes whose recipients wait for the router, not for an attempt: mail held at a
+                // cutover and mail for a legacy name nobody has. Released, they are routed again
+                // (the router holds them once more while that is still right); made pending in
+                // place they would wait in a lane no agent serves.
+                let by_router: Vec<u16> =
+                    [ccgate_core::Lane::Cutover, ccgate_core::Lane::Unroutable]
+                        .iter()
+                        .filter_map(|lane| self.lane_ids.get(lane.as_str()).copied())
+                        .collect();
                 let Some(msg) = self.messages.get_mut(id) else {
                     return Applied::Unknown;
                 };
@@ -373,6 +386,7 @@ impl State {
                     AdminAction::Release => {
                         msg.set_quarantine(None);
                         msg.crashes = 0;
+                        let mut reroute = false;
                         for r in msg.rcpts.iter_mut() {
                             if r.state == RcptState::Held {
                                 r.state = if r.attempts == 0 {
@@ -383,7 +397,12 @@ impl State {
                             }
                             if !r.state.is_final() {
                                 r.next_ms = *at_ms;
+                                reroute |= by_router.contains(&r.dest);
                             }
+                        }
+                        if reroute {
+                            msg.needs_routing = true;
+                            self.unrouted.insert(*id);
                         }
                     }
                     AdminAction::Retry => {
@@ -403,6 +422,10 @@ impl State {
             }
             Record::Route { id, at_ms, routes } => {
                 let lanes: Vec<u16> = routes.iter().map(|r| self.lane_id(&r.dest)).collect();
+                let cutover = self
+                    .lane_ids
+                    .get(ccgate_core::Lane::Cutover.as_str())
+                    .copied();
                 let Some(msg) = self.messages.get_mut(id) else {
                     return Applied::Unknown;
                 };
@@ -418,6 +441,9 @@ impl State {
                             r.orig = Some(std::mem::take(&mut r.addr));
                         }
                         r.addr = route.addr.as_str().into();
+                    }
+                    if cutover == Some(r.dest) && cutover != Some(lane) && !route.hold {
+                        msg.lifetime_from_ms = msg.lifetime_from_ms.max(*at_ms);
                     }
                     r.dest = lane;
                     r.next_ms = *at_ms;
@@ -508,6 +534,7 @@ impl State {
             m.id,
             Msg {
                 arrival_ms: m.arrival_ms,
+                lifetime_from_ms: m.arrival_ms,
                 body: m.body,
                 sender: m.sender.as_str().into(),
                 rcpts: rcpts.into_boxed_slice(),

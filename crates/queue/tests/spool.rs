@@ -1206,7 +1206,10 @@ fn a_lane_is_woken_when_mail_becomes_due_in_it() {
     enqueue(
         &spool,
         "a@example.com",
-        &[("x@modern.test", Lane::Modern), ("y@modern.test", Lane::Modern)],
+        &[
+            ("x@modern.test", Lane::Modern),
+            ("y@modern.test", Lane::Modern),
+        ],
         t(0),
     );
     assert!(modern.load(Ordering::SeqCst) >= 1);

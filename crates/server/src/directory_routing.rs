@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use ccgate_core::{EmailAddress, Lane, ReversePath};
-use ccgate_queue::{AdminAction, AdminRequest, Filter, QueueState, Route, Spool};
+use ccgate_queue::{AdminAction, AdminRequest, Filter, Route, Spool};
 use ccgate_router::{Destination, DirectoryHandle, Origin, RejectCode, Router, RouterConfig};
 use ccgate_smtp::RcptVerdict;
 use tracing::{info, warn};
@@ -67,9 +67,10 @@ impl DirectoryRouting {
             action: AdminAction::Requeue,
             ids: Vec::new(),
             all: true,
+            // Whatever their state: held, or made pending by `queue release` (no agent serves
+            // the cutover lane, so only routing them again moves them).
             filter: Filter {
                 destination: Some(Lane::Cutover.into()),
-                state: Some(QueueState::Held),
                 ..Filter::default()
             },
         };
