@@ -55,6 +55,42 @@ fn send(addr: &str, n: usize) -> crate::util::Reply {
     r
 }
 
+/// The reply to `MAIL FROM` (with `SIZE=` when given) on a new connection.
+fn mail_from(addr: &str, size: Option<u64>) -> crate::util::Reply {
+    let mut c = RawSmtp::open(addr);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let size = size.map(|n| format!(" SIZE={n}")).unwrap_or_default();
+    let r = c.cmd(&format!("MAIL FROM:<sender@client.test>{size}"));
+    let _ = c.send(b"QUIT\r\n");
+    r
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path` (`stat -f`).
+fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut it = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+    it.next().unwrap() * it.next().unwrap()
+}
+
+/// Grows `file` until the file system holding it has about `left` bytes free.
+fn fill_until(file: &Path, left: u64) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    while free_bytes(file) > left + chunk.len() as u64 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
 /// `GET path` on the admin listener: (status, body).
 fn get(admin: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(admin).unwrap();
@@ -117,6 +153,8 @@ fn a_full_disk_gives_452_then_mail_flows_again_by_itself() {
     let _ = f.write_all(&[0]);
     drop(f);
 
+    // The disk fills during this message: refused after its data (the spool learns it from
+    // the failed write, which it rolls back).
     let r = send(&addr, 100);
     assert_eq!(r.code, 452, "on a full disk: {}", r.first());
     assert!(r.first().contains("4.3.1"), "{}", r.first());
@@ -131,7 +169,10 @@ fn a_full_disk_gives_452_then_mail_flows_again_by_itself() {
     let (_, metrics) = get(&admin, "/metrics");
     assert!(metrics.contains("ccgate_spool_accepting 0"), "{metrics}");
     assert!(metrics.contains("ccgate_spool_status{reason=\"disk_full\"} 1"));
-    // Still refused while full.
+    // Still refused while full, now at MAIL FROM (as Postfix does), before any data is sent.
+    let r = mail_from(&addr, None);
+    assert_eq!(r.code, 452, "MAIL FROM on a full disk: {}", r.first());
+    assert!(r.first().contains("4.3.1"), "{}", r.first());
     assert_eq!(send(&addr, 101).code, 452);
 
     std::fs::remove_file(&filler).unwrap();
@@ -165,6 +206,53 @@ fn a_full_disk_gives_452_then_mail_flows_again_by_itself() {
             .then_some(()))
         .is_some()
     );
+    gw.kill9();
+    drop(mount);
+}
+
+#[test]
+fn below_min_free_mail_from_gets_452_and_a_declared_size_counts() {
+    let mut gw = Gateway::start("\n[queue]\nretry = [\"1s\"]\nmin_free = \"4MB\"\n");
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(30)).is_some());
+    let data = gw.dir().join("data");
+    let Some(mount) = Mount::new(&data, "16m") else {
+        println!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return;
+    };
+    gw.spawn();
+    let addr = gw.addr();
+    let admin = admin_addr(&gw);
+    let filler = data.join("filler");
+
+    // About 6 MB free, the floor at 4 MB: a message declared at 1 kB fits, one of 3 MB not.
+    fill_until(&filler, 6 << 20);
+    let r = mail_from(&addr, Some(1000));
+    assert_eq!(r.code, 250, "{}", r.first());
+    let r = mail_from(&addr, Some(3_000_000));
+    assert_eq!(r.code, 452, "SIZE=3000000 with 6 MB free: {}", r.first());
+    assert!(r.first().contains("4.3.1"), "{}", r.first());
+    let r = send(&addr, 1);
+    assert_eq!(r.code, 250, "{}", r.first());
+    let acked = r.queued_id().expect("queue id in the 250");
+
+    // Below the floor: refused at MAIL FROM, whatever the size; the reason on /readyz.
+    fill_until(&filler, 3 << 20);
+    let r = mail_from(&addr, None);
+    assert_eq!(r.code, 452, "MAIL FROM below min_free: {}", r.first());
+    assert!(r.first().contains("4.3.1"), "{}", r.first());
+    let (status, body) = get(&admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("low_space"), "{body}");
+
+    // Space back: MAIL FROM is answered 250 again, and the message is taken.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(mail_from(&addr, None).code, 250);
+    let r = send(&addr, 2);
+    assert_eq!(r.code, 250, "{}", r.first());
+    for id in [acked, r.queued_id().expect("queue id")] {
+        gw.wait_delivered_id(&id, Duration::from_secs(60));
+    }
     gw.kill9();
     drop(mount);
 }

@@ -652,6 +652,20 @@ impl Spool {
         Ok(id)
     }
 
+    /// Whether a new message of `size` bytes would be taken now: refused
+    /// ([`QueueError::NotAccepting`], `is_disk_full()` for `452 4.3.1`) while the writer cannot
+    /// write or free space is short of `min_free` plus `size`. For SMTP to answer `MAIL FROM`
+    /// before the client sends the message (`size` is what the client declared, else 0);
+    /// `enqueue` checks again, since the disk can fill meanwhile.
+    ///
+    /// # Errors
+    /// [`QueueError::NotAccepting`] or [`QueueError::Poisoned`] as `enqueue` would return
+    /// them; [`QueueError::Io`] when the file system cannot be asked for its free space.
+    pub fn accepts(&self, size: u64) -> Result<()> {
+        self.shared.check_writing()?;
+        self.check_min_free(size)
+    }
+
     /// Refuses a new message of `size` bytes while free space is below `min_free` (or would
     /// fall below it by writing the message).
     fn check_min_free(&self, size: u64) -> Result<()> {

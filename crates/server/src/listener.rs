@@ -136,8 +136,9 @@ struct Shared {
     memory: Arc<MemoryBudget>,
 }
 
-/// The session's view of the router; refusals are counted.
-struct Policy(Arc<dyn Routing>, Arc<Metrics>);
+/// The session's view of the router (refusals are counted) and of the spool (is it taking
+/// mail, asked at MAIL FROM).
+struct Policy(Arc<dyn Routing>, Arc<Metrics>, Arc<Spool>);
 
 impl RecipientPolicy for Policy {
     fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
@@ -150,6 +151,22 @@ impl RecipientPolicy for Policy {
         };
         self.1.count(MetricEvent::Rejected, reason, 1);
         verdict
+    }
+
+    fn accepts_mail(&self, declared_size: Option<u64>) -> Result<(), NotQueued> {
+        match self.2.accepts(declared_size.unwrap_or(0)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_disk_full() => {
+                info!(error = %e, "MAIL refused: the spool is short of space");
+                Err(NotQueued::DiskFull)
+            }
+            // The free space could not be asked for: the message itself will tell.
+            Err(ccgate_queue::QueueError::Io { .. }) => Ok(()),
+            Err(e) => {
+                info!(error = %e, "MAIL refused: the spool is not taking mail");
+                Err(NotQueued::Temporary)
+            }
+        }
     }
 }
 
@@ -298,7 +315,11 @@ async fn handle(
     let mut session = Session::new(
         shared.session.clone(),
         Some(peer.ip()),
-        Policy(Arc::clone(&shared.routing), Arc::clone(&shared.metrics)),
+        Policy(
+            Arc::clone(&shared.routing),
+            Arc::clone(&shared.metrics),
+            Arc::clone(&shared.spool),
+        ),
     );
     let started = Instant::now();
     let session_deadline = started + shared.settings.session_timeout;
