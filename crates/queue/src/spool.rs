@@ -347,6 +347,7 @@ impl Spool {
         report.journal_segments = replayed.journal_segments;
         report.records = replayed.records;
         report.discarded = replayed.discarded;
+        report.restored_bytes = replayed.restored_bytes;
         report.duplicates = replayed.duplicates;
 
         // Bodies must be where the journal says.
