@@ -1,7 +1,11 @@
 //! A full disk heals by itself (issue 12): the gateway's data folder on a small real tmpfs is
 //! filled up; SMTP answers `452 4.3.1`, `/readyz` says why, `/healthz` stays 200; once space
 //! is freed, mail is accepted and delivered again without a restart, and nothing that was
-//! acknowledged is lost. Needs root (mount); says SKIPPED otherwise.
+//! acknowledged is lost. `MAIL FROM` is answered `452 4.3.1` while the spool is not taking
+//! mail (full, or below `min_free` plus the declared `SIZE=`). A write whose roll-back fails
+//! (a loop-mounted ext4 image filled up, its segments made append-only with `chattr +a` so
+//! cutting them back fails with EPERM) stops the spool: `/healthz` 503. Needs root (mount);
+//! says SKIPPED otherwise.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -253,6 +257,140 @@ fn below_min_free_mail_from_gets_452_and_a_declared_size_counts() {
     for id in [acked, r.queued_id().expect("queue id")] {
         gw.wait_delivered_id(&id, Duration::from_secs(60));
     }
+    gw.kill9();
+    drop(mount);
+}
+
+/// An ext4 file system in an image file, loop-mounted at `path` for the test; unmounted
+/// (and the image removed) when dropped.
+struct LoopExt4 {
+    mount: PathBuf,
+    image: tempfile::TempDir,
+}
+
+impl LoopExt4 {
+    fn new(path: &Path, megabytes: u64) -> Option<Self> {
+        std::fs::create_dir_all(path).unwrap();
+        let image = tempfile::tempdir().unwrap();
+        let file = image.path().join("fs.img");
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_len(megabytes << 20)
+            .unwrap();
+        let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+        // No blocks reserved for root: the gateway runs as root here.
+        let made = ok(Command::new("mkfs.ext4").args(["-q", "-m", "0"]).arg(&file));
+        (made
+            && ok(Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&file)
+                .arg(path)))
+        .then(|| Self {
+            mount: path.to_path_buf(),
+            image,
+        })
+    }
+}
+
+impl Drop for LoopExt4 {
+    fn drop(&mut self) {
+        // Whatever a failed test left append-only, and a gateway it left running.
+        let _ = Command::new("chattr")
+            .arg("-R")
+            .arg("-a")
+            .arg(&self.mount)
+            .status();
+        let unmounted = Command::new("umount")
+            .arg(&self.mount)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
+        let _ = &self.image;
+    }
+}
+
+/// The newest file of a spool folder (its segment being written).
+fn newest(dir: &Path) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+fn chattr(flag: &str, files: &[PathBuf]) -> bool {
+    Command::new("chattr")
+        .arg(flag)
+        .args(files)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_roll_back_that_fails_stops_the_spool_and_healthz_asks_for_a_restart() {
+    let mut gw = Gateway::start("\n[queue]\nmin_free = 0\n");
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(30)).is_some());
+    let data = gw.dir().join("data");
+    let Some(mount) = LoopExt4::new(&data, 16) else {
+        println!("SKIPPED: cannot loop-mount an ext4 image (not root, or no mkfs.ext4?)");
+        return;
+    };
+    gw.spawn();
+    let addr = gw.addr();
+    let admin = admin_addr(&gw);
+    let r = send(&addr, 0);
+    assert_eq!(r.code, 250, "{}", r.first());
+    gw.wait_delivered(1, Duration::from_secs(30));
+    assert_eq!(get(&admin, "/healthz").0, 200);
+
+    // The segments being written made append-only: writes go on, but the roll-back of a
+    // failed write (cutting them back to their length before it) fails with EPERM.
+    let queue = data.join("queue");
+    let segments = [newest(&queue.join("data")), newest(&queue.join("journal"))];
+    assert!(chattr("+a", &segments), "chattr +a {segments:?}");
+    // Fill the file system to the last byte (smaller and smaller writes, then synced, so
+    // nothing is left in reservations).
+    let mut f = std::fs::File::create(data.join("filler")).unwrap();
+    for size in [1 << 16, 4096, 1] {
+        let chunk = vec![0u8; size];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let _ = f.sync_all();
+    drop(f);
+    assert_eq!(free_bytes(&data), 0);
+
+    // The write fails (ENOSPC), its roll-back too: nothing was acknowledged, and the spool
+    // stops for good: only a restart (and recovery) can tell what is on disk.
+    let r = send(&addr, 1);
+    assert!(
+        r.code / 100 == 4,
+        "a message whose write failed: {}\n{}",
+        r.first(),
+        gw.log()
+    );
+    let stopped = wait_for(Duration::from_secs(30), || {
+        (get(&admin, "/healthz").0 == 503).then_some(())
+    });
+    let (status, body) = get(&admin, "/readyz");
+    let log = gw.log();
+    chattr("-a", &segments);
+    assert!(
+        stopped.is_some(),
+        "/healthz still 200 after a failed roll-back:\n{log}"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("failed"), "/readyz: {body}");
+    let (_, metrics) = get(&admin, "/metrics");
+    assert!(
+        metrics.contains("ccgate_spool_status{reason=\"failed\"} 1"),
+        "{metrics}"
+    );
+    // New mail is refused at MAIL FROM meanwhile.
+    assert_eq!(mail_from(&addr, None).code / 100, 4);
     gw.kill9();
     drop(mount);
 }
