@@ -566,6 +566,31 @@ impl Spool {
         Ok(SpillFile::new(file, path))
     }
 
+    /// As [`Spool::enqueue_parts`], without blocking the caller until the message is durable:
+    /// checks it and hands it to the writer, then returns; `done` is called once with the
+    /// result when the writer pass that carries it ends (on the writer thread, so it must only
+    /// pass the result on, e.g. through a channel; an async server answers 250 from there
+    /// without parking a thread per message). Parts that are [`SpillFile`]s are read here (for
+    /// their checksum): call this off async workers for those.
+    ///
+    /// # Errors
+    /// What `enqueue_parts` returns before the write (then `done` is never called); a failed
+    /// write is given to `done`.
+    pub fn enqueue_parts_then(
+        &self,
+        id: QueueId,
+        envelope: &Envelope,
+        routes: &[Route],
+        parts: Vec<BodyPart>,
+        now: SystemTime,
+        done: impl FnOnce(Result<QueueId>) + Send + 'static,
+    ) -> Result<()> {
+        let (id, ticket) = self.submit(Some(id), envelope, routes, parts, now)?;
+        self.shared
+            .on_durable(ticket, Box::new(move |result| done(result.map(|()| id))));
+        Ok(())
+    }
+
     fn enqueue_inner(
         &self,
         id: Option<QueueId>,
@@ -574,6 +599,20 @@ impl Spool {
         body: Vec<BodyPart>,
         now: SystemTime,
     ) -> Result<QueueId> {
+        let (id, ticket) = self.submit(id, envelope, routes, body, now)?;
+        self.shared.wait(ticket)?;
+        Ok(id)
+    }
+
+    /// Checks a new message and hands it to the writer: its id and ticket.
+    fn submit(
+        &self,
+        id: Option<QueueId>,
+        envelope: &Envelope,
+        routes: &[Route],
+        body: Vec<BodyPart>,
+        now: SystemTime,
+    ) -> Result<(QueueId, u64)> {
         if envelope.recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
@@ -648,9 +687,7 @@ impl Spool {
             size,
             max: record::MAX_RECORD_LEN as u64,
         })?;
-        let (id, ticket) = self.push_message(id, rec, body, None)?;
-        self.shared.wait(ticket)?;
-        Ok(id)
+        self.push_message(id, rec, body, None)
     }
 
     /// Whether a new message of `size` bytes would be taken now: refused

@@ -319,6 +319,25 @@ impl Signal {
     }
 }
 
+/// Called once with the fate of a ticket (on the writer thread, under the queue's lock: it
+/// must only hand the result on, e.g. through a channel).
+pub(crate) type Callback = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// Someone waiting for a ticket: a blocked thread, or a callback.
+enum Waiter {
+    Signal(Arc<Signal>),
+    Callback(Callback),
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Signal(_) => "Signal",
+            Self::Callback(_) => "Callback",
+        })
+    }
+}
+
 impl Request {
     /// A new message from outside (not a bounce): refused rather than retried when the disk
     /// is full, so the client is told `452` and nothing unacknowledged waits in memory.
@@ -336,7 +355,7 @@ struct Queue {
     /// Tickets whose write was refused (a new message during a failed pass), with the error.
     failed: HashMap<u64, Stall>,
     /// Callers waiting, by ticket.
-    waiters: BTreeMap<u64, Vec<Arc<Signal>>>,
+    waiters: BTreeMap<u64, Vec<Waiter>>,
     stalled: Option<Stall>,
     poisoned: Option<(String, bool)>,
     shutdown: bool,
@@ -354,25 +373,65 @@ impl Queue {
             })
     }
 
+    /// What became of `ticket`: `None` while it is still to be written.
+    fn outcome(&mut self, ticket: u64) -> Option<Result<()>> {
+        if let Some(stall) = self.failed.remove(&ticket) {
+            return Some(Err(QueueError::NotAccepting {
+                reason: stall.reason,
+                disk_full: stall.disk_full,
+            }));
+        }
+        if self.durable >= ticket {
+            return Some(Ok(()));
+        }
+        if let Some(e) = self.poisoned_error() {
+            return Some(Err(e));
+        }
+        if self.gone {
+            return Some(Err(QueueError::NotAccepting {
+                reason: "the spool closed before this write could be made".to_owned(),
+                disk_full: self.stalled.as_ref().is_some_and(|s| s.disk_full),
+            }));
+        }
+        None
+    }
+
+    /// Wakes the waiters of `tickets`: a thread checks its ticket itself; a callback is
+    /// called with the ticket's fate, or kept if there is none yet.
+    fn wake(&mut self, tickets: BTreeMap<u64, Vec<Waiter>>) {
+        for (ticket, waiters) in tickets {
+            for waiter in waiters {
+                match waiter {
+                    Waiter::Signal(signal) => signal.fire(),
+                    Waiter::Callback(done) => match self.outcome(ticket) {
+                        Some(result) => done(result),
+                        None => self
+                            .waiters
+                            .entry(ticket)
+                            .or_default()
+                            .push(Waiter::Callback(done)),
+                    },
+                }
+            }
+        }
+    }
+
     /// Wakes the waiters of every ticket up to `upto`.
     fn wake_upto(&mut self, upto: u64) {
         let later = self.waiters.split_off(&upto.saturating_add(1));
         let done = std::mem::replace(&mut self.waiters, later);
-        for signal in done.into_values().flatten() {
-            signal.fire();
-        }
+        self.wake(done);
     }
 
     fn wake_one(&mut self, ticket: u64) {
-        for signal in self.waiters.remove(&ticket).into_iter().flatten() {
-            signal.fire();
+        if let Some(waiters) = self.waiters.remove(&ticket) {
+            self.wake(BTreeMap::from([(ticket, waiters)]));
         }
     }
 
     fn wake_all(&mut self) {
-        for signal in std::mem::take(&mut self.waiters).into_values().flatten() {
-            signal.fire();
-        }
+        let all = std::mem::take(&mut self.waiters);
+        self.wake(all);
     }
 }
 
@@ -453,32 +512,34 @@ impl Shared {
         loop {
             let signal = {
                 let mut q = lock(&self.queue);
-                if let Some(stall) = q.failed.remove(&ticket) {
-                    return Err(QueueError::NotAccepting {
-                        reason: stall.reason,
-                        disk_full: stall.disk_full,
-                    });
-                }
-                if q.durable >= ticket {
-                    return Ok(());
-                }
-                if let Some(e) = q.poisoned_error() {
-                    return Err(e);
-                }
-                if q.gone {
-                    return Err(QueueError::NotAccepting {
-                        reason: "the spool closed before this write could be made".to_owned(),
-                        disk_full: q.stalled.as_ref().is_some_and(|s| s.disk_full),
-                    });
+                if let Some(result) = q.outcome(ticket) {
+                    return result;
                 }
                 let signal = Arc::new(Signal::default());
                 q.waiters
                     .entry(ticket)
                     .or_default()
-                    .push(Arc::clone(&signal));
+                    .push(Waiter::Signal(Arc::clone(&signal)));
                 signal
             };
             signal.wait();
+        }
+    }
+
+    /// Calls `done` with the fate of `ticket` once it is known: at once if it already is,
+    /// else on the writer thread when the pass carrying it ends.
+    pub fn on_durable(&self, ticket: u64, done: Callback) {
+        let mut q = lock(&self.queue);
+        match q.outcome(ticket) {
+            Some(result) => {
+                drop(q);
+                done(result);
+            }
+            None => q
+                .waiters
+                .entry(ticket)
+                .or_default()
+                .push(Waiter::Callback(done)),
         }
     }
 

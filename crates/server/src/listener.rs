@@ -535,13 +535,37 @@ async fn queue(
     let mut body = vec![BodyPart::Bytes(Bytes::from(header.into_bytes()))];
     body.extend(spilled.map(BodyPart::File));
     body.push(BodyPart::Bytes(Bytes::from(data)));
-    let spool = Arc::clone(&shared.spool);
     let sender = envelope.sender.to_string();
     let n_rcpts = envelope.recipients.len();
-    let joined = tokio::task::spawn_blocking(move || {
-        spool.enqueue_parts(id, &envelope, &routes, body, SystemTime::now())
-    })
-    .await;
+    let joined = if body.iter().any(|p| matches!(p, BodyPart::File(_))) {
+        // A spill file is read back for the checksum: off the async workers.
+        let spool = Arc::clone(&shared.spool);
+        tokio::task::spawn_blocking(move || {
+            spool.enqueue_parts(id, &envelope, &routes, body, SystemTime::now())
+        })
+        .await
+        .map_err(|e| e.to_string())
+    } else {
+        // In memory: handed to the spool's writer from here; its pass answers through the
+        // channel once the message is durable (no thread parked per message meanwhile).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let handed = shared.spool.enqueue_parts_then(
+            id,
+            &envelope,
+            &routes,
+            body,
+            SystemTime::now(),
+            move |result| {
+                let _ = tx.send(result);
+            },
+        );
+        match handed {
+            Ok(()) => rx
+                .await
+                .map_err(|_| "the spool dropped the message's ticket".to_owned()),
+            Err(e) => Ok(Err(e)),
+        }
+    };
     match joined {
         Ok(Ok(id)) => {
             info!(queue_id = %id, from = %sender, nrcpt = n_rcpts, size, "queued");
