@@ -740,7 +740,7 @@ impl Writer {
         {
             // The old data segment holds the only durable copy of the journal's unsynced
             // tail: sync the journal before moving on.
-            self.journal.sync_if_dirty().map_err(PassError::Write)?;
+            self.sync_journal_for_rotation()?;
             self.rotate_data(shared).map_err(PassError::Write)?;
         }
 
@@ -778,7 +778,7 @@ impl Writer {
             && self.data.len + jbuf.len() as u64 > self.limits.data_bytes
         {
             // Only records (their copy) this pass: the data segment is full of copies.
-            self.journal.sync_if_dirty().map_err(PassError::Write)?;
+            self.sync_journal_for_rotation()?;
             self.rotate_data(shared).map_err(PassError::Write)?;
         }
         if self.journal.len > self.journal.base
@@ -786,7 +786,7 @@ impl Writer {
         {
             self.note_journal_size(shared);
             // Leave the journal segment durable: later copies name only the new one.
-            self.journal.sync_if_dirty().map_err(PassError::Write)?;
+            self.sync_journal_for_rotation()?;
             self.rotate_journal(shared).map_err(PassError::Write)?;
         }
 
@@ -814,6 +814,15 @@ impl Writer {
         }
         let seg = self.journal.seq;
         Ok(lens.into_iter().map(|len| (seg, len)).collect())
+    }
+
+    /// Syncs the journal before the writer leaves its segment or the data segment holding
+    /// its copies. A failure here cannot be retried: after a failed fsync the kernel may have
+    /// dropped the dirty pages and a second fsync would report success without them. The
+    /// records are still safe in the data segment's copies, which stays: the spool stops
+    /// (`Poisoned`), and recovery at the restart restores the journal from them.
+    fn sync_journal_for_rotation(&mut self) -> Result<(), PassError> {
+        self.journal.sync_if_dirty().map_err(PassError::RollBack)
     }
 
     /// Appends the body frames of a pass's enqueues, in order (small parts gathered, large
@@ -921,7 +930,8 @@ impl Writer {
 enum PassError {
     /// A write or fsync failed and was rolled back: retry later.
     Write(QueueError),
-    /// The roll-back itself failed: what is on disk is unknown.
+    /// The roll-back itself failed (or the journal could not be synced before a rotation):
+    /// what is on disk is unknown, only a restart and recovery can tell.
     RollBack(QueueError),
 }
 
