@@ -27,6 +27,15 @@ use crate::outcome::{FailureScope, Severity, StatusCode};
 pub(crate) const JOURNAL_MAGIC: [u8; 2] = [0xCC, 0x51];
 /// First bytes of every body frame.
 pub(crate) const BODY_MAGIC: [u8; 2] = [0xCC, 0xB0];
+/// First bytes of every journal copy frame (a writer pass's journal bytes, repeated in the
+/// data segment so that one fsync makes them durable).
+pub(crate) const COPY_MAGIC: [u8; 2] = [0xCC, 0x5C];
+/// Bytes of a journal copy frame before the copied bytes.
+pub(crate) const COPY_HEADER_LEN: usize = 2 + 4 + 8 + 4 + 4;
+/// Bytes of a journal copy frame after the copied bytes.
+pub(crate) const COPY_TRAILER_LEN: usize = 4 + 1;
+/// Largest journal copy accepted when reading one back.
+pub(crate) const MAX_COPY_LEN: u32 = 1 << 30;
 /// Last byte of every complete frame.
 pub(crate) const COMMIT: u8 = 0xC3;
 /// Bytes of a journal frame around its payload.
@@ -592,6 +601,75 @@ pub(crate) fn encode_body_header(id: QueueId, len: u64, out: &mut Vec<u8>) {
 pub(crate) fn encode_body_trailer(body_crc: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&body_crc.to_le_bytes());
     out.push(COMMIT);
+}
+
+/// Appends a complete journal copy frame: `bytes` are what the pass appends to journal
+/// segment `journal_seq` at `journal_offset`.
+pub(crate) fn encode_copy_frame(
+    journal_seq: u32,
+    journal_offset: u64,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    out.extend_from_slice(&COPY_MAGIC);
+    out.extend_from_slice(&journal_seq.to_le_bytes());
+    out.extend_from_slice(&journal_offset.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    let header_crc = crc32fast::hash(out.get(start..).unwrap_or_default());
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+    out.push(COMMIT);
+}
+
+/// The header of a journal copy frame: `(journal seq, journal offset, length)`.
+pub(crate) fn decode_copy_header(
+    header: &[u8; COPY_HEADER_LEN],
+) -> Result<(u32, u64, u32), DecodeError> {
+    if header.get(..2) != Some(&COPY_MAGIC[..]) {
+        return Err("bad magic");
+    }
+    let stored = u32::from_le_bytes(array(header.get(18..22)));
+    if crc32fast::hash(header.get(..18).unwrap_or_default()) != stored {
+        return Err("header checksum mismatch");
+    }
+    let len = u32::from_le_bytes(array(header.get(14..18)));
+    if len > MAX_COPY_LEN {
+        return Err("length out of range");
+    }
+    Ok((
+        u32::from_le_bytes(array(header.get(2..6))),
+        u64::from_le_bytes(array(header.get(6..14))),
+        len,
+    ))
+}
+
+/// Checks the copied bytes of a journal copy frame against its trailer.
+pub(crate) fn check_copy_trailer(bytes: &[u8], trailer: &[u8]) -> Result<(), DecodeError> {
+    if u32::from_le_bytes(array(trailer.get(..4))) != crc32fast::hash(bytes) {
+        return Err("checksum mismatch");
+    }
+    if trailer.get(4) != Some(&COMMIT) {
+        return Err("missing commit marker");
+    }
+    Ok(())
+}
+
+/// The length of the body of a body frame whose header is `header`, if the header checks out.
+pub(crate) fn decode_body_header(header: &[u8; BODY_HEADER_LEN]) -> Result<u64, DecodeError> {
+    if header.get(..2) != Some(&BODY_MAGIC[..]) {
+        return Err("bad magic");
+    }
+    let stored = u32::from_le_bytes(array(header.get(26..30)));
+    if crc32fast::hash(header.get(..26).unwrap_or_default()) != stored {
+        return Err("header checksum mismatch");
+    }
+    let len = u64::from_le_bytes(array(header.get(18..26)));
+    if len > MAX_BODY_LEN {
+        return Err("length out of range");
+    }
+    Ok(len)
 }
 
 /// Checks a whole body frame read back from disk and returns the body.

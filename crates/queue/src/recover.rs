@@ -7,7 +7,7 @@
 //! owner also truncates torn tails so the next recovery starts clean.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +30,9 @@ pub struct RecoveryReport {
     pub records: u64,
     /// Bytes discarded because they were torn or corrupt (never acknowledged).
     pub discarded: Vec<Discarded>,
+    /// Journal bytes missing on disk after a crash (written, not yet synced) and restored
+    /// from the journal copies in the newest data segment, which made them durable.
+    pub restored_bytes: u64,
     /// Ids enqueued a second time (the second record was ignored).
     pub duplicates: Vec<QueueId>,
     /// Messages whose delivery attempt was in flight when the spool stopped: the attempt
@@ -49,6 +52,7 @@ impl RecoveryReport {
     /// True when nothing was discarded, duplicated, interrupted or set aside.
     pub fn is_clean(&self) -> bool {
         self.discarded.is_empty()
+            && self.restored_bytes == 0
             && self.duplicates.is_empty()
             && self.interrupted.is_empty()
             && self.quarantined.is_empty()
@@ -58,6 +62,12 @@ impl RecoveryReport {
     /// One line per finding, for logs.
     pub fn findings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.restored_bytes > 0 {
+            out.push(format!(
+                "{} bytes of journal records restored from the data segment's journal copies (written before the stop, not yet in the journal file)",
+                self.restored_bytes
+            ));
+        }
         for d in &self.discarded {
             out.push(format!(
                 "{}: discarded {} bytes at offset {}: {}",
@@ -133,9 +143,13 @@ pub(crate) fn replay(
                 Some((s, off)) if *seq == s => off,
                 _ => 0,
             };
-            let Some(read) = read_from(path, start, &mut buf, mode)? else {
+            let Some(mut read) = read_from(path, start, &mut buf, mode)? else {
                 continue; // Removed by compaction after we listed it: its records live on later.
             };
+            if mode == Mode::Owner && start == 0 && Some(*seq) == newest {
+                report.restored_bytes = restore_from_copies(dirs, *seq, path, &mut buf)?;
+                read = buf.len();
+            }
             if start == 0 {
                 report.journal_segments += 1;
             }
@@ -168,6 +182,162 @@ pub(crate) fn replay(
     let last_seq = last.map_or(0, |(s, _)| s);
     report.messages = state.messages.len();
     Ok((state, report, last_seq))
+}
+
+/// A writer pass's journal bytes, as copied into a data segment.
+#[derive(Debug)]
+struct JournalCopy {
+    /// Where they go in their journal segment.
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// The journal copies for journal segment `journal_seq` in data segment `path`, in the
+/// order they were written. Body frames are skipped by their (checked) headers; reading
+/// stops at the first frame that does not check out (the torn end of the segment).
+fn journal_copies(path: &Path, journal_seq: u32) -> Result<Vec<JournalCopy>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).at(path),
+    };
+    let size = file.metadata().at(path)?.len();
+    let mut r = BufReader::with_capacity(1 << 16, file);
+    let mut out = Vec::new();
+    let mut pos: u64 = 0;
+    // `Ok(false)` at the end of the file.
+    let read = |r: &mut BufReader<File>, buf: &mut [u8]| -> Result<bool> {
+        match r.read_exact(buf) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e).at(path),
+        }
+    };
+    loop {
+        let mut magic = [0u8; 2];
+        if !read(&mut r, &mut magic)? {
+            break;
+        }
+        // The frame's header length and what follows it.
+        let (header_len, rest_len) = if magic == record::BODY_MAGIC {
+            let mut header = [0u8; record::BODY_HEADER_LEN];
+            let (head, rest) = header.split_at_mut(2);
+            head.copy_from_slice(&magic);
+            if !read(&mut r, rest)? {
+                break;
+            }
+            let Ok(len) = record::decode_body_header(&header) else {
+                break;
+            };
+            (
+                record::BODY_HEADER_LEN as u64,
+                len.saturating_add(record::BODY_TRAILER_LEN as u64),
+            )
+        } else if magic == record::COPY_MAGIC {
+            let mut header = [0u8; record::COPY_HEADER_LEN];
+            let (head, rest) = header.split_at_mut(2);
+            head.copy_from_slice(&magic);
+            if !read(&mut r, rest)? {
+                break;
+            }
+            let Ok((seq, offset, len)) = record::decode_copy_header(&header) else {
+                break;
+            };
+            let rest_len = u64::from(len).saturating_add(record::COPY_TRAILER_LEN as u64);
+            let end = pos
+                .saturating_add(record::COPY_HEADER_LEN as u64)
+                .saturating_add(rest_len);
+            if end > size {
+                break; // Cut short: a torn write.
+            }
+            if seq == journal_seq {
+                let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+                let mut trailer = [0u8; record::COPY_TRAILER_LEN];
+                if !read(&mut r, &mut bytes)? || !read(&mut r, &mut trailer)? {
+                    break;
+                }
+                if record::check_copy_trailer(&bytes, &trailer).is_err() {
+                    break;
+                }
+                out.push(JournalCopy { offset, bytes });
+                pos = end;
+                continue;
+            }
+            (record::COPY_HEADER_LEN as u64, rest_len)
+        } else {
+            break;
+        };
+        let end = pos.saturating_add(header_len).saturating_add(rest_len);
+        let Ok(step) = i64::try_from(rest_len) else {
+            break;
+        };
+        if end > size {
+            break;
+        }
+        r.seek_relative(step).at(path)?;
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// The end of the leading run of frames that check out.
+fn valid_prefix(buf: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Frame::Complete { len, .. } = record::check_frame(buf.get(pos..).unwrap_or_default())
+    {
+        pos += len;
+    }
+    pos
+}
+
+/// Restores the tail of the newest journal segment (`buf`, read from `path`) from the
+/// journal copies in the newest data segment: a writer pass's records are durable through
+/// their copy (the data segment is what the pass fsyncs), while the journal file is synced
+/// only when the writer leaves it, so after a crash it may lack some of them or hold
+/// them torn. Each copy past the journal's valid start is laid over the bytes at its
+/// offset, in the order written, and the result written back and synced. Returns the
+/// number of bytes restored.
+fn restore_from_copies(dirs: &Dirs, seq: u32, path: &Path, buf: &mut Vec<u8>) -> Result<u64> {
+    let Some((_, data_path)) = dirs.data_segments()?.pop() else {
+        return Ok(0);
+    };
+    let copies = journal_copies(&data_path, seq)?;
+    if copies.is_empty() {
+        return Ok(0);
+    }
+    let prefix = valid_prefix(buf);
+    let mut changed: Option<(usize, usize)> = None;
+    let mut restored = 0u64;
+    for copy in copies {
+        let Ok(from) = usize::try_from(copy.offset) else {
+            break;
+        };
+        let to = from.saturating_add(copy.bytes.len());
+        if to <= prefix {
+            continue; // Already there, checked.
+        }
+        if from > buf.len() {
+            break; // A pass whose copy is missing: no more can be placed.
+        }
+        if buf.get(from..to) == Some(copy.bytes.as_slice()) {
+            continue;
+        }
+        if buf.len() < to {
+            buf.resize(to, 0);
+        }
+        if let Some(dest) = buf.get_mut(from..to) {
+            dest.copy_from_slice(&copy.bytes);
+        }
+        restored = restored.saturating_add(copy.bytes.len() as u64);
+        changed = Some(changed.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
+    }
+    if let Some((from, to)) = changed {
+        let f = OpenOptions::new().write(true).open(path).at(path)?;
+        f.write_all_at(buf.get(from..to).unwrap_or_default(), from as u64)
+            .at(path)?;
+        f.sync_all().at(path)?;
+    }
+    Ok(restored)
 }
 
 /// Reads a segment from `start` into `buf`; `None` if it no longer exists.
@@ -412,4 +582,94 @@ pub(crate) fn history(dirs: &Dirs, id: QueueId) -> Result<Vec<Record>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::record::{MessageRec, RcptRec, RcptState};
+    use crate::{Spool, SpoolOptions};
+
+    /// A spool as written before journal copies: bodies alone in the data segment, every
+    /// record in the journal (which the writer synced at every pass). Recovery finds no
+    /// copies and reads it as before; the first writer pass of the new run adds them.
+    #[test]
+    fn a_spool_written_before_journal_copies_still_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs::new(dir.path());
+        dirs.create().unwrap();
+        let mut journal = Vec::new();
+        Record::Header {
+            seq: 1,
+            created_ms: 1_750_000_000_000,
+        }
+        .encode_frame(&mut journal);
+        let mut data = Vec::new();
+        let mut ids = Vec::new();
+        let now_ms = crate::schedule::to_ms(crate::clock::now());
+        for n in 0..3u8 {
+            let id = QueueId::generate();
+            let body = format!("Subject: old {n}\r\n\r\nbody\r\n").into_bytes();
+            let crc = crc32fast::hash(&body);
+            let offset = data.len() as u64;
+            record::encode_body_frame(id, &body, crc, &mut data);
+            let rec = MessageRec {
+                id,
+                arrival_ms: now_ms,
+                body: BodyRef {
+                    seg: 1,
+                    offset,
+                    len: body.len() as u64,
+                    crc,
+                },
+                sender: "a@example.com".into(),
+                needs_routing: false,
+                crashes: 0,
+                quarantine: None,
+                bounce_for: None,
+                rcpts: vec![RcptRec {
+                    addr: format!("user{n}@example.com"),
+                    orig: None,
+                    dest: "modern".into(),
+                    state: RcptState::Pending,
+                    attempts: 0,
+                    next_ms: now_ms,
+                    bounced: false,
+                    lease: 0,
+                    error: None,
+                }],
+            };
+            record::encode_message_frame(&rec, false, &mut journal);
+            ids.push((id, body));
+        }
+        fs::write(dirs.journal_path(1), &journal).unwrap();
+        fs::write(dirs.data_path(1), &data).unwrap();
+
+        let spool = Spool::open(
+            dir.path(),
+            SpoolOptions {
+                min_free: 0,
+                ..SpoolOptions::default()
+            },
+        )
+        .unwrap();
+        let report = spool.recovery_report().clone();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(spool.len(), 3, "{report:?}");
+        let now = crate::clock::now();
+        let leases = spool.lease("modern", 10, now).unwrap();
+        assert_eq!(leases.len(), 3);
+        for lease in &leases {
+            let body = spool.lease_body(lease).unwrap();
+            assert!(
+                ids.iter()
+                    .any(|(id, b)| *id == lease.queue_id && *b == body)
+            );
+        }
+        spool.close().unwrap();
+        // The old segments are read as they are: nothing cut, nothing added.
+        assert_eq!(fs::read(dirs.journal_path(1)).unwrap(), journal);
+    }
 }

@@ -252,14 +252,18 @@ impl std::fmt::Debug for Wakers {
 impl Wakers {
     /// Calls the wake-up of every lane among `lanes` (once each, outside the lock).
     fn wake<'a>(&self, lanes: impl Iterator<Item = &'a str> + Clone) {
-        let due: Vec<Wake> = lock(&self.0)
+        for wake in self.of(lanes) {
+            wake();
+        }
+    }
+
+    /// The wake-ups of every lane among `lanes`.
+    fn of<'a>(&self, lanes: impl Iterator<Item = &'a str> + Clone) -> Vec<Wake> {
+        lock(&self.0)
             .iter()
             .filter(|(lane, _)| lanes.clone().any(|l| l == lane))
             .map(|(_, wake)| Arc::clone(wake))
-            .collect();
-        for wake in due {
-            wake();
-        }
+            .collect()
     }
 }
 
@@ -378,6 +382,7 @@ impl Spool {
         report.journal_segments = replayed.journal_segments;
         report.records = replayed.records;
         report.discarded = replayed.discarded;
+        report.restored_bytes = replayed.restored_bytes;
         report.duplicates = replayed.duplicates;
 
         // Bodies must be where the journal says.
@@ -597,6 +602,42 @@ impl Spool {
         Ok(SpillFile::new(file, path))
     }
 
+    /// As [`Spool::enqueue_parts`], without blocking the caller until the message is durable:
+    /// checks it and hands it to the writer, then returns; `done` is called once with the
+    /// result when the writer pass that carries it ends (on the writer thread, so it must only
+    /// pass the result on, e.g. through a channel; an async server answers 250 from there
+    /// without parking a thread per message). Parts that are [`SpillFile`]s are read here (for
+    /// their checksum): call this off async workers for those.
+    ///
+    /// # Errors
+    /// What `enqueue_parts` returns before the write (then `done` is never called); a failed
+    /// write is given to `done`.
+    pub fn enqueue_parts_then(
+        &self,
+        id: QueueId,
+        envelope: &Envelope,
+        routes: &[Route],
+        parts: Vec<BodyPart>,
+        now: SystemTime,
+        done: impl FnOnce(Result<QueueId>) + Send + 'static,
+    ) -> Result<()> {
+        let wakes = self.wakers.of(due_lanes(routes));
+        let (id, ticket) = self.submit(Some(id), envelope, routes, parts, now)?;
+        self.shared.on_durable(
+            ticket,
+            Box::new(move |result| {
+                let queued = result.is_ok();
+                done(result.map(|()| id));
+                if queued {
+                    for wake in wakes {
+                        wake();
+                    }
+                }
+            }),
+        );
+        Ok(())
+    }
+
     fn enqueue_inner(
         &self,
         id: Option<QueueId>,
@@ -605,6 +646,21 @@ impl Spool {
         body: Vec<BodyPart>,
         now: SystemTime,
     ) -> Result<QueueId> {
+        let (id, ticket) = self.submit(id, envelope, routes, body, now)?;
+        self.shared.wait(ticket)?;
+        self.wakers.wake(due_lanes(routes));
+        Ok(id)
+    }
+
+    /// Checks a new message and hands it to the writer: its id and ticket.
+    fn submit(
+        &self,
+        id: Option<QueueId>,
+        envelope: &Envelope,
+        routes: &[Route],
+        body: Vec<BodyPart>,
+        now: SystemTime,
+    ) -> Result<(QueueId, u64)> {
         if envelope.recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
@@ -679,15 +735,21 @@ impl Spool {
             size,
             max: record::MAX_RECORD_LEN as u64,
         })?;
-        let (id, ticket) = self.push_message(id, rec, body, None)?;
-        self.shared.wait(ticket)?;
-        self.wakers.wake(
-            routes
-                .iter()
-                .filter(|r| !r.hold)
-                .map(|r| r.destination.as_str()),
-        );
-        Ok(id)
+        self.push_message(id, rec, body, None)
+    }
+
+    /// Whether a new message of `size` bytes would be taken now: refused
+    /// ([`QueueError::NotAccepting`], `is_disk_full()` for `452 4.3.1`) while the writer cannot
+    /// write or free space is short of `min_free` plus `size`. For SMTP to answer `MAIL FROM`
+    /// before the client sends the message (`size` is what the client declared, else 0);
+    /// `enqueue` checks again, since the disk can fill meanwhile.
+    ///
+    /// # Errors
+    /// [`QueueError::NotAccepting`] or [`QueueError::Poisoned`] as `enqueue` would return
+    /// them; [`QueueError::Io`] when the file system cannot be asked for its free space.
+    pub fn accepts(&self, size: u64) -> Result<()> {
+        self.shared.check_writing()?;
+        self.check_min_free(size)
     }
 
     /// Registers `wake`, called each time mail becomes due at once in `lane`: a message
@@ -2036,4 +2098,12 @@ fn tried_before(msg: &crate::state::Msg, idxs: &[u16]) -> bool {
             .get(usize::from(*i))
             .is_some_and(|r| r.attempts > 0)
     })
+}
+
+/// The lanes a new message's routes make work for now (not held).
+fn due_lanes(routes: &[Route]) -> impl Iterator<Item = &str> + Clone {
+    routes
+        .iter()
+        .filter(|r| !r.hold)
+        .map(|r| r.destination.as_str())
 }

@@ -2,16 +2,20 @@
 //!
 //! One writer thread owns the open journal and data segments. Callers hand it requests and
 //! (usually) wait for their ticket to become durable. Each pass of the writer takes *every*
-//! request queued so far, so concurrent callers share one pair of fsyncs:
+//! request queued so far, so concurrent callers share one fsync:
 //!
-//! 1. append the bodies of all new messages to the data segment, `fdatasync` it;
-//! 2. append all journal records (enqueues, now pointing at their bodies, and state changes)
-//!    to the journal segment, `fdatasync` it;
-//! 3. apply the new messages to the in-memory state, then wake the waiters.
+//! 1. append the bodies of all new messages to the data segment, followed by a *journal
+//!    copy* frame holding the pass's journal records (enqueues, now pointing at their bodies,
+//!    and state changes) and where they go in the journal;
+//! 2. append the same records to the journal segment (not synced);
+//! 3. `fdatasync` the data segment: bodies and records are durable together, in one file;
+//! 4. apply the new messages to the in-memory state, then wake the waiters.
 //!
-//! A journal record therefore never reaches the disk before the body it points to. New
-//! segment files are written under `tmp/`, synced, renamed into place and their folder synced,
-//! so a segment either exists with a valid header or not at all.
+//! The journal itself is synced only before the writer leaves it or the data segment holding
+//! its copies (segment rotation) and at close, so the records the journal may lack after a
+//! crash are always in the newest data segment, and recovery restores them from there
+//! before replaying. New segment files are written under `tmp/`, synced, renamed into place
+//! and their folder synced, so a segment either exists with a valid header or not at all.
 //!
 //! A failed write or fsync (a full disk, a quota, an I/O error) is rolled back, not guessed:
 //! both segments are cut back to their length before the pass, so the bytes whose fate the
@@ -212,6 +216,8 @@ pub(crate) struct Segment {
     pub len: u64,
     /// Length of the header the segment was created with.
     pub base: u64,
+    /// Length at the last sync (or creation): what lies beyond may not be on disk yet.
+    pub synced: u64,
 }
 
 impl Segment {
@@ -225,6 +231,7 @@ impl Segment {
             file,
             len: header.len() as u64,
             base: header.len() as u64,
+            synced: header.len() as u64,
         })
     }
 
@@ -237,8 +244,18 @@ impl Segment {
         Ok(())
     }
 
-    fn sync(&self) -> Result<()> {
-        self.file.sync_data().at(&self.path)
+    fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().at(&self.path)?;
+        self.synced = self.len;
+        Ok(())
+    }
+
+    /// Syncs the segment if anything was appended since the last sync.
+    fn sync_if_dirty(&mut self) -> Result<()> {
+        if self.len == self.synced {
+            return Ok(());
+        }
+        self.sync()
     }
 
     /// Cuts the segment back to `len` after a failed write: what lay beyond is dropped from
@@ -246,6 +263,7 @@ impl Segment {
     fn roll_back(&mut self, len: u64) -> Result<()> {
         self.file.set_len(len).at(&self.path)?;
         self.len = len;
+        self.synced = self.synced.min(len);
         Ok(())
     }
 }
@@ -301,6 +319,25 @@ impl Signal {
     }
 }
 
+/// Called once with the fate of a ticket (on the writer thread, under the queue's lock: it
+/// must only hand the result on, e.g. through a channel).
+pub(crate) type Callback = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// Someone waiting for a ticket: a blocked thread, or a callback.
+enum Waiter {
+    Signal(Arc<Signal>),
+    Callback(Callback),
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Signal(_) => "Signal",
+            Self::Callback(_) => "Callback",
+        })
+    }
+}
+
 impl Request {
     /// A new message from outside (not a bounce): refused rather than retried when the disk
     /// is full, so the client is told `452` and nothing unacknowledged waits in memory.
@@ -318,7 +355,7 @@ struct Queue {
     /// Tickets whose write was refused (a new message during a failed pass), with the error.
     failed: HashMap<u64, Stall>,
     /// Callers waiting, by ticket.
-    waiters: BTreeMap<u64, Vec<Arc<Signal>>>,
+    waiters: BTreeMap<u64, Vec<Waiter>>,
     stalled: Option<Stall>,
     poisoned: Option<(String, bool)>,
     shutdown: bool,
@@ -336,25 +373,65 @@ impl Queue {
             })
     }
 
+    /// What became of `ticket`: `None` while it is still to be written.
+    fn outcome(&mut self, ticket: u64) -> Option<Result<()>> {
+        if let Some(stall) = self.failed.remove(&ticket) {
+            return Some(Err(QueueError::NotAccepting {
+                reason: stall.reason,
+                disk_full: stall.disk_full,
+            }));
+        }
+        if self.durable >= ticket {
+            return Some(Ok(()));
+        }
+        if let Some(e) = self.poisoned_error() {
+            return Some(Err(e));
+        }
+        if self.gone {
+            return Some(Err(QueueError::NotAccepting {
+                reason: "the spool closed before this write could be made".to_owned(),
+                disk_full: self.stalled.as_ref().is_some_and(|s| s.disk_full),
+            }));
+        }
+        None
+    }
+
+    /// Wakes the waiters of `tickets`: a thread checks its ticket itself; a callback is
+    /// called with the ticket's fate, or kept if there is none yet.
+    fn wake(&mut self, tickets: BTreeMap<u64, Vec<Waiter>>) {
+        for (ticket, waiters) in tickets {
+            for waiter in waiters {
+                match waiter {
+                    Waiter::Signal(signal) => signal.fire(),
+                    Waiter::Callback(done) => match self.outcome(ticket) {
+                        Some(result) => done(result),
+                        None => self
+                            .waiters
+                            .entry(ticket)
+                            .or_default()
+                            .push(Waiter::Callback(done)),
+                    },
+                }
+            }
+        }
+    }
+
     /// Wakes the waiters of every ticket up to `upto`.
     fn wake_upto(&mut self, upto: u64) {
         let later = self.waiters.split_off(&upto.saturating_add(1));
         let done = std::mem::replace(&mut self.waiters, later);
-        for signal in done.into_values().flatten() {
-            signal.fire();
-        }
+        self.wake(done);
     }
 
     fn wake_one(&mut self, ticket: u64) {
-        for signal in self.waiters.remove(&ticket).into_iter().flatten() {
-            signal.fire();
+        if let Some(waiters) = self.waiters.remove(&ticket) {
+            self.wake(BTreeMap::from([(ticket, waiters)]));
         }
     }
 
     fn wake_all(&mut self) {
-        for signal in std::mem::take(&mut self.waiters).into_values().flatten() {
-            signal.fire();
-        }
+        let all = std::mem::take(&mut self.waiters);
+        self.wake(all);
     }
 }
 
@@ -435,32 +512,34 @@ impl Shared {
         loop {
             let signal = {
                 let mut q = lock(&self.queue);
-                if let Some(stall) = q.failed.remove(&ticket) {
-                    return Err(QueueError::NotAccepting {
-                        reason: stall.reason,
-                        disk_full: stall.disk_full,
-                    });
-                }
-                if q.durable >= ticket {
-                    return Ok(());
-                }
-                if let Some(e) = q.poisoned_error() {
-                    return Err(e);
-                }
-                if q.gone {
-                    return Err(QueueError::NotAccepting {
-                        reason: "the spool closed before this write could be made".to_owned(),
-                        disk_full: q.stalled.as_ref().is_some_and(|s| s.disk_full),
-                    });
+                if let Some(result) = q.outcome(ticket) {
+                    return result;
                 }
                 let signal = Arc::new(Signal::default());
                 q.waiters
                     .entry(ticket)
                     .or_default()
-                    .push(Arc::clone(&signal));
+                    .push(Waiter::Signal(Arc::clone(&signal)));
                 signal
             };
             signal.wait();
+        }
+    }
+
+    /// Calls `done` with the fate of `ticket` once it is known: at once if it already is,
+    /// else on the writer thread when the pass carrying it ends.
+    pub fn on_durable(&self, ticket: u64, done: Callback) {
+        let mut q = lock(&self.queue);
+        match q.outcome(ticket) {
+            Some(result) => {
+                drop(q);
+                done(result);
+            }
+            None => q
+                .waiters
+                .entry(ticket)
+                .or_default()
+                .push(Waiter::Callback(done)),
         }
     }
 
@@ -542,6 +621,7 @@ impl Writer {
                             .map_or_else(|e| e.into_inner().0, |(g, _)| g);
                     }
                     if q.shutdown && q.requests.is_empty() {
+                        let _ = self.journal.sync_if_dirty();
                         q.gone = true;
                         q.wake_all();
                         return;
@@ -552,6 +632,9 @@ impl Writer {
                         q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
                     }
                     if q.requests.is_empty() {
+                        // Closing: leave the journal complete on disk, so the next open has
+                        // nothing to restore from the data segment's copies.
+                        let _ = self.journal.sync_if_dirty();
                         q.gone = true;
                         q.wake_all();
                         return;
@@ -631,7 +714,8 @@ impl Writer {
         }
     }
 
-    /// Writes one pass durably: bodies, fsync, records, fsync. On failure both segments are
+    /// Writes one pass durably: bodies and a copy of the records to the data segment, the
+    /// records to the journal, one fsync of the data segment. On failure both segments are
     /// cut back to where they were and the requests are left as they came, to be retried.
     fn commit(
         &mut self,
@@ -654,6 +738,9 @@ impl Writer {
             && self.data.len > 0
             && self.data.len + data_total > self.limits.data_bytes
         {
+            // The old data segment holds the only durable copy of the journal's unsynced
+            // tail: sync the journal before moving on.
+            self.sync_journal_for_rotation()?;
             self.rotate_data(shared).map_err(PassError::Write)?;
         }
 
@@ -686,23 +773,35 @@ impl Writer {
             }
             lens.push(u32::try_from(jbuf.len() - start).unwrap_or(u32::MAX));
         }
+        if data_total == 0
+            && self.data.len > 0
+            && self.data.len + jbuf.len() as u64 > self.limits.data_bytes
+        {
+            // Only records (their copy) this pass: the data segment is full of copies.
+            self.sync_journal_for_rotation()?;
+            self.rotate_data(shared).map_err(PassError::Write)?;
+        }
         if self.journal.len > self.journal.base
             && self.journal.len + jbuf.len() as u64 > self.limits.journal_bytes
         {
             self.note_journal_size(shared);
+            // Leave the journal segment durable: later copies name only the new one.
+            self.sync_journal_for_rotation()?;
             self.rotate_journal(shared).map_err(PassError::Write)?;
         }
 
         let (data_start, journal_start) = (self.data.len, self.journal.len);
         let written = (|| {
-            if data_total > 0 {
-                self.write_bodies(batch)?;
-                self.data.sync()?;
-            }
+            // Bodies, then the journal copy, in the data segment; the records in the journal;
+            // one fsync, of the data segment, makes the pass durable.
+            let mut copy = Vec::new();
             if !jbuf.is_empty() {
-                self.journal.append(&jbuf)?;
-                self.journal.sync()?;
+                copy.reserve(jbuf.len() + record::COPY_HEADER_LEN + record::COPY_TRAILER_LEN);
+                record::encode_copy_frame(self.journal.seq, journal_start, &jbuf, &mut copy);
             }
+            self.write_bodies(batch, copy)?;
+            self.journal.append(&jbuf)?;
+            self.data.sync_if_dirty()?;
             Ok::<(), QueueError>(())
         })();
         if let Err(e) = written {
@@ -717,10 +816,28 @@ impl Writer {
         Ok(lens.into_iter().map(|len| (seg, len)).collect())
     }
 
-    /// Appends the body frames of a pass's enqueues, in order: small parts gathered, large
-    /// ones written from their own buffers, spill files a chunk at a time.
-    fn write_bodies(&mut self, batch: &[(u64, Request)]) -> Result<()> {
-        let mut buf = Vec::new();
+    /// Syncs the journal before the writer leaves its segment or the data segment holding
+    /// its copies. A failure here cannot be retried: after a failed fsync the kernel may have
+    /// dropped the dirty pages and a second fsync would report success without them. The
+    /// records are still safe in the data segment's copies, which stays: the spool stops
+    /// (`Poisoned`), and recovery at the restart restores the journal from them.
+    fn sync_journal_for_rotation(&mut self) -> Result<(), PassError> {
+        self.journal.sync_if_dirty().map_err(PassError::RollBack)
+    }
+
+    /// Appends the body frames of a pass's enqueues, in order (small parts gathered, large
+    /// ones written from their own buffers, spill files a chunk at a time), then `tail` (the
+    /// pass's journal copy frame).
+    fn write_bodies(&mut self, batch: &[(u64, Request)], tail: Vec<u8>) -> Result<()> {
+        let mut buf = if batch
+            .iter()
+            .any(|(_, r)| matches!(r, Request::Enqueue { .. }))
+        {
+            Vec::new()
+        } else {
+            // Only records: the copy is all there is to write.
+            return self.data.append(&tail);
+        };
         let mut spill_buf = Vec::new();
         for (_, request) in batch {
             let Request::Enqueue { rec, body } = request else {
@@ -750,6 +867,10 @@ impl Writer {
                 buf.clear();
             }
         }
+        if buf.is_empty() {
+            return self.data.append(&tail);
+        }
+        buf.extend_from_slice(&tail);
         self.data.append(&buf)
     }
 
@@ -809,7 +930,8 @@ impl Writer {
 enum PassError {
     /// A write or fsync failed and was rolled back: retry later.
     Write(QueueError),
-    /// The roll-back itself failed: what is on disk is unknown.
+    /// The roll-back itself failed (or the journal could not be synced before a rotation):
+    /// what is on disk is unknown, only a restart and recovery can tell.
     RollBack(QueueError),
 }
 

@@ -3,6 +3,13 @@
 //! (flip a byte, or cut the file there, in every segment) and open it again. Whatever the
 //! damage, every message whose own records are intact must survive, recovery must never cut
 //! an older segment, and opening must never fail or panic.
+//!
+//! The journal is synced only when the writer leaves a segment: a writer pass makes its
+//! records durable through their copy in the data segment. So a second test loses the newest
+//! journal segment's tail (cut or zeroed at many offsets) and damages the newest data
+//! segment (bytes flipped, cut at many offsets), alone and together: the state is restored
+//! exactly while the copies are intact, and otherwise every message whose records are intact
+//! in the journal or covered by an intact copy survives.
 
 #![allow(
     clippy::unwrap_used,
@@ -213,4 +220,139 @@ fn damage_at_many_offsets_never_loses_an_intact_message() {
     }
     println!("{cases} damaged copies opened; {losses_allowed} message records hit by the damage");
     assert!(cases > 100);
+}
+
+fn data_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The journal copy frames of a data segment: (end of the frame in the data segment,
+/// journal segment, journal offset, length). Body frame: magic CC B0 (2), queue id (16),
+/// length (8), header crc (4), body, crc (4), commit (1); journal copy frame: magic CC 5C (2),
+/// journal segment (4), journal offset (8), length (4), header crc (4), bytes, crc (4),
+/// commit (1).
+fn copies(bytes: &[u8]) -> Vec<(usize, u32, usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 2 <= bytes.len() {
+        match &bytes[pos..pos + 2] {
+            [0xCC, 0xB0] => {
+                pos +=
+                    35 + u64::from_le_bytes(bytes[pos + 18..pos + 26].try_into().unwrap()) as usize;
+            }
+            [0xCC, 0x5C] => {
+                let seq = u32::from_le_bytes(bytes[pos + 2..pos + 6].try_into().unwrap());
+                let off = u64::from_le_bytes(bytes[pos + 6..pos + 14].try_into().unwrap());
+                let len = u32::from_le_bytes(bytes[pos + 14..pos + 18].try_into().unwrap());
+                pos += 27 + len as usize;
+                out.push((pos, seq, off as usize, len as usize));
+            }
+            other => panic!("unknown data frame {other:?} at {pos}"),
+        }
+    }
+    out
+}
+
+fn seq_of(path: &Path) -> u32 {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    name[1..9].parse().unwrap()
+}
+
+#[test]
+fn lost_journal_tail_and_damaged_data_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("original");
+    let queued = build(&original);
+    let prints = footprint(&original, &queued);
+    // The state the copies must restore exactly (read from a copy: opening adds segments).
+    let reference = tmp.path().join("reference");
+    copy_dir(&original, &reference);
+    let spool = Spool::open(&reference, options()).unwrap();
+    let whole = spool.list(&ccgate_queue::Filter::default(), t(10_000));
+    spool.close().unwrap();
+    fs::remove_dir_all(&reference).unwrap();
+    assert_eq!(whole.len(), queued.len());
+
+    let journal = journals(&original).pop().unwrap();
+    let journal_seq = seq_of(&journal);
+    let journal_bytes = fs::read(&journal).unwrap();
+    let header_len = frames(&journal_bytes)[0].1;
+    let data = data_segments(&original).pop().unwrap();
+    let data_bytes = fs::read(&data).unwrap();
+    let ours: Vec<(usize, usize, usize)> = copies(&data_bytes)
+        .into_iter()
+        .filter(|c| c.1 == journal_seq)
+        .map(|(end, _, off, len)| (end, off, len))
+        .collect();
+    assert!(
+        ours.len() >= 3 && ours[0].1 == header_len,
+        "the newest journal segment's passes are all copied: {ours:?}"
+    );
+    let mut cases = 0;
+    // (journal kept up to, zero the rest instead of cutting it, data kept up to)
+    let mut plans = Vec::new();
+    for keep in (header_len..=journal_bytes.len()).step_by(41) {
+        plans.push((keep, keep % 2 == 0, data_bytes.len()));
+    }
+    for cut in (0..data_bytes.len()).step_by(53) {
+        plans.push((journal_bytes.len(), false, cut));
+        plans.push((header_len, false, cut));
+    }
+    for (keep, zero, data_keep) in plans {
+        cases += 1;
+        let copy = tmp.path().join(format!("case{cases}"));
+        copy_dir(&original, &copy);
+        let mut j = journal_bytes.clone();
+        if zero {
+            j[keep..].fill(0);
+        } else {
+            j.truncate(keep);
+        }
+        fs::write(copy.join("journal").join(journal.file_name().unwrap()), &j).unwrap();
+        fs::write(
+            copy.join("data").join(data.file_name().unwrap()),
+            &data_bytes[..data_keep],
+        )
+        .unwrap();
+        let spool = Spool::open(&copy, options())
+            .unwrap_or_else(|e| panic!("case {cases} (journal {keep}, data {data_keep}): {e}"));
+        let listed = spool.list(&ccgate_queue::Filter::default(), t(10_000));
+        if data_keep == data_bytes.len() {
+            // Every copy intact: the state is restored exactly.
+            assert_eq!(
+                listed, whole,
+                "case {cases}: journal kept to {keep} (zeroed {zero})"
+            );
+        } else {
+            // The journal is intact up to `keep`, then the copies that survived the cut
+            // carry it on, pass by pass.
+            let mut covered = keep;
+            for (end, off, len) in &ours {
+                if *end <= data_keep && *off <= covered {
+                    covered = covered.max(off + len);
+                }
+            }
+            let survivors: BTreeSet<String> = listed.into_iter().map(|m| m.queue_id).collect();
+            for id in &queued {
+                let intact = prints[id].iter().all(|(p, pos, len)| {
+                    p.file_name() != journal.file_name() || pos + len <= covered
+                });
+                if intact {
+                    assert!(
+                        survivors.contains(&id.to_string()),
+                        "case {cases}: journal {keep}, data cut at {data_keep}: {id} lost"
+                    );
+                }
+            }
+        }
+        spool.close().unwrap();
+        fs::remove_dir_all(&copy).unwrap();
+    }
+    println!("{cases} crash states of the newest journal and data segments opened");
+    assert!(cases > 50);
 }

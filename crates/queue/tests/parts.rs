@@ -73,3 +73,75 @@ fn parts_and_spill_files_are_stored_byte_for_byte() {
     let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
     check(&spool);
 }
+
+#[test]
+fn enqueue_parts_then_answers_once_the_message_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions {
+        min_free: 0,
+        ..SpoolOptions::default()
+    };
+    let spool = Spool::open(dir.path(), options.clone()).unwrap();
+    let (envelope, routes) = envelope();
+    // Many at once from several threads: every callback is called once, with its own id.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut sent = Vec::new();
+    std::thread::scope(|s| {
+        for n in 0..4 {
+            let (spool, envelope, routes, tx) = (&spool, &envelope, &routes, tx.clone());
+            s.spawn(move || {
+                let mut ids = Vec::new();
+                for m in 0..50 {
+                    let id = QueueId::generate();
+                    let body = format!("Subject: {n}.{m}\r\n\r\nhi\r\n").into_bytes();
+                    let tx = tx.clone();
+                    spool
+                        .enqueue_parts_then(
+                            id,
+                            envelope,
+                            routes,
+                            vec![BodyPart::Bytes(Bytes::from(body))],
+                            t(0),
+                            move |result| tx.send((id, result)).unwrap(),
+                        )
+                        .unwrap();
+                    ids.push(id);
+                }
+                ids
+            });
+        }
+    });
+    drop(tx);
+    let mut answered: Vec<QueueId> = rx
+        .iter()
+        .map(|(id, result)| {
+            assert_eq!(result.unwrap(), id);
+            id
+        })
+        .collect();
+    answered.sort();
+    sent.extend(answered.iter().copied());
+    answered.dedup();
+    assert_eq!(answered.len(), 200, "each callback once");
+    assert_eq!(spool.len(), 200);
+
+    // Refused before the write (a route missing): an error now, the callback never called.
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&called);
+    let refused = spool.enqueue_parts_then(
+        QueueId::generate(),
+        &envelope,
+        &[],
+        vec![BodyPart::Bytes(Bytes::from_static(b"x\r\n"))],
+        t(0),
+        move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst),
+    );
+    assert!(refused.is_err());
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+
+    // Durable: all there after a reopen.
+    spool.close().unwrap();
+    let spool = Spool::open(dir.path(), options).unwrap();
+    assert_eq!(spool.len(), 200);
+    assert_eq!(sent.len(), 200);
+}

@@ -72,6 +72,57 @@ fn frames(bytes: &[u8]) -> Vec<(usize, usize, u8)> {
     out
 }
 
+/// The newest data segment.
+fn newest_data(dir: &Path) -> PathBuf {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+/// (offset, length, is a journal copy) of each frame of a data segment. A body frame is
+/// magic CC B0 (2), queue id (16), length (8), header crc (4), body, crc (4), commit (1); a
+/// journal copy frame magic CC 5C (2), journal segment (4), journal offset (8), length (4),
+/// header crc (4), the pass's journal bytes, crc (4), commit (1).
+fn data_frames(bytes: &[u8]) -> Vec<(usize, usize, bool)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 2 <= bytes.len() {
+        let (len, copy) = match &bytes[pos..pos + 2] {
+            [0xCC, 0xB0] => (
+                30 + u64::from_le_bytes(bytes[pos + 18..pos + 26].try_into().unwrap()) as usize + 5,
+                false,
+            ),
+            [0xCC, 0x5C] => (
+                22 + u32::from_le_bytes(bytes[pos + 14..pos + 18].try_into().unwrap()) as usize + 5,
+                true,
+            ),
+            other => panic!("unknown data frame {other:?} at {pos}"),
+        };
+        out.push((pos, len, copy));
+        pos += len;
+    }
+    out
+}
+
+/// Cuts the newest data segment before its last `n` writer passes (a pass is its bodies
+/// followed by its journal copy), as if they never reached the disk.
+fn drop_passes(dir: &Path, n: usize) {
+    let path = newest_data(dir);
+    let bytes = fs::read(&path).unwrap();
+    let ends: Vec<usize> = data_frames(&bytes)
+        .into_iter()
+        .filter(|f| f.2)
+        .map(|(pos, len, _)| pos + len)
+        .collect();
+    assert!(ends.len() >= n, "{} passes", ends.len());
+    let keep = ends.len() - n;
+    let cut = if keep == 0 { 0 } else { ends[keep - 1] };
+    fs::write(&path, &bytes[..cut]).unwrap();
+}
+
 const ENQUEUE: u8 = 2;
 const OUTCOME: u8 = 5;
 
@@ -124,6 +175,8 @@ fn record_without_commit_marker_is_discarded() {
     let (off, len, _) = *frames(&bytes).last().unwrap();
     bytes[off + len - 1] = 0;
     fs::write(&path, &bytes).unwrap();
+    // Neither did the pass reach the data segment: never acknowledged.
+    drop_passes(dir.path(), 1);
 
     let spool = open(dir.path());
     let report = spool.recovery_report();
@@ -173,6 +226,8 @@ fn state_log_cut_mid_record_keeps_the_message() {
     let (off, len, kind) = *frames(&bytes).last().unwrap();
     assert_eq!(kind, OUTCOME);
     fs::write(&path, &bytes[..off + len / 2]).unwrap();
+    // Nor its journal copy in the data segment: the outcome was never durable.
+    drop_passes(dir.path(), 1);
 
     // The delivery's record never made it: the message is still queued and will be
     // delivered again (at-least-once); the attempt counts as interrupted.
@@ -207,6 +262,9 @@ fn temporary_files_never_renamed_are_removed() {
 fn corrupt_record_mid_file_is_skipped_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
     let ids = three_messages(dir.path());
+    // Another run: the segment with the records is now an older one (bit rot, not a crash:
+    // nothing to restore it from).
+    open(dir.path()).close().unwrap();
     let path = busy_journal(dir.path());
     let mut bytes = fs::read(&path).unwrap();
     let (off, len, _) = frames(&bytes)[2];
@@ -268,4 +326,43 @@ fn a_view_reports_damage_without_repairing_it() {
         size,
         "a view changes nothing"
     );
+}
+
+#[test]
+fn journal_tail_lost_in_a_crash_is_restored_from_the_data_segment() {
+    // The journal is synced only when the writer leaves it: after a power cut it may end
+    // anywhere after its header, or hold zeros where pages never reached the disk.
+    type Damage = fn(&[u8], &[(usize, usize, u8)]) -> Vec<u8>;
+    let damages: [(&str, Damage); 3] = [
+        ("cut to its header", |b, f| b[..f[0].1].to_vec()),
+        ("cut inside the third record", |b, f| {
+            b[..f[2].0 + 3].to_vec()
+        }),
+        ("a record read back as zeros", |b, f| {
+            let mut b = b.to_vec();
+            let (off, len, _) = f[1];
+            b[off..off + len].fill(0);
+            b
+        }),
+    ];
+    for (case, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = three_messages(dir.path());
+        let path = busy_journal(dir.path());
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, damage(&bytes, &frames(&bytes))).unwrap();
+
+        let spool = open(dir.path());
+        let report = spool.recovery_report().clone();
+        assert!(report.restored_bytes > 0, "{case}: {report:?}");
+        assert!(report.discarded.is_empty(), "{case}: {report:?}");
+        assert_eq!(spool.len(), 3, "{case}");
+        for id in &ids {
+            spool.show(*id, t(1)).unwrap();
+        }
+        spool.close().unwrap();
+        // Written back: the journal is whole again and the next recovery is clean.
+        assert_eq!(fs::read(&path).unwrap(), bytes, "{case}");
+        assert!(open(dir.path()).recovery_report().is_clean(), "{case}");
+    }
 }

@@ -136,8 +136,9 @@ struct Shared {
     memory: Arc<MemoryBudget>,
 }
 
-/// The session's view of the router; refusals are counted.
-struct Policy(Arc<dyn Routing>, Arc<Metrics>);
+/// The session's view of the router (refusals are counted) and of the spool (is it taking
+/// mail, asked at MAIL FROM).
+struct Policy(Arc<dyn Routing>, Arc<Metrics>, Arc<Spool>);
 
 impl RecipientPolicy for Policy {
     fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
@@ -154,6 +155,22 @@ impl RecipientPolicy for Policy {
 
     fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
         self.0.vouches_for(rcpt)
+    }
+
+    fn accepts_mail(&self, declared_size: Option<u64>) -> Result<(), NotQueued> {
+        match self.2.accepts(declared_size.unwrap_or(0)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_disk_full() => {
+                info!(error = %e, "MAIL refused: the spool is short of space");
+                Err(NotQueued::DiskFull)
+            }
+            // The free space could not be asked for: the message itself will tell.
+            Err(ccgate_queue::QueueError::Io { .. }) => Ok(()),
+            Err(e) => {
+                info!(error = %e, "MAIL refused: the spool is not taking mail");
+                Err(NotQueued::Temporary)
+            }
+        }
     }
 }
 
@@ -302,7 +319,11 @@ async fn handle(
     let mut session = Session::new(
         shared.session.clone(),
         Some(peer.ip()),
-        Policy(Arc::clone(&shared.routing), Arc::clone(&shared.metrics)),
+        Policy(
+            Arc::clone(&shared.routing),
+            Arc::clone(&shared.metrics),
+            Arc::clone(&shared.spool),
+        ),
     );
     let started = Instant::now();
     let session_deadline = started + shared.settings.session_timeout;
@@ -532,13 +553,37 @@ async fn queue(
     let mut body = vec![BodyPart::Bytes(Bytes::from(header.into_bytes()))];
     body.extend(spilled.map(BodyPart::File));
     body.push(BodyPart::Bytes(Bytes::from(data)));
-    let spool = Arc::clone(&shared.spool);
     let sender = envelope.sender.to_string();
     let n_rcpts = envelope.recipients.len();
-    let joined = tokio::task::spawn_blocking(move || {
-        spool.enqueue_parts(id, &envelope, &routes, body, SystemTime::now())
-    })
-    .await;
+    let joined = if body.iter().any(|p| matches!(p, BodyPart::File(_))) {
+        // A spill file is read back for the checksum: off the async workers.
+        let spool = Arc::clone(&shared.spool);
+        tokio::task::spawn_blocking(move || {
+            spool.enqueue_parts(id, &envelope, &routes, body, SystemTime::now())
+        })
+        .await
+        .map_err(|e| e.to_string())
+    } else {
+        // In memory: handed to the spool's writer from here; its pass answers through the
+        // channel once the message is durable (no thread parked per message meanwhile).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let handed = shared.spool.enqueue_parts_then(
+            id,
+            &envelope,
+            &routes,
+            body,
+            SystemTime::now(),
+            move |result| {
+                let _ = tx.send(result);
+            },
+        );
+        match handed {
+            Ok(()) => rx
+                .await
+                .map_err(|_| "the spool dropped the message's ticket".to_owned()),
+            Err(e) => Ok(Err(e)),
+        }
+    };
     match joined {
         Ok(Ok(id)) => {
             info!(queue_id = %id, from = %sender, nrcpt = n_rcpts, size, "queued");

@@ -191,7 +191,12 @@ pub fn message_id(body: &[u8]) -> String {
     let head = body
         .get(..MAX_HEADER_SCAN.min(body.len()))
         .unwrap_or_default();
-    let text = String::from_utf8_lossy(head);
+    // Only the header: the body is never looked at (nor converted).
+    let end = head
+        .windows(2)
+        .position(|w| w == b"\n\n" || w == b"\n\r")
+        .map_or(head.len(), |at| at + 1);
+    let text = String::from_utf8_lossy(head.get(..end).unwrap_or_default());
     let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     while let Some(line) = lines.next() {
         if line.is_empty() {

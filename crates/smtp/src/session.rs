@@ -138,6 +138,19 @@ pub trait RecipientPolicy {
         let _ = rcpt;
         false
     }
+
+    /// Whether the queue takes a new message now, asked at MAIL FROM with the size the
+    /// client declared (`SIZE=`), if any: an error is answered at once (`452 4.3.1` for
+    /// [`NotQueued::DiskFull`], as Postfix does when its queue file system is short of
+    /// space), so the client does not send a message that would be refused after DATA.
+    /// The default takes every message.
+    ///
+    /// # Errors
+    /// Why the queue cannot take the message.
+    fn accepts_mail(&self, declared_size: Option<u64>) -> Result<(), NotQueued> {
+        let _ = declared_size;
+        Ok(())
+    }
 }
 
 impl<T: RecipientPolicy + ?Sized> RecipientPolicy for &T {
@@ -147,6 +160,10 @@ impl<T: RecipientPolicy + ?Sized> RecipientPolicy for &T {
 
     fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
         (**self).vouches_for(rcpt)
+    }
+
+    fn accepts_mail(&self, declared_size: Option<u64>) -> Result<(), NotQueued> {
+        (**self).accepts_mail(declared_size)
     }
 }
 
@@ -158,6 +175,10 @@ impl<T: RecipientPolicy + ?Sized> RecipientPolicy for Box<T> {
     fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
         (**self).vouches_for(rcpt)
     }
+
+    fn accepts_mail(&self, declared_size: Option<u64>) -> Result<(), NotQueued> {
+        (**self).accepts_mail(declared_size)
+    }
 }
 
 impl<T: RecipientPolicy + ?Sized> RecipientPolicy for Arc<T> {
@@ -167,6 +188,10 @@ impl<T: RecipientPolicy + ?Sized> RecipientPolicy for Arc<T> {
 
     fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
         (**self).vouches_for(rcpt)
+    }
+
+    fn accepts_mail(&self, declared_size: Option<u64>) -> Result<(), NotQueued> {
+        (**self).accepts_mail(declared_size)
     }
 }
 
@@ -634,6 +659,7 @@ impl<P: RecipientPolicy> Session<P> {
         if let Some(declared) = params.size.filter(|&size| size > limit) {
             return Err(Error::DeclaredSizeTooLarge { declared, limit });
         }
+        self.policy.accepts_mail(params.size)?;
         self.transaction = Some(Transaction {
             sender,
             params,
@@ -928,6 +954,64 @@ mod tests {
         assert_eq!(trace.protocol, Protocol::Esmtp);
         assert!(session.is_awaiting_event());
         assert_eq!(session.feed(b"QUIT\r\n"), Output::default());
+    }
+
+    /// A queue short of space: refuses every message, or those declared larger than 1000.
+    struct Full(Option<u64>);
+
+    impl RecipientPolicy for Full {
+        fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
+            Policy.check(rcpt)
+        }
+
+        fn accepts_mail(&self, declared_size: Option<u64>) -> Result<(), NotQueued> {
+            match (self.0, declared_size) {
+                (Some(room), Some(size)) if size <= room => Ok(()),
+                _ => Err(NotQueued::DiskFull),
+            }
+        }
+    }
+
+    /// Feeds `input` whole; the replies.
+    fn replies<P: RecipientPolicy>(session: &mut Session<P>, mut input: &[u8]) -> Vec<String> {
+        let mut replies = Vec::new();
+        while !input.is_empty() {
+            let out = session.feed(input);
+            assert!(out.consumed > 0 && out.event.is_none());
+            input = &input[out.consumed..];
+            replies.extend(out.replies.iter().map(ToString::to_string));
+        }
+        replies
+    }
+
+    #[test]
+    fn mail_is_refused_while_the_queue_is_short_of_space() {
+        let config = SessionConfig::new("mx.example.com").unwrap();
+        let mut session = Session::new(config.clone(), None, Full(None));
+        session.greeting();
+        replies(&mut session, b"EHLO x\r\n");
+        let r = replies(
+            &mut session,
+            b"MAIL FROM:<a@client.example>\r\nRCPT TO:<b@legacy.example.com>\r\n",
+        );
+        assert_eq!(
+            r,
+            [
+                "452 4.3.1 Error: insufficient system storage\r\n",
+                "503 5.5.1 Error: need MAIL command\r\n"
+            ]
+        );
+        assert!(!session.in_transaction() && !session.is_closed());
+
+        // Room for what the client declares: a small message is taken, a larger one not.
+        let mut session = Session::new(config, None, Full(Some(1000)));
+        session.greeting();
+        replies(&mut session, b"EHLO x\r\n");
+        let r = replies(&mut session, b"MAIL FROM:<a@client.example> SIZE=2000\r\n");
+        assert!(r.last().unwrap().starts_with("452 4.3.1"), "{r:?}");
+        let r = replies(&mut session, b"MAIL FROM:<a@client.example> SIZE=900\r\n");
+        assert!(r.last().unwrap().starts_with("250 "), "{r:?}");
+        assert!(session.in_transaction());
     }
 
     #[test]
