@@ -285,6 +285,11 @@ fn show(view: &QueueView, id: QueueId, now: SystemTime) -> anyhow::Result<ExitCo
             )?;
         }
     }
+    if let Some(error) = &detail.body_error {
+        writeln!(out, "message: cannot be read: {error}")?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     writeln!(out, "message ({} bytes):", detail.body.len())?;
     out.write_all(&detail.body)?;
     if !detail.body.ends_with(b"\n") {

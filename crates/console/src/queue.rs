@@ -216,6 +216,9 @@ pub async fn show(
             @if let Some(q) = &info.quarantine_reason { " · " span.bad { "quarantined: " (q) } }
             @if let Some(b) = &info.bounce_of { " · bounce of " a href=(format!("/message?id={b}")) { (b) } }
         }
+        @if let Some(e) = &detail.body_error {
+            p.bad role="alert" { "The stored message cannot be read: " (e) }
+        }
         p { a href=(format!("/trace?q={}", encode(&info.queue_id))) { "Trace this message" } }
         form method="post" action="/queue/action" {
             (csrf_field(&viewer))

@@ -142,8 +142,10 @@ pub struct MessageDetail {
     pub info: MessageInfo,
     /// Events from the journal, oldest first.
     pub history: Vec<HistoryEntry>,
-    /// The stored message.
+    /// The stored message (empty when it cannot be read: see `body_error`).
     pub body: Vec<u8>,
+    /// Why the stored message cannot be read (a corrupt body); the rest is still shown.
+    pub body_error: Option<String>,
 }
 
 /// Queue depth for monitoring: how many messages are in each state, and how many unfinished

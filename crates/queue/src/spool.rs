@@ -1186,8 +1186,29 @@ impl Spool {
     ///
     /// # Errors
     /// [`QueueError::CorruptBody`] if the stored body fails its checks; [`QueueError::Io`].
+    ///
+    /// A corrupt body is not an error that time mends: the message is set aside at once
+    /// (quarantined with the reason, its attempt ended; `queue list` shows it, `queue show`
+    /// still shows its envelope, `queue release` tries again), rather than retried until it
+    /// expires and bounces.
     pub fn lease_body(&self, lease: &Lease) -> Result<Vec<u8>> {
-        recover::read_body(&self.shared.dirs, lease.queue_id, &lease.body)
+        let read = recover::read_body(&self.shared.dirs, lease.queue_id, &lease.body);
+        if let Err(e @ QueueError::CorruptBody { .. }) = &read {
+            let now_ms = to_ms(crate::clock::now());
+            let rec = Record::Crash {
+                id: lease.queue_id,
+                lease: lease.id.0,
+                at_ms: now_ms,
+                next_ms: now_ms,
+                reason: record::cap_text(&e.to_string()),
+                quarantine: true,
+            };
+            // Best effort: if it cannot be recorded, the attempt fails as before.
+            if let Ok(ticket) = self.apply_and_push(&[rec]) {
+                let _ = self.shared.wait(ticket);
+            }
+        }
+        read
     }
 
     /// Records the results of an attempt, one per leased recipient (in the lease's order;
@@ -1953,7 +1974,8 @@ impl Spool {
     /// One message: listing entry, history from the journal, stored bytes.
     ///
     /// # Errors
-    /// [`QueueError::NotFound`]; [`QueueError::Io`] or [`QueueError::CorruptBody`] reading it.
+    /// [`QueueError::NotFound`]; [`QueueError::Io`] reading it (a corrupt body is said in
+    /// [`MessageDetail::body_error`]).
     pub fn show(&self, id: QueueId, now: SystemTime) -> Result<MessageDetail> {
         let now_ms = to_ms(now);
         let (info, body) = {
@@ -2054,11 +2076,16 @@ pub(crate) fn detail(
         .iter()
         .filter_map(|r| crate::admin::describe(r, id))
         .collect();
-    let body = recover::read_body(dirs, id, body)?;
+    let (body, body_error) = match recover::read_body(dirs, id, body) {
+        Ok(body) => (body, None),
+        Err(e @ QueueError::CorruptBody { .. }) => (Vec::new(), Some(e.to_string())),
+        Err(e) => return Err(e),
+    };
     Ok(MessageDetail {
         info,
         history,
         body,
+        body_error,
     })
 }
 

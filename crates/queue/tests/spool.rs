@@ -1317,3 +1317,50 @@ fn outcomes_of_a_pass_recorded_together_are_as_if_recorded_one_by_one() {
     assert_eq!(state_of(&spool, deferred, t(3)), [RcptState::Deferred]);
     assert_eq!(spool.unrouted(10).len(), 1, "the bounce");
 }
+
+#[test]
+fn a_corrupt_body_is_set_aside_at_once_not_retried_until_it_bounces() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let id = enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", Lane::Modern)],
+        t(0),
+    );
+    // One byte of the stored text flipped on disk.
+    let data = dir.path().join("data");
+    let mut flipped = false;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(7).position(|w| w == b"hello 1") {
+            bytes[at] ^= 0x20;
+            std::fs::write(&path, bytes).unwrap();
+            flipped = true;
+        }
+    }
+    assert!(flipped, "the body was found in a data segment");
+    let lease = spool.lease(Lane::Modern, 10, t(1)).unwrap().remove(0);
+    let err = spool.lease_body(&lease).unwrap_err();
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    // Set aside with the reason, its envelope still shown; no further attempt, no bounce.
+    let detail = spool.show(id, t(2)).unwrap();
+    assert!(
+        detail
+            .body_error
+            .as_deref()
+            .is_some_and(|e| e.contains("checksum"))
+    );
+    let info = detail.info;
+    let reason = info.quarantine_reason.expect("quarantined");
+    assert!(reason.contains("corrupt"), "{reason}");
+    assert_eq!(info.sender, "a@example.com");
+    assert!(
+        spool
+            .lease(Lane::Modern, 10, t(100_000))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(spool.len(), 1, "kept, not bounced");
+}
