@@ -47,6 +47,25 @@ impl Share {
         }
     }
 
+    /// Unmounts the tmpfs (lazily, as a share that goes away) and, with `size`, mounts a
+    /// fresh one in its place: what was on it is gone.
+    fn remount(&self, size: Option<&str>) {
+        let out = Command::new("umount")
+            .arg("-l")
+            .arg(&self.root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umount: {out:?}");
+        if let Some(size) = size {
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&self.root)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "mount: {out:?}");
+        }
+    }
+
     fn outbound(&self) -> PathBuf {
         self.root.join("outbound")
     }
@@ -227,6 +246,72 @@ fn links_folders_fifos_and_vanished_files_never_stop_the_others() {
         1,
         "said once:\n{log}"
     );
+}
+
+// A review of the contract found: after the share holding the pickup folder was unmounted
+// and a fresh one mounted, every poll said "cannot list the claim folder" and "vanished
+// before it was claimed" of a file that was there, and nothing was picked up until restart.
+#[test]
+fn the_pickup_goes_on_after_its_share_is_mounted_afresh_or_unmounted() {
+    let Some(share) = Share::mount("16m", "pickup share remounted") else {
+        return;
+    };
+    // The pickup folder is the root of the mount (its claim folder inside it, `.ccgate/`).
+    let keys = format!(
+        "pickup_dir = \"{}\"\npoll_interval = \"1s\"",
+        share.root.display()
+    );
+    let gw = Gateway::start_with("", &keys, "", &crate::util::test_directory());
+    drop_export(&share.root, "FIRST.TXT", export("first").as_bytes());
+    gw.wait_delivered(1, Duration::from_secs(60));
+    wait_logged(&gw, &["claimed from the pickup folder", "FIRST.TXT"]);
+    wait_logged(&gw, &["legacy file done", "file=FIRST.TXT"]);
+    assert_eq!(
+        names(&share.root),
+        [".ccgate"],
+        "claimed inside the mount, then archived"
+    );
+
+    // A fresh share in its place: nothing of the claim folder is left on it.
+    share.remount(Some("16m"));
+    assert_eq!(names(&share.root), Vec::<String>::new());
+    drop_export(
+        &share.root,
+        "REMOUNT.TXT",
+        export("after the remount").as_bytes(),
+    );
+    gw.wait_delivered(2, Duration::from_secs(60));
+    wait_logged(&gw, &["claimed from the pickup folder", "REMOUNT.TXT"]);
+    wait_logged(&gw, &["legacy file done", "file=REMOUNT.TXT"]);
+
+    // The share gone: the pickup folder is the bare mount point on the parent's filesystem,
+    // so the claim folder now belongs beside it. A file written there is taken too.
+    share.remount(None);
+    drop_export(
+        &share.root,
+        "UNMOUNTED.TXT",
+        export("while unmounted").as_bytes(),
+    );
+    gw.wait_delivered(3, Duration::from_secs(60));
+    wait_logged(&gw, &["claimed from the pickup folder", "UNMOUNTED.TXT"]);
+    wait_logged(&gw, &["legacy file done", "file=UNMOUNTED.TXT"]);
+
+    let archive = gw.dir().join("data/legacy/archive");
+    wait_for(Duration::from_secs(30), || {
+        (names(&archive).len() == 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("archive holds {:?}; log:\n{}", names(&archive), gw.log()));
+    let mut got = subjects(&gw);
+    got.sort();
+    assert_eq!(got, ["after the remount", "first", "while unmounted"]);
+    let log = gw.log();
+    for wrong in [
+        "cannot list the claim folder",
+        "vanished before it was claimed",
+        "cannot claim",
+    ] {
+        assert!(!log.contains(wrong), "{wrong:?} logged:\n{log}");
+    }
 }
 
 // See: issue 11 ("a large garbage file crashes the gateway").
