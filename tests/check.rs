@@ -45,6 +45,44 @@ fn dialect_ie8_flags_what_import_rejects() {
     assert!(stderr.contains("ok/008.txt:1:1: ie8 rejected: From: \",User [SMTP:User@Domain.com] at EXSITE\" holds '[' or ']'"), "{stderr}");
 }
 
+// A review of the contract found `check` without `--dialect` ignoring the configured dialect,
+// though its help says it defaults to it.
+#[test]
+fn without_dialect_the_config_files_dialect_is_checked() {
+    let file = data("ok/008.txt");
+    let file = file.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |dialect: &str| {
+        let path = dir.path().join(format!("{dialect}.toml"));
+        std::fs::write(&path, format!("[legacy]\ndialect = \"{dialect}\"\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ie8, ie5) = (config("ie8"), config("ie5"));
+    let rejected = "ok/008.txt:1:1: ie8 rejected: From: \",User [SMTP:User@Domain.com] at EXSITE\" holds '[' or ']'";
+
+    let out = run(&["--config", &ie8, "check", file]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(rejected), "{stderr}");
+
+    let out = run(&["--config", &ie5, "check", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    // The flag wins over the file.
+    let out = run(&["--config", &ie8, "check", "--dialect", "ie5", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+
+    // `./ccgate.toml`, found without `--config`, counts as well.
+    std::fs::copy(&ie8, dir.path().join("ccgate.toml")).unwrap();
+    let out = crate::util::ccgate()
+        .current_dir(dir.path())
+        .args(["check", file])
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(rejected), "{stderr}");
+}
+
 #[test]
 fn unreadable_file_exits_2_and_usage_errors_exit_2() {
     let out = run(&["check", "/nonexistent/ccgate-test.txt"]);
