@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccgate_ccmail::{Header, Message, WriteOptions, write_messages};
-use ccgate_core::{EmailAddress, Lane};
+use ccgate_core::{EmailAddress, Lane, ReversePath};
 use ccgate_queue::{DeliveryError, FailureScope, Lease, Spool};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -53,11 +53,12 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// What the legacy agent needs from the converter and the router.
 pub trait LegacyCodec: Send + Sync + 'static {
-    /// The queued RFC 5322 message as a legacy message (its recipient lines are replaced).
+    /// The queued RFC 5322 message as a legacy message (its recipient lines are replaced);
+    /// `sender` is its envelope sender, the legacy sender when the message names none.
     ///
     /// # Errors
     /// A sentence saying why the message cannot be converted (a permanent failure).
-    fn to_legacy(&self, rfc5322: &[u8]) -> Result<Message, String>;
+    fn to_legacy(&self, rfc5322: &[u8], sender: &ReversePath) -> Result<Message, String>;
 
     /// The legacy address (`Name at PO`) of a recipient routed to the legacy lane.
     fn recipient(&self, rcpt: &EmailAddress) -> Option<String>;
@@ -175,7 +176,10 @@ impl LegacyAgent {
                 format!("cannot read the queued message: {e}"),
             )
         })?;
-        let mut msg = self.codec.to_legacy(&body).map_err(permanent)?;
+        let mut msg = self
+            .codec
+            .to_legacy(&body, &lease.sender)
+            .map_err(permanent)?;
         msg.headers.retain(|h| !h.is_recipient());
         for r in &lease.recipients {
             let legacy = self
@@ -562,7 +566,7 @@ mod tests {
     struct TestCodec;
 
     impl LegacyCodec for TestCodec {
-        fn to_legacy(&self, raw: &[u8]) -> Result<Message, String> {
+        fn to_legacy(&self, raw: &[u8], _sender: &ReversePath) -> Result<Message, String> {
             let text = String::from_utf8_lossy(raw);
             let (head, body) = text.split_once("\r\n\r\n").ok_or("no body")?;
             let mut headers = vec![Header::From("Sender at HQ".into())];
