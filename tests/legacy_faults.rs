@@ -532,6 +532,84 @@ fn messages_appended_to_a_claimed_file_are_delivered_before_it_is_archived() {
     assert!(gw.log().contains("already taken in; not queued again"));
 }
 
+// A review of the contract found `import_command` given `./data/legacy/inbound/X.CCM` when
+// the config path was relative: a wrapper that changes folder first could not find the file.
+#[test]
+fn import_command_gets_an_absolute_path_from_a_relative_config() {
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("import.log");
+    let script = scratch.path().join("import.sh");
+    // A wrapper as sites write them: it changes folder, then reads the file it was given.
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncd / || exit 1\necho \"$1\" >> '{log}'\n\
+             case \"$1\" in /*) ;; *) exit 1 ;; esac\n\
+             grep -q '^Message:' \"$1\" || exit 1\nexit 0\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let directory = format!(
+        "{}John Smith,\"Smith, John\",HQ,SMTP:john@{},,legacy\n",
+        crate::util::test_directory(),
+        crate::util::LEGACY_DOMAIN
+    );
+    let keys = format!(
+        "import_command = \"{}\"\nimport_timeout = \"10s\"\npoll_interval = \"1s\"",
+        script.display()
+    );
+    let mut gw = Gateway::start_with("", &keys, "", &directory);
+    // Again with the config named relative to the folder the gateway runs in (`ccgate.toml`),
+    // so the data folders are relative paths too.
+    gw.signal("TERM");
+    assert!(
+        gw.wait_exit(Duration::from_secs(30)).is_some(),
+        "{}",
+        gw.log()
+    );
+    gw.config = PathBuf::from("ccgate.toml");
+    gw.spawn();
+    let mut smtp = crate::util::RawSmtp::open(&gw.addr());
+    for (line, code) in [
+        ("EHLO client.test".to_owned(), 250),
+        ("MAIL FROM:<alice@example.org>".to_owned(), 250),
+        (
+            format!("RCPT TO:<john@{}>", crate::util::LEGACY_DOMAIN),
+            250,
+        ),
+        ("DATA".to_owned(), 354),
+    ] {
+        let reply = smtp.cmd(&line);
+        assert_eq!(reply.code, code, "{line}: {reply:?}");
+    }
+    smtp.send(b"Subject: absolute\r\n\r\nfor the import command\r\n.\r\n")
+        .unwrap();
+    assert_eq!(smtp.reply().unwrap().code, 250);
+    let imported = gw.dir().join("data/legacy/imported");
+    wait_for(Duration::from_secs(60), || {
+        (!names(&imported).is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not imported; the command got {:?}; log:\n{}",
+            fs::read_to_string(&log).unwrap_or_default(),
+            gw.log()
+        )
+    });
+    let given = fs::read_to_string(&log).unwrap();
+    let given = Path::new(given.trim());
+    assert!(given.is_absolute(), "{given:?}");
+    let drop_dir = fs::canonicalize(gw.dir().join("data/legacy/inbound")).unwrap();
+    assert_eq!(given.parent(), Some(drop_dir.as_path()), "{given:?}");
+}
+
 // See: issue 11 ("a 1 GB file of zero bytes makes `ccgate check` grow to 2 GB and abort").
 #[test]
 fn check_reads_a_gigabyte_sparse_file_under_a_256_mib_address_space_limit() {

@@ -97,10 +97,11 @@ impl std::fmt::Debug for LegacyAgent {
 
 impl LegacyAgent {
     /// An agent writing into `drop_dir`; `work_dir` gets `imported/` and `failed/`. One import
-    /// file holds one message; [`LegacyAgent::with_batch`] sets more.
+    /// file holds one message; [`LegacyAgent::with_batch`] sets more. The drop folder's path
+    /// is made absolute (canonical) once, here: `import_command` gets absolute paths.
     ///
     /// # Errors
-    /// [`ServerError::Io`] when a folder cannot be created.
+    /// [`ServerError::Io`] when a folder cannot be created (or the drop folder resolved).
     pub fn new(
         drop_dir: &Path,
         work_dir: &Path,
@@ -118,8 +119,14 @@ impl LegacyAgent {
                 source,
             })?;
         }
+        // Absolute, once: `import_command` gets the file's full path, whatever folder the
+        // gateway was started in or the command changes to.
+        let drop_dir = fs::canonicalize(drop_dir).map_err(|source| ServerError::Io {
+            path: drop_dir.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
-            drop_dir: drop_dir.to_path_buf(),
+            drop_dir,
             imported_dir,
             failed_dir,
             context: LaneContext {
