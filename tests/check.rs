@@ -112,12 +112,61 @@ fn directory_files_are_recognised() {
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout.contains("directory: 2 entries, 1 errors"),
+        stdout.contains("directory: 2 entries, 1 error\n"),
         "{stdout}"
+    );
+    assert!(
+        stderr.contains("checked 2 directory entries: 1 error\n"),
+        "{stderr}"
     );
     assert!(
         stderr.contains("ccmdir.exp:6:7: error: location code \"Z\""),
         "{stderr}"
+    );
+}
+
+// A review of the contract found a directory file's check summed up as `checked 1 messages:
+// 2 invalid` (entries counted as messages, errors as invalid messages, plurals wrong).
+// Entries with errors are still entries (the reader keeps what it could read of them).
+#[test]
+fn the_summary_counts_messages_and_directory_entries_apart_in_good_english() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("one.txt");
+    std::fs::write(
+        &message,
+        "Message:\r\nFrom: A at HQ\r\nTo: B at HQ\r\nContents:\r\nText item:\r\nhi\r\n",
+    )
+    .unwrap();
+    let directory = dir.path().join("ccmdir.exp");
+    std::fs::write(&directory, "Name: Doe, Jane\r\nLocn: Z\r\nAddr: HQ\r\n").unwrap();
+    let summary = |files: &[&std::path::Path]| {
+        let mut args = vec!["check"];
+        args.extend(files.iter().map(|p| p.to_str().unwrap()));
+        let out = run(&args);
+        assert_no_crash(&out);
+        let (stdout, stderr) = texts(&out);
+        let last = stderr.lines().last().unwrap_or_default().to_owned();
+        (out.status.code(), last, stdout)
+    };
+    let (code, last, _) = summary(&[&message]);
+    assert_eq!(
+        (code, last.as_str()),
+        (Some(0), "checked 1 message: 0 invalid")
+    );
+    let (code, last, stdout) = summary(&[&directory]);
+    assert_eq!(
+        (code, last.as_str()),
+        (Some(1), "checked 1 directory entry: 1 error"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("directory: 1 entry, 1 error\n"), "{stdout}");
+    let (code, last, _) = summary(&[&message, &directory]);
+    assert_eq!(
+        (code, last.as_str()),
+        (
+            Some(1),
+            "checked 1 message: 0 invalid; 1 directory entry: 1 error"
+        )
     );
 }
 
