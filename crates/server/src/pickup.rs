@@ -430,7 +430,8 @@ impl PickupAgent {
                         && fs::symlink_metadata(&path).is_ok() =>
                 {
                     // The file is there: the claim folder went away under us (the share
-                    // was mounted afresh in the middle of the pass). Made again next pass.
+                    // was mounted afresh in the middle of the pass). It is made again before
+                    // the next claim; this file waits for the next poll.
                     warn!(file = %path.display(), folder = %dir.display(), error = %e, "cannot claim a file: the claim folder is gone; made again and tried at the next poll");
                     now_seen.insert(name, stamp);
                     claim_dir = None;
