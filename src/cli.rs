@@ -44,7 +44,8 @@ pub enum Command {
     Config,
     /// Parse legacy Import/Export message or directory files and report each message.
     Check {
-        /// What the post office's Import accepts (default: the config's legacy.dialect).
+        /// What the post office's Import accepts (default: legacy.dialect of the config file
+        /// in use; without a config file, the files are only parsed).
         #[arg(long, value_enum)]
         dialect: Option<DialectArg>,
         /// Files to check.

@@ -119,5 +119,6 @@ pub fn router_config(config: &Config) -> RouterConfig {
         post_offices: config.legacy.post_offices.clone(),
         smtp_bulletin_boards: config.legacy.smtp_bulletin_boards.clone(),
         reply_tags: None,
+        hostname: config.smtp.hostname.clone(),
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ccgate_ccmail::{Header, LegacyAddress, Message};
 use ccgate_convert::{
-    AddressMap, ConvertOptions, LegacyContext, Mailbox, legacy_to_mime, mime_to_legacy,
+    AddressMap, ConvertOptions, LegacyContext, Mailbox, legacy_to_mime, mime_to_legacy_from,
 };
 use ccgate_core::{EmailAddress, Envelope, Lane, ReversePath};
 use ccgate_queue::Route;
@@ -71,10 +71,10 @@ impl Codec {
 }
 
 impl LegacyCodec for Codec {
-    fn to_legacy(&self, rfc5322: &[u8]) -> Result<Message, String> {
+    fn to_legacy(&self, rfc5322: &[u8], sender: &ReversePath) -> Result<Message, String> {
         let directory = self.routing.handle().current();
         let map = RouterMap(Router::new(&directory, self.routing.config()));
-        let conversion = mime_to_legacy(rfc5322, &self.options, &map);
+        let conversion = mime_to_legacy_from(rfc5322, sender.mailbox(), &self.options, &map);
         for note in &conversion.notes {
             info!(message_id = ?conversion.message_id, note = %note, "converted for the legacy side");
         }

@@ -71,10 +71,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Check { dialect, files } => {
-            let dialect = dialect.map(|d| match d {
-                DialectArg::Ie5 => ccgate_ccmail::Dialect::Ie5,
-                DialectArg::Ie8 => ccgate_ccmail::Dialect::Ie8,
-            });
+            // Without the flag, the config file's `legacy.dialect` (none without a file:
+            // then the files are only parsed).
+            let dialect = match dialect {
+                Some(DialectArg::Ie5) => Some(ccgate_ccmail::Dialect::Ie5),
+                Some(DialectArg::Ie8) => Some(ccgate_ccmail::Dialect::Ie8),
+                None => config
+                    .source
+                    .is_some()
+                    .then_some(match config.legacy.dialect {
+                        config::DialectChoice::Ie5 => ccgate_ccmail::Dialect::Ie5,
+                        config::DialectChoice::Ie8 => ccgate_ccmail::Dialect::Ie8,
+                    }),
+            };
             cmd::check::run(&config, dialect, &files)
         }
         Command::Queue { command } => cmd::queue::run(&config, &command),

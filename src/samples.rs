@@ -44,7 +44,7 @@ drop_dir = "legacy/inbound"         # import files written by ccgate for the pos
 dialect = "ie8"                     # what the post office's Import accepts: ie5 or ie8
 date_format = "us"                  # us (M/D/YY), eu (D/M/YY), jp (YY/M/D)
 codepage = "ibm437"                 # ibm437 or ibm850
-import_command = ""                 # optional program run once per import file (path appended):
+import_command = ""                 # optional program run once per import file (absolute path appended):
                                     # exit 0 consumed, 4 post office locked (retry),
                                     # 5 undeliverable (bounce), anything else or a hang: retry
 import_timeout = "60s"              # a hung import_command is killed (its whole process group)

@@ -45,6 +45,44 @@ fn dialect_ie8_flags_what_import_rejects() {
     assert!(stderr.contains("ok/008.txt:1:1: ie8 rejected: From: \",User [SMTP:User@Domain.com] at EXSITE\" holds '[' or ']'"), "{stderr}");
 }
 
+// A review of the contract found `check` without `--dialect` ignoring the configured dialect,
+// though its help says it defaults to it.
+#[test]
+fn without_dialect_the_config_files_dialect_is_checked() {
+    let file = data("ok/008.txt");
+    let file = file.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |dialect: &str| {
+        let path = dir.path().join(format!("{dialect}.toml"));
+        std::fs::write(&path, format!("[legacy]\ndialect = \"{dialect}\"\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ie8, ie5) = (config("ie8"), config("ie5"));
+    let rejected = "ok/008.txt:1:1: ie8 rejected: From: \",User [SMTP:User@Domain.com] at EXSITE\" holds '[' or ']'";
+
+    let out = run(&["--config", &ie8, "check", file]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(rejected), "{stderr}");
+
+    let out = run(&["--config", &ie5, "check", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    // The flag wins over the file.
+    let out = run(&["--config", &ie8, "check", "--dialect", "ie5", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+
+    // `./ccgate.toml`, found without `--config`, counts as well.
+    std::fs::copy(&ie8, dir.path().join("ccgate.toml")).unwrap();
+    let out = crate::util::ccgate()
+        .current_dir(dir.path())
+        .args(["check", file])
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(rejected), "{stderr}");
+}
+
 #[test]
 fn unreadable_file_exits_2_and_usage_errors_exit_2() {
     let out = run(&["check", "/nonexistent/ccgate-test.txt"]);
@@ -74,12 +112,61 @@ fn directory_files_are_recognised() {
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout.contains("directory: 2 entries, 1 errors"),
+        stdout.contains("directory: 2 entries, 1 error\n"),
         "{stdout}"
+    );
+    assert!(
+        stderr.contains("checked 2 directory entries: 1 error\n"),
+        "{stderr}"
     );
     assert!(
         stderr.contains("ccmdir.exp:6:7: error: location code \"Z\""),
         "{stderr}"
+    );
+}
+
+// A review of the contract found a directory file's check summed up as `checked 1 messages:
+// 2 invalid` (entries counted as messages, errors as invalid messages, plurals wrong).
+// Entries with errors are still entries (the reader keeps what it could read of them).
+#[test]
+fn the_summary_counts_messages_and_directory_entries_apart_in_good_english() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("one.txt");
+    std::fs::write(
+        &message,
+        "Message:\r\nFrom: A at HQ\r\nTo: B at HQ\r\nContents:\r\nText item:\r\nhi\r\n",
+    )
+    .unwrap();
+    let directory = dir.path().join("ccmdir.exp");
+    std::fs::write(&directory, "Name: Doe, Jane\r\nLocn: Z\r\nAddr: HQ\r\n").unwrap();
+    let summary = |files: &[&std::path::Path]| {
+        let mut args = vec!["check"];
+        args.extend(files.iter().map(|p| p.to_str().unwrap()));
+        let out = run(&args);
+        assert_no_crash(&out);
+        let (stdout, stderr) = texts(&out);
+        let last = stderr.lines().last().unwrap_or_default().to_owned();
+        (out.status.code(), last, stdout)
+    };
+    let (code, last, _) = summary(&[&message]);
+    assert_eq!(
+        (code, last.as_str()),
+        (Some(0), "checked 1 message: 0 invalid")
+    );
+    let (code, last, stdout) = summary(&[&directory]);
+    assert_eq!(
+        (code, last.as_str()),
+        (Some(1), "checked 1 directory entry: 1 error"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("directory: 1 entry, 1 error\n"), "{stdout}");
+    let (code, last, _) = summary(&[&message, &directory]);
+    assert_eq!(
+        (code, last.as_str()),
+        (
+            Some(1),
+            "checked 1 message: 0 invalid; 1 directory entry: 1 error"
+        )
     );
 }
 

@@ -47,6 +47,25 @@ impl Share {
         }
     }
 
+    /// Unmounts the tmpfs (lazily, as a share that goes away) and, with `size`, mounts a
+    /// fresh one in its place: what was on it is gone.
+    fn remount(&self, size: Option<&str>) {
+        let out = Command::new("umount")
+            .arg("-l")
+            .arg(&self.root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umount: {out:?}");
+        if let Some(size) = size {
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&self.root)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "mount: {out:?}");
+        }
+    }
+
     fn outbound(&self) -> PathBuf {
         self.root.join("outbound")
     }
@@ -227,6 +246,72 @@ fn links_folders_fifos_and_vanished_files_never_stop_the_others() {
         1,
         "said once:\n{log}"
     );
+}
+
+// A review of the contract found: after the share holding the pickup folder was unmounted
+// and a fresh one mounted, every poll said "cannot list the claim folder" and "vanished
+// before it was claimed" of a file that was there, and nothing was picked up until restart.
+#[test]
+fn the_pickup_goes_on_after_its_share_is_mounted_afresh_or_unmounted() {
+    let Some(share) = Share::mount("16m", "pickup share remounted") else {
+        return;
+    };
+    // The pickup folder is the root of the mount (its claim folder inside it, `.ccgate/`).
+    let keys = format!(
+        "pickup_dir = \"{}\"\npoll_interval = \"1s\"",
+        share.root.display()
+    );
+    let gw = Gateway::start_with("", &keys, "", &crate::util::test_directory());
+    drop_export(&share.root, "FIRST.TXT", export("first").as_bytes());
+    gw.wait_delivered(1, Duration::from_secs(60));
+    wait_logged(&gw, &["claimed from the pickup folder", "FIRST.TXT"]);
+    wait_logged(&gw, &["legacy file done", "file=FIRST.TXT"]);
+    assert_eq!(
+        names(&share.root),
+        [".ccgate"],
+        "claimed inside the mount, then archived"
+    );
+
+    // A fresh share in its place: nothing of the claim folder is left on it.
+    share.remount(Some("16m"));
+    assert_eq!(names(&share.root), Vec::<String>::new());
+    drop_export(
+        &share.root,
+        "REMOUNT.TXT",
+        export("after the remount").as_bytes(),
+    );
+    gw.wait_delivered(2, Duration::from_secs(60));
+    wait_logged(&gw, &["claimed from the pickup folder", "REMOUNT.TXT"]);
+    wait_logged(&gw, &["legacy file done", "file=REMOUNT.TXT"]);
+
+    // The share gone: the pickup folder is the bare mount point on the parent's filesystem,
+    // so the claim folder now belongs beside it. A file written there is taken too.
+    share.remount(None);
+    drop_export(
+        &share.root,
+        "UNMOUNTED.TXT",
+        export("while unmounted").as_bytes(),
+    );
+    gw.wait_delivered(3, Duration::from_secs(60));
+    wait_logged(&gw, &["claimed from the pickup folder", "UNMOUNTED.TXT"]);
+    wait_logged(&gw, &["legacy file done", "file=UNMOUNTED.TXT"]);
+
+    let archive = gw.dir().join("data/legacy/archive");
+    wait_for(Duration::from_secs(30), || {
+        (names(&archive).len() == 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("archive holds {:?}; log:\n{}", names(&archive), gw.log()));
+    let mut got = subjects(&gw);
+    got.sort();
+    assert_eq!(got, ["after the remount", "first", "while unmounted"]);
+    let log = gw.log();
+    for wrong in [
+        "cannot list the claim folder",
+        "vanished before it was claimed",
+        "cannot claim",
+    ] {
+        assert!(!log.contains(wrong), "{wrong:?} logged:\n{log}");
+    }
 }
 
 // See: issue 11 ("a large garbage file crashes the gateway").
@@ -445,6 +530,84 @@ fn messages_appended_to_a_claimed_file_are_delivered_before_it_is_archived() {
     assert_eq!(got, ["after the pause", "before the pause"], "each once");
     assert!(reasons(&gw).is_empty(), "{:?}", reasons(&gw));
     assert!(gw.log().contains("already taken in; not queued again"));
+}
+
+// A review of the contract found `import_command` given `./data/legacy/inbound/X.CCM` when
+// the config path was relative: a wrapper that changes folder first could not find the file.
+#[test]
+fn import_command_gets_an_absolute_path_from_a_relative_config() {
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("import.log");
+    let script = scratch.path().join("import.sh");
+    // A wrapper as sites write them: it changes folder, then reads the file it was given.
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncd / || exit 1\necho \"$1\" >> '{log}'\n\
+             case \"$1\" in /*) ;; *) exit 1 ;; esac\n\
+             grep -q '^Message:' \"$1\" || exit 1\nexit 0\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let directory = format!(
+        "{}John Smith,\"Smith, John\",HQ,SMTP:john@{},,legacy\n",
+        crate::util::test_directory(),
+        crate::util::LEGACY_DOMAIN
+    );
+    let keys = format!(
+        "import_command = \"{}\"\nimport_timeout = \"10s\"\npoll_interval = \"1s\"",
+        script.display()
+    );
+    let mut gw = Gateway::start_with("", &keys, "", &directory);
+    // Again with the config named relative to the folder the gateway runs in (`ccgate.toml`),
+    // so the data folders are relative paths too.
+    gw.signal("TERM");
+    assert!(
+        gw.wait_exit(Duration::from_secs(30)).is_some(),
+        "{}",
+        gw.log()
+    );
+    gw.config = PathBuf::from("ccgate.toml");
+    gw.spawn();
+    let mut smtp = crate::util::RawSmtp::open(&gw.addr());
+    for (line, code) in [
+        ("EHLO client.test".to_owned(), 250),
+        ("MAIL FROM:<alice@example.org>".to_owned(), 250),
+        (
+            format!("RCPT TO:<john@{}>", crate::util::LEGACY_DOMAIN),
+            250,
+        ),
+        ("DATA".to_owned(), 354),
+    ] {
+        let reply = smtp.cmd(&line);
+        assert_eq!(reply.code, code, "{line}: {reply:?}");
+    }
+    smtp.send(b"Subject: absolute\r\n\r\nfor the import command\r\n.\r\n")
+        .unwrap();
+    assert_eq!(smtp.reply().unwrap().code, 250);
+    let imported = gw.dir().join("data/legacy/imported");
+    wait_for(Duration::from_secs(60), || {
+        (!names(&imported).is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not imported; the command got {:?}; log:\n{}",
+            fs::read_to_string(&log).unwrap_or_default(),
+            gw.log()
+        )
+    });
+    let given = fs::read_to_string(&log).unwrap();
+    let given = Path::new(given.trim());
+    assert!(given.is_absolute(), "{given:?}");
+    let drop_dir = fs::canonicalize(gw.dir().join("data/legacy/inbound")).unwrap();
+    assert_eq!(given.parent(), Some(drop_dir.as_path()), "{given:?}");
 }
 
 // See: issue 11 ("a 1 GB file of zero bytes makes `ccgate check` grow to 2 GB and abort").

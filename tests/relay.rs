@@ -321,6 +321,46 @@ fn relays_both_ways_and_replies_come_back() {
     );
 }
 
+// A review of the contract found SMTP mail without `From:` reaching the legacy side as from
+// "Unknown sender" though the envelope sender was known.
+#[test]
+fn mail_without_from_is_from_its_envelope_sender_on_the_legacy_side() {
+    let relay = Relay::start("");
+    let reply = relay.send(
+        "alice@example.org",
+        "john.smith@legacy.example.com",
+        "To: john.smith@legacy.example.com\nSubject: no from\n\nmarker-envelope-sender",
+    );
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    // The null sender has no address to give: the placeholder stays.
+    let reply = relay.send(
+        "",
+        "john.smith@legacy.example.com",
+        "To: john.smith@legacy.example.com\nSubject: null sender\n\nmarker-null-sender",
+    );
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let imported = |marker: &str| {
+        wait_for("the import file", || {
+            relay
+                .imports()
+                .into_iter()
+                .map(|p| fs::read_to_string(p).unwrap())
+                .flat_map(|t| t.split("Message:").map(str::to_owned).collect::<Vec<_>>())
+                .find(|m| m.contains(marker))
+        })
+    };
+    let text = imported("marker-envelope-sender");
+    assert_eq!(header(&text, "From"), ["alice@example.org at SMTPGW"]);
+    assert_eq!(header(&text, "To"), ["Smith, John at HQ"]);
+    let text = imported("marker-null-sender");
+    assert_eq!(header(&text, "From"), ["\"Unknown sender\" at SMTPGW"]);
+    assert!(
+        relay
+            .logged(&["sender is taken from the envelope", "alice@example.org"])
+            .is_some()
+    );
+}
+
 // See: issue 5 and 6 ("cutover hold and release").
 #[test]
 fn mail_for_a_user_being_migrated_is_held_then_released() {

@@ -103,6 +103,37 @@ fn route_explains_each_case_of_section_5() {
     }
 }
 
+// `ccgate route Postmaster` (SMTP's `<Postmaster>`) and `postmaster@` each of our domains say
+// the same: postmaster@ the host name, on the modern side.
+#[test]
+fn route_says_the_same_of_postmaster_and_postmaster_at_our_domains() {
+    let (_dir, config) = setup(None, "[smtp]\nhostname = \"gw.example.net\"\n");
+    let forms = [
+        "Postmaster",
+        "<postmaster>",
+        "postmaster@legacy.example.com",
+        "POSTMASTER@Modern.Example.com",
+        "postmaster@gw.example.net",
+    ];
+    let mut args = vec!["route"];
+    args.extend(forms);
+    let out = run_with(&config, &args);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), forms.len(), "{stdout}");
+    for (line, form) in lines.iter().zip(forms) {
+        let said = line
+            .strip_prefix(&format!("{form}: "))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(
+            said,
+            "modern \"postmaster@gw.example.net\"; origin smtp; no directory entry; why: postmaster of a domain this gateway serves (RFC 5321 4.5.1), not in the directory: to postmaster@ the gateway's host name on the modern next hop, where RCPT TO:<Postmaster> goes",
+            "{form}"
+        );
+    }
+}
+
 #[test]
 fn route_exit_code_is_1_when_a_recipient_is_rejected() {
     let (_dir, config) = setup(None, "");

@@ -135,6 +135,82 @@ out["quit"] = s.quit()[0]
 print(json.dumps(out))
 "#;
 
+const POSTMASTER: &str = r#"
+import json, smtplib, sys
+port, tok = int(sys.argv[1]), sys.argv[2]
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20)
+s.ehlo()
+out = []
+for i, rcpt in enumerate(sys.argv[3:]):
+    s.mail("bob@client.test")
+    c, m = s.rcpt(rcpt)
+    entry = {"rcpt": rcpt, "reply": [c, m.decode()]}
+    if c == 250:
+        c, m = s.data(("Subject: pm %s %d\r\n\r\nto %s\r\n" % (tok, i, rcpt)).encode())
+        entry["data"] = [c, m.decode()]
+    else:
+        s.rset()
+    out.append(entry)
+s.quit()
+print(json.dumps(out))
+"#;
+
+// A review of the contract found `RCPT TO:<postmaster@>` our domains refused (550 5.1.1, or
+// 554 5.7.1 for the host name) though `<Postmaster>` was taken: RFC 5321 4.5.1 wants
+// postmaster for every domain a server accepts mail for.
+#[test]
+fn postmaster_of_each_of_our_domains_is_accepted_and_goes_where_postmaster_goes() {
+    let Some(py) = require_python("postmaster test") else {
+        return;
+    };
+    // postmaster@ the modern domain has a directory entry: it wins.
+    let directory = format!(
+        "{}Help Desk,\"Desk, Help\",HQ,SMTP:postmaster@{MODERN_DOMAIN},SMTP:helpdesk@{MODERN_DOMAIN},migrated\n",
+        crate::util::test_directory()
+    );
+    let gw = Gateway::start_with("", "", "", &directory);
+    let tok = token("pm");
+    let home = format!("postmaster@{GATEWAY_HOST}");
+    let rcpts = [
+        format!("postmaster@{LEGACY_DOMAIN}"),
+        format!("POSTMASTER@{}", LEGACY_DOMAIN.to_ascii_uppercase()),
+        format!("PostMaster@{GATEWAY_HOST}"),
+        "Postmaster".to_owned(),
+        format!("postmaster@{MODERN_DOMAIN}"),
+        "postmaster@elsewhere.test".to_owned(),
+        format!("postmistress@{LEGACY_DOMAIN}"),
+    ];
+    let port = gw.port.to_string();
+    let mut args = vec![port.as_str(), tok.as_str()];
+    args.extend(rcpts.iter().map(String::as_str));
+    let r = python_json(&python(&py, gw.dir(), "postmaster.py", POSTMASTER, &args));
+    let results = r.as_array().unwrap();
+    let replies: Vec<(u64, String)> = results
+        .iter()
+        .map(|e| (json_code(&e["reply"]), json_text(&e["reply"])))
+        .collect();
+    let codes: Vec<u64> = replies.iter().map(|r| r.0).collect();
+    assert_eq!(codes, [250, 250, 250, 250, 250, 554, 550], "{replies:?}");
+    assert!(replies[5].1.starts_with("5.7.1"), "{replies:?}");
+    assert!(replies[6].1.starts_with("5.1.1"), "{replies:?}");
+    for e in &results[..5] {
+        json_queued_id(&e["data"]);
+    }
+    let delivered = gw.wait_delivered(5, DELIVERY);
+    let to_of = |i: usize| {
+        let subject = format!("Subject: pm {tok} {i}\r\n");
+        let d = delivered
+            .iter()
+            .find(|d| d.text().contains(&subject))
+            .unwrap_or_else(|| panic!("message {i} not delivered"));
+        d.delivered_to()
+    };
+    for (i, rcpt) in rcpts.iter().enumerate().take(4) {
+        assert_eq!(to_of(i), [home.as_str()], "{rcpt} goes to {home}");
+    }
+    assert_eq!(to_of(4), [modern("helpdesk")], "the directory entry wins");
+}
+
 #[test]
 fn smtplib_pipelined_session_accepts_ours_and_denies_relaying() {
     let Some(py) = require_python("smtplib pipelining test") else {

@@ -29,7 +29,16 @@ const PROGRESS_FROM: u64 = 8 << 20;
 struct Tally {
     messages: u64,
     invalid: u64,
+    /// Directory files read, their entries and their errors.
+    directory_files: u64,
+    entries: u64,
+    entry_errors: u64,
     io_errors: u64,
+}
+
+/// `1 message`, `2 messages`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Runs the command.
@@ -73,14 +82,25 @@ pub fn run(
     }
     progress.finish();
     out.flush()?;
-    writeln!(
-        err,
-        "checked {} messages: {} invalid",
-        tally.messages, tally.invalid
-    )?;
+    let messages = format!(
+        "{}: {} invalid",
+        count(tally.messages, "message", "messages"),
+        tally.invalid
+    );
+    let entries = format!(
+        "{}: {}",
+        count(tally.entries, "directory entry", "directory entries"),
+        count(tally.entry_errors, "error", "errors")
+    );
+    let summary = match (tally.directory_files, tally.messages) {
+        (0, _) => messages,
+        (_, 0) => entries,
+        _ => format!("{messages}; {entries}"),
+    };
+    writeln!(err, "checked {summary}")?;
     Ok(if tally.io_errors > 0 {
         ExitCode::from(2)
-    } else if tally.invalid > 0 {
+    } else if tally.invalid > 0 || tally.entry_errors > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -117,12 +137,13 @@ fn check_file(
         }
         writeln!(
             out,
-            "{name}: directory: {} entries, {} errors",
-            entries.len(),
-            errors.len()
+            "{name}: directory: {}, {}",
+            count(entries.len() as u64, "entry", "entries"),
+            count(errors.len() as u64, "error", "errors")
         )?;
-        tally.messages += entries.len() as u64;
-        tally.invalid += errors.len() as u64;
+        tally.directory_files += 1;
+        tally.entries += entries.len() as u64;
+        tally.entry_errors += errors.len() as u64;
         return Ok(());
     }
     let reader = Reader::new(

@@ -84,8 +84,18 @@ pub fn run(
         None => None,
     };
 
+    let legacy_sender = sender.as_ref().and_then(|s| s.origin) == Some(Origin::Legacy);
     for text in addresses {
-        let recipient = match Recipient::parse(text) {
+        // `Postmaster` (or `<Postmaster>`), as in `RCPT TO:<Postmaster>`: postmaster@ the host
+        // name, unless a legacy sender makes it a legacy name.
+        let postmaster = (!legacy_sender && is_bare_postmaster(text))
+            .then(|| router.config().postmaster())
+            .flatten();
+        let parsed = match postmaster {
+            Some(address) => Ok(Recipient::Smtp(address)),
+            None => Recipient::parse(text),
+        };
+        let recipient = match parsed {
             Ok(recipient) => recipient,
             Err(e) => {
                 eprintln!("ccgate: route: {text:?}: {e}");
@@ -122,6 +132,16 @@ pub fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `Postmaster` or `<Postmaster>`, any case: SMTP's special recipient (RFC 5321 4.1.1.3).
+fn is_bare_postmaster(text: &str) -> bool {
+    let text = text.trim();
+    let text = text
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(text);
+    text.eq_ignore_ascii_case("postmaster")
 }
 
 /// Reads `--from` and rewrites it for the other side.

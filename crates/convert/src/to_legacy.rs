@@ -52,27 +52,44 @@ impl Conversion {
 /// Converts an RFC 5322 message (any bytes) to a legacy message. Never fails; see the crate
 /// documentation for the mapping tables and what happens to odd input.
 pub fn mime_to_legacy(raw: &[u8], opts: &ConvertOptions, map: &dyn AddressMap) -> Conversion {
-    let mut notes = Vec::new();
+    mime_to_legacy_from(raw, None, opts, map)
+}
+
+/// As [`mime_to_legacy`], for a message whose envelope sender is known (mail received by
+/// SMTP): when the message has no usable `From:` or `Sender:`, the legacy `From:` is the
+/// envelope sender (`MAIL FROM`), before `Reply-To:` and `Return-Path:` are tried. `None`
+/// (the null sender `<>`) adds nothing: a message without any sender gets a placeholder.
+pub fn mime_to_legacy_from(
+    raw: &[u8],
+    envelope_sender: Option<&EmailAddress>,
+    opts: &ConvertOptions,
+    map: &dyn AddressMap,
+) -> Conversion {
+    let mut conv = Converter {
+        opts,
+        map,
+        envelope_sender,
+        notes: Vec::new(),
+        unnamed: 0,
+        names: Vec::new(),
+    };
     let parsed = crate::mime::parse(raw);
     let parsed = match parsed {
         Ok(Some(parsed)) if !parsed.parts.is_empty() => parsed,
         Ok(_) => {
-            notes.push("the input is not a readable RFC 5322 message".to_owned());
-            return fallback(raw, None, opts, notes);
+            conv.notes
+                .push("the input is not a readable RFC 5322 message".to_owned());
+            let from = conv.envelope_from();
+            return fallback(raw, None, from, opts, conv.notes);
         }
         Err(_) => {
-            notes.push("the MIME parser failed on the input".to_owned());
-            return fallback(raw, None, opts, notes);
+            conv.notes
+                .push("the MIME parser failed on the input".to_owned());
+            let from = conv.envelope_from();
+            return fallback(raw, None, from, opts, conv.notes);
         }
     };
     let message_id = parsed.message_id().map(|id| format!("<{id}>"));
-    let mut conv = Converter {
-        opts,
-        map,
-        notes,
-        unnamed: 0,
-        names: Vec::new(),
-    };
     let mut headers = conv.headers(&parsed);
     let mut items = Vec::new();
     let mut problem = false;
@@ -99,7 +116,11 @@ pub fn mime_to_legacy(raw: &[u8], opts: &ConvertOptions, map: &dyn AddressMap) -
         message.headers = headers;
         if let Err(e) = write_messages(&message, &wopts, &mut Vec::new()) {
             notes.push(format!("the writer refused the message ({e})"));
-            return fallback(raw, message_id, opts, notes);
+            let from = message.headers.iter().find_map(|h| match h {
+                Header::From(from) => Some(from.clone()),
+                _ => None,
+            });
+            return fallback(raw, message_id, from, opts, notes);
         }
     }
     Conversion {
@@ -109,10 +130,12 @@ pub fn mime_to_legacy(raw: &[u8], opts: &ConvertOptions, map: &dyn AddressMap) -
     }
 }
 
-/// The last resort: a message that says the original could not be converted and carries it.
+/// The last resort: a message that says the original could not be converted and carries it,
+/// from `from` when its sender is known.
 fn fallback(
     raw: &[u8],
     message_id: Option<String>,
+    from: Option<String>,
     opts: &ConvertOptions,
     mut notes: Vec<String>,
 ) -> Conversion {
@@ -121,7 +144,7 @@ fn fallback(
     ));
     let message = Message {
         headers: vec![
-            Header::From(placeholder("Unknown sender", opts)),
+            Header::From(from.unwrap_or_else(|| placeholder("Unknown sender", opts))),
             Header::To(placeholder("Undisclosed recipients", opts)),
             Header::Subject("Message that could not be converted".to_owned()),
         ],
@@ -161,6 +184,8 @@ fn placeholder(text: &str, opts: &ConvertOptions) -> String {
 struct Converter<'a> {
     opts: &'a ConvertOptions,
     map: &'a dyn AddressMap,
+    /// The SMTP envelope sender, if known and not null.
+    envelope_sender: Option<&'a EmailAddress>,
     notes: Vec<String>,
     /// Unnamed attachments so far (for `ATTnnnnn.EXT`).
     unnamed: usize,
@@ -175,30 +200,13 @@ impl Converter<'_> {
         let mut headers = Vec::new();
         let root = &parsed.parts;
 
-        // Sender: From, else Sender, Reply-To, Return-Path.
-        let candidates = [
-            HeaderName::From,
-            HeaderName::Sender,
-            HeaderName::ReplyTo,
-            HeaderName::ReturnPath,
-        ];
-        let mut from = None;
-        for name in candidates {
-            for addr in header_addrs(parsed, name.clone()) {
-                if let Some(legacy) = self.legacy_address(&addr) {
-                    from = Some(legacy);
-                    break;
-                }
-            }
-            if from.is_some() {
-                if name != HeaderName::From {
-                    self.notes.push(format!(
-                        "no usable From: the sender is taken from {}:",
-                        name.as_str()
-                    ));
-                }
-                break;
-            }
+        // Sender: From, else Sender, the envelope sender (when known), Reply-To, Return-Path.
+        let mut from = self.first_address(parsed, &[HeaderName::From, HeaderName::Sender]);
+        if from.is_none() {
+            from = self.envelope_from();
+        }
+        if from.is_none() {
+            from = self.first_address(parsed, &[HeaderName::ReplyTo, HeaderName::ReturnPath]);
         }
         headers.push(Header::From(from.unwrap_or_else(|| {
             self.notes
@@ -349,6 +357,43 @@ impl Converter<'_> {
     }
 
     /// The legacy text for one SMTP address, checked to be writable; `None` with a note.
+    /// The first address of the first header among `names` that has a legacy form (with a
+    /// note when it is not `From:`).
+    fn first_address(
+        &mut self,
+        parsed: &ParsedMessage<'_>,
+        names: &[HeaderName<'static>],
+    ) -> Option<String> {
+        for name in names {
+            for addr in header_addrs(parsed, name.clone()) {
+                if let Some(legacy) = self.legacy_address(&addr) {
+                    if *name != HeaderName::From {
+                        self.notes.push(format!(
+                            "no usable From: the sender is taken from {}:",
+                            name.as_str()
+                        ));
+                    }
+                    return Some(legacy);
+                }
+            }
+        }
+        None
+    }
+
+    /// The envelope sender's legacy form, if there is an envelope sender (with a note).
+    fn envelope_from(&mut self) -> Option<String> {
+        let sender = self.envelope_sender?;
+        let addr = Addr {
+            name: None,
+            address: Some(sender.to_string().into()),
+        };
+        let legacy = self.legacy_address(&addr)?;
+        self.notes.push(format!(
+            "no usable From: the sender is taken from the envelope (MAIL FROM:<{sender}>)"
+        ));
+        Some(legacy)
+    }
+
     fn legacy_address(&mut self, addr: &Addr<'_>) -> Option<String> {
         let text = addr.address.as_deref()?.trim();
         if text.is_empty() {
@@ -879,6 +924,7 @@ mod tests {
         let mut conv = Converter {
             opts: &opts,
             map: &map,
+            envelope_sender: None,
             notes: Vec::new(),
             unnamed: 0,
             names: Vec::new(),

@@ -236,3 +236,53 @@ fn unreadable_input_gives_a_placeholder_message_with_the_original() {
         );
     }
 }
+
+/// A message received by SMTP without `From:` takes its legacy sender from the envelope
+/// (`MAIL FROM`) before `Reply-To:` or `Return-Path:`; the null sender adds nothing, and
+/// `From:`, when there is one, wins.
+#[test]
+fn without_from_the_envelope_sender_is_the_legacy_sender() {
+    use ccgate_convert::mime_to_legacy_from;
+    let (opts, map) = common::setup();
+    let sender: ccgate_core::EmailAddress = "env.sender@example.org".parse().unwrap();
+    let no_from =
+        b"To: bob@example.net\r\nReply-To: reply@example.org\r\nSubject: s\r\n\r\nbody\r\n";
+    let conv = mime_to_legacy_from(no_from, Some(&sender), &opts, &map);
+    common::assert_writable(&conv.message);
+    assert_eq!(
+        values(&conv.message, "From"),
+        ["env.sender@example.org at SMTPGW"]
+    );
+    assert!(
+        conv.notes
+            .iter()
+            .any(|n| n.contains("taken from the envelope (MAIL FROM:<env.sender@example.org>)")),
+        "{:?}",
+        conv.notes
+    );
+    // The null sender: Reply-To, as without an envelope; with nothing at all, a placeholder.
+    let conv = mime_to_legacy_from(no_from, None, &opts, &map);
+    assert_eq!(
+        values(&conv.message, "From"),
+        ["reply@example.org at SMTPGW"]
+    );
+    let bare = b"To: bob@example.net\r\nSubject: s\r\n\r\nbody\r\n";
+    let conv = mime_to_legacy_from(bare, None, &opts, &map);
+    assert_eq!(
+        values(&conv.message, "From"),
+        ["\"Unknown sender\" at SMTPGW"]
+    );
+    let with_from = b"From: author@example.org\r\nTo: bob@example.net\r\n\r\nbody\r\n";
+    let conv = mime_to_legacy_from(with_from, Some(&sender), &opts, &map);
+    assert_eq!(
+        values(&conv.message, "From"),
+        ["author@example.org at SMTPGW"]
+    );
+    // Even input that cannot be read as a message names the envelope sender.
+    let conv = mime_to_legacy_from(b"", Some(&sender), &opts, &map);
+    common::assert_writable(&conv.message);
+    assert_eq!(
+        values(&conv.message, "From"),
+        ["env.sender@example.org at SMTPGW"]
+    );
+}

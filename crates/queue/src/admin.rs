@@ -561,7 +561,14 @@ pub(crate) fn describe(record: &Record, id: QueueId) -> Option<HistoryEntry> {
             ..
         } => entry(
             *at_ms,
-            format!("attempt {lease} started for recipient(s) {rcpts:?}"),
+            format!(
+                "attempt started for recipient {} (lease {lease})",
+                rcpts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
         Record::Outcome { at_ms, results, .. } => {
             let parts: Vec<String> = results
@@ -594,7 +601,10 @@ pub(crate) fn describe(record: &Record, id: QueueId) -> Option<HistoryEntry> {
                 if *quarantine { " (quarantined)" } else { "" }
             ),
         ),
-        Record::Abandon { lease, .. } => entry(0, format!("attempt {lease} given back unfinished")),
+        Record::Abandon { lease, .. } => entry(
+            0,
+            format!("attempt (lease {lease}) given back unfinished: not counted"),
+        ),
         Record::Admin { at_ms, action, .. } => {
             entry(*at_ms, format!("administrator: {action:?}").to_lowercase())
         }
@@ -628,4 +638,35 @@ pub(crate) fn parse_ids(ids: &[String]) -> (Vec<QueueId>, Vec<String>) {
         }
     }
     (good, bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The history names an attempt by its lease (a number across the whole spool), never as
+    /// if it were the message's own attempt count, which `attempts=` is.
+    #[test]
+    fn history_names_attempts_by_lease_and_recipients_by_place() {
+        let id = QueueId::generate();
+        let started = describe(
+            &Record::Attempt {
+                id,
+                lease: 2,
+                at_ms: 1,
+                rcpts: vec![0, 2],
+            },
+            id,
+        )
+        .unwrap();
+        assert_eq!(
+            started.event,
+            "attempt started for recipient 0, 2 (lease 2)"
+        );
+        let abandoned = describe(&Record::Abandon { id, lease: 2 }, id).unwrap();
+        assert_eq!(
+            abandoned.event,
+            "attempt (lease 2) given back unfinished: not counted"
+        );
+    }
 }

@@ -41,6 +41,10 @@ pub struct RouterConfig {
     /// The keys and lifetime of reply tags; without them no generated form of a name outside
     /// the directory is accepted from SMTP, and none is issued with a tag.
     pub reply_tags: Option<ReplyTags>,
+    /// The gateway's host name (`[smtp] hostname`). `postmaster@` it is the postmaster's one
+    /// home: where `RCPT TO:<Postmaster>` goes, and mail for the postmaster of each domain
+    /// the gateway serves (RFC 5321 4.5.1), unless the directory has an entry for it.
+    pub hostname: String,
 }
 
 impl Default for RouterConfig {
@@ -56,6 +60,7 @@ impl Default for RouterConfig {
             post_offices: Vec::new(),
             smtp_bulletin_boards: Vec::new(),
             reply_tags: None,
+            hostname: "ccgate.localdomain".to_owned(),
         }
     }
 }
@@ -66,6 +71,19 @@ impl RouterConfig {
     pub fn is_our_domain(&self, domain: &str) -> bool {
         domain.eq_ignore_ascii_case(&self.legacy_domain)
             || domain.eq_ignore_ascii_case(&self.modern_domain)
+    }
+
+    /// `postmaster@<hostname>`, where postmaster's mail goes (see [`RouterConfig::hostname`]);
+    /// `None` for a host name that cannot be a domain.
+    pub fn postmaster(&self) -> Option<EmailAddress> {
+        EmailAddress::new("postmaster", &self.hostname.to_ascii_lowercase()).ok()
+    }
+
+    /// True for `postmaster@` one of our domains or the host name, any case.
+    pub fn is_postmaster(&self, address: &EmailAddress) -> bool {
+        address.local().eq_ignore_ascii_case("postmaster")
+            && (self.is_our_domain(address.domain())
+                || address.domain().eq_ignore_ascii_case(&self.hostname))
     }
 
     /// How legacy addresses are written for the post office.
@@ -429,6 +447,8 @@ pub enum Rule {
     BulletinBoardNotReachable,
     /// A generated form, from SMTP, for a name not in the directory, without a valid tag.
     ReplyTag(TagStatus),
+    /// `postmaster@` one of our domains or the host name, no entry: the postmaster's home.
+    Postmaster,
 }
 
 impl fmt::Display for Rule {
@@ -487,6 +507,9 @@ impl fmt::Display for Rule {
                     f,
                     "not in the directory, {status}: only reply addresses this gateway issued are accepted"
                 );
+            }
+            Self::Postmaster => {
+                "postmaster of a domain this gateway serves (RFC 5321 4.5.1), not in the directory: to postmaster@ the gateway's host name on the modern next hop, where RCPT TO:<Postmaster> goes"
             }
         })
     }
@@ -619,6 +642,16 @@ impl<'a> Router<'a> {
     fn smtp(&self, origin: Origin, address: &EmailAddress, decode: bool) -> Decision {
         if let Some(matched) = self.directory.lookup_smtp(address) {
             return self.for_entry(matched);
+        }
+        if self.config.is_postmaster(address)
+            && let Some(postmaster) = self.config.postmaster()
+        {
+            return decision(
+                Destination::Modern {
+                    recipient: postmaster,
+                },
+                Rule::Postmaster,
+            );
         }
         let domain = address.domain();
         if self.config.is_our_domain(domain) {

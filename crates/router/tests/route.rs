@@ -363,6 +363,73 @@ fn interface_section_5() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
+/// RFC 5321 4.5.1: postmaster of every domain the gateway serves (and of its host name) is
+/// accepted, any case, and goes to `postmaster@<hostname>` on the modern side; an entry in the
+/// directory for such an address wins; postmaster elsewhere is still not ours.
+#[test]
+fn postmaster_of_our_domains_goes_to_postmaster_at_the_host_name() {
+    let csv = format!(
+        "{}Help Desk,\"Desk, Help\",HQ,SMTP:postmaster@modern.example.com,SMTP:help@modern.example.com,migrated\n",
+        String::from_utf8_lossy(include_bytes!("data/directory.csv"))
+    );
+    let directory = Directory::from_csv(csv.as_bytes()).unwrap();
+    let config = RouterConfig {
+        hostname: "GW.Example.NET".to_owned(),
+        ..RouterConfig::default()
+    };
+    let router = Router::new(&directory, &config);
+    let cases = [
+        (
+            Origin::Smtp,
+            "postmaster@legacy.example.com",
+            "modern postmaster@gw.example.net",
+        ),
+        (
+            Origin::Smtp,
+            "PostMaster@LEGACY.example.com",
+            "modern postmaster@gw.example.net",
+        ),
+        (
+            Origin::Smtp,
+            "postmaster@gw.example.net",
+            "modern postmaster@gw.example.net",
+        ),
+        (
+            Origin::Legacy,
+            "postmaster@legacy.example.com",
+            "modern postmaster@gw.example.net",
+        ),
+        (
+            Origin::Smtp,
+            "POSTMASTER@modern.example.com",
+            "modern help@modern.example.com",
+        ),
+        (Origin::Smtp, "postmaster@outside.test", "reject 554 5.7.1"),
+        (
+            Origin::Smtp,
+            "postmasters@legacy.example.com",
+            "reject 550 5.1.1",
+        ),
+    ];
+    for (origin, text, expected) in cases {
+        let decision = router.route(origin, &Recipient::parse(text).unwrap());
+        assert!(
+            summary(&decision).starts_with(expected),
+            "{text}: {}",
+            summary(&decision)
+        );
+    }
+    let decision = router.route(
+        Origin::Smtp,
+        &Recipient::parse("postmaster@legacy.example.com").unwrap(),
+    );
+    assert!(
+        decision.explain().contains("RFC 5321 4.5.1"),
+        "{}",
+        decision.explain()
+    );
+}
+
 #[test]
 fn why_explains_the_rule() {
     let directory = directory();

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccgate_ccmail::{Header, Message, WriteOptions, write_messages};
-use ccgate_core::{EmailAddress, Lane};
+use ccgate_core::{EmailAddress, Lane, ReversePath};
 use ccgate_queue::{DeliveryError, FailureScope, Lease, Spool};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -53,11 +53,12 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// What the legacy agent needs from the converter and the router.
 pub trait LegacyCodec: Send + Sync + 'static {
-    /// The queued RFC 5322 message as a legacy message (its recipient lines are replaced).
+    /// The queued RFC 5322 message as a legacy message (its recipient lines are replaced);
+    /// `sender` is its envelope sender, the legacy sender when the message names none.
     ///
     /// # Errors
     /// A sentence saying why the message cannot be converted (a permanent failure).
-    fn to_legacy(&self, rfc5322: &[u8]) -> Result<Message, String>;
+    fn to_legacy(&self, rfc5322: &[u8], sender: &ReversePath) -> Result<Message, String>;
 
     /// The legacy address (`Name at PO`) of a recipient routed to the legacy lane.
     fn recipient(&self, rcpt: &EmailAddress) -> Option<String>;
@@ -96,10 +97,11 @@ impl std::fmt::Debug for LegacyAgent {
 
 impl LegacyAgent {
     /// An agent writing into `drop_dir`; `work_dir` gets `imported/` and `failed/`. One import
-    /// file holds one message; [`LegacyAgent::with_batch`] sets more.
+    /// file holds one message; [`LegacyAgent::with_batch`] sets more. The drop folder's path
+    /// is made absolute (canonical) once, here: `import_command` gets absolute paths.
     ///
     /// # Errors
-    /// [`ServerError::Io`] when a folder cannot be created.
+    /// [`ServerError::Io`] when a folder cannot be created (or the drop folder resolved).
     pub fn new(
         drop_dir: &Path,
         work_dir: &Path,
@@ -117,8 +119,14 @@ impl LegacyAgent {
                 source,
             })?;
         }
+        // Absolute, once: `import_command` gets the file's full path, whatever folder the
+        // gateway was started in or the command changes to.
+        let drop_dir = fs::canonicalize(drop_dir).map_err(|source| ServerError::Io {
+            path: drop_dir.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
-            drop_dir: drop_dir.to_path_buf(),
+            drop_dir,
             imported_dir,
             failed_dir,
             context: LaneContext {
@@ -175,7 +183,10 @@ impl LegacyAgent {
                 format!("cannot read the queued message: {e}"),
             )
         })?;
-        let mut msg = self.codec.to_legacy(&body).map_err(permanent)?;
+        let mut msg = self
+            .codec
+            .to_legacy(&body, &lease.sender)
+            .map_err(permanent)?;
         msg.headers.retain(|h| !h.is_recipient());
         for r in &lease.recipients {
             let legacy = self
@@ -562,7 +573,7 @@ mod tests {
     struct TestCodec;
 
     impl LegacyCodec for TestCodec {
-        fn to_legacy(&self, raw: &[u8]) -> Result<Message, String> {
+        fn to_legacy(&self, raw: &[u8], _sender: &ReversePath) -> Result<Message, String> {
             let text = String::from_utf8_lossy(raw);
             let (head, body) = text.split_once("\r\n\r\n").ok_or("no body")?;
             let mut headers = vec![Header::From("Sender at HQ".into())];

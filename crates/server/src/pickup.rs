@@ -145,7 +145,8 @@ struct Held {
 /// Watches the pickup folder.
 pub struct PickupAgent {
     pickup_dir: PathBuf,
-    claim_dir: PathBuf,
+    /// This gateway's node name: its claim folder is `<claim root>/<node>/`.
+    node: String,
     archive_dir: PathBuf,
     quarantine_dir: PathBuf,
     spool: Arc<Spool>,
@@ -161,7 +162,7 @@ impl std::fmt::Debug for PickupAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PickupAgent")
             .field("pickup_dir", &self.pickup_dir)
-            .field("claim_dir", &self.claim_dir)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -218,7 +219,7 @@ impl PickupAgent {
         fs::create_dir_all(&claim_dir).map_err(io_err(&claim_dir))?;
         Ok(Self {
             pickup_dir: pickup_dir.to_path_buf(),
-            claim_dir,
+            node,
             archive_dir,
             quarantine_dir,
             spool,
@@ -262,19 +263,26 @@ impl PickupAgent {
         let mut report = PickupReport::default();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.claim_stable(&mut state);
-        let mut claimed: Vec<PathBuf> = match fs::read_dir(&self.claim_dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.path())
-                .filter(|p| !is_hidden(p))
-                .collect(),
-            Err(e) => {
-                warn!(folder = %self.claim_dir.display(), error = %e, "cannot list the claim folder");
-                Vec::new()
+        let mut claimed: Vec<PathBuf> = Vec::new();
+        for dir in claim_folders(&self.pickup_dir, &self.node) {
+            match fs::read_dir(&dir) {
+                Ok(entries) => claimed.extend(
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                        .map(|e| e.path())
+                        .filter(|p| !is_hidden(p)),
+                ),
+                // Nothing claimed there (the other place, or a share mounted afresh: its
+                // claim folder is made again before the next claim).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(folder = %dir.display(), error = %e, "cannot list the claim folder");
+                }
             }
-        };
-        claimed.sort();
+        }
+        // Claimed names start with the time of the claim: oldest first.
+        claimed.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
         let keys: HashSet<OsString> = claimed
             .iter()
             .filter_map(|p| p.file_name().map(OsString::from))
@@ -342,7 +350,9 @@ impl PickupAgent {
     }
 
     /// Lists the pickup folder and claims the regular files that did not change since the
-    /// previous listing.
+    /// previous listing. The claim folder is worked out and made (if missing) before the
+    /// pass's first claim: the share may have been mounted, unmounted or mounted afresh
+    /// since the previous pass, which takes the claim folder on it away or moves its place.
     fn claim_stable(&self, state: &mut State) {
         let entries = match fs::read_dir(&self.pickup_dir) {
             Ok(entries) => entries,
@@ -358,6 +368,7 @@ impl PickupAgent {
             .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         let mut now_seen = HashMap::new();
+        let mut claim_dir: Option<Result<PathBuf, io::Error>> = None;
         for (name, kind) in names {
             let path = self.pickup_dir.join(&name);
             if !kind.is_file() {
@@ -397,16 +408,33 @@ impl PickupAgent {
                 now_seen.insert(name, stamp);
                 continue;
             }
-            let target = self.claim_name(&name);
+            let dir = match claim_dir.get_or_insert_with(|| self.make_claim_dir()) {
+                Ok(dir) => dir.clone(),
+                Err(_) => {
+                    // Said once for the pass (below); the file stays stable for the next.
+                    now_seen.insert(name, stamp);
+                    continue;
+                }
+            };
+            let target = claim_name(&dir, &name);
             match fs::rename(&path, &target) {
                 Ok(()) => {
                     state.reported.remove(&name);
-                    if let Err(e) =
-                        sync_dir(&self.claim_dir).and_then(|()| sync_dir(&self.pickup_dir))
-                    {
-                        warn!(folder = %self.claim_dir.display(), error = %e, "cannot sync the claim folder");
+                    if let Err(e) = sync_dir(&dir).and_then(|()| sync_dir(&self.pickup_dir)) {
+                        warn!(folder = %dir.display(), error = %e, "cannot sync the claim folder");
                     }
                     info!(file = %name.to_string_lossy(), claimed = %target.display(), size = stamp.0, "claimed from the pickup folder");
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        && fs::symlink_metadata(&path).is_ok() =>
+                {
+                    // The file is there: the claim folder went away under us (the share
+                    // was mounted afresh in the middle of the pass). It is made again before
+                    // the next claim; this file waits for the next poll.
+                    warn!(file = %path.display(), folder = %dir.display(), error = %e, "cannot claim a file: the claim folder is gone; made again and tried at the next poll");
+                    now_seen.insert(name, stamp);
+                    claim_dir = None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     info!(file = %path.display(), "vanished before it was claimed (taken by another gateway, or removed)");
@@ -418,24 +446,19 @@ impl PickupAgent {
                 }
             }
         }
+        if let Some(Err(e)) = &claim_dir {
+            let dir = claim_root(&self.pickup_dir).join(&self.node);
+            warn!(folder = %dir.display(), error = %e, "cannot make the claim folder; nothing claimed, tried again at the next poll");
+        }
         state.seen = now_seen;
     }
 
-    /// A fresh name in the claim folder that keeps the original name at its end.
-    fn claim_name(&self, name: &OsString) -> PathBuf {
-        let stamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let mut n = 0u32;
-        loop {
-            let candidate = self
-                .claim_dir
-                .join(format!("{stamp:020}{n:04}.{}", name.to_string_lossy()));
-            if fs::symlink_metadata(&candidate).is_err() {
-                return candidate;
-            }
-            n += 1;
-        }
+    /// This gateway's claim folder where it belongs now (see [`claim_root`]), made if it is
+    /// missing.
+    fn make_claim_dir(&self) -> Result<PathBuf, io::Error> {
+        let dir = claim_root(&self.pickup_dir).join(&self.node);
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     /// Reads a claimed file through: queues its good messages, sets aside the broken ones
@@ -712,7 +735,8 @@ impl PickupAgent {
         let reason = match move_file(path, &base) {
             Ok(()) => reason.to_owned(),
             Err(e) => {
-                let failed_dir = self.claim_dir.join("failed");
+                // Beside the file, in the claim folder that holds it.
+                let failed_dir = path.with_file_name("failed");
                 let kept = failed_dir.join(path.file_name().unwrap_or_default());
                 let kept_ok =
                     fs::create_dir_all(&failed_dir).and_then(|()| fs::rename(path, &kept));
@@ -743,6 +767,45 @@ impl PickupAgent {
     }
 }
 
+/// A fresh name in the claim folder `dir` that keeps the original name at its end.
+fn claim_name(dir: &Path, name: &OsString) -> PathBuf {
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut n = 0u32;
+    loop {
+        let candidate = dir.join(format!("{stamp:020}{n:04}.{}", name.to_string_lossy()));
+        if fs::symlink_metadata(&candidate).is_err() {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// Both places this gateway's claim folder can be (beside the pickup folder, or inside it:
+/// see [`claim_root`]). Claimed files are looked for in both, so a file claimed before the
+/// share was mounted or unmounted is still read.
+fn claim_folders(pickup_dir: &Path, node: &str) -> Vec<PathBuf> {
+    let mut folders = vec![pickup_dir.join(CLAIM_DIR).join(node)];
+    if let Some(beside) = claim_root_beside(pickup_dir) {
+        folders.push(beside.join(node));
+    }
+    folders
+}
+
+/// `<parent>/.<name>.ccgate`, the claim root beside `pickup_dir` (none for a root folder).
+fn claim_root_beside(pickup_dir: &Path) -> Option<PathBuf> {
+    let (Some(parent), Some(name)) = (pickup_dir.parent(), pickup_dir.file_name()) else {
+        return None;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    Some(parent.join(format!(".{}{CLAIM_DIR}", name.to_string_lossy())))
+}
+
 /// Where gateways claim files from `pickup_dir`: beside it, `<parent>/.<name>.ccgate/`, when
 /// that is on the same filesystem (so the pickup folder itself holds only the post office's
 /// files); else, for a pickup folder that is the root of its mount, inside it (`.ccgate/`).
@@ -750,19 +813,13 @@ impl PickupAgent {
 fn claim_root(pickup_dir: &Path) -> PathBuf {
     use std::os::unix::fs::MetadataExt as _;
     let inside = pickup_dir.join(CLAIM_DIR);
-    let (Some(parent), Some(name)) = (pickup_dir.parent(), pickup_dir.file_name()) else {
+    let Some(beside) = claim_root_beside(pickup_dir) else {
         return inside;
     };
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    let same_fs = match (fs::metadata(pickup_dir), fs::metadata(parent)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+    let same_fs = match (fs::metadata(pickup_dir), beside.parent().map(fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() == b.dev(),
         _ => false,
     };
-    let beside = parent.join(format!(".{}{CLAIM_DIR}", name.to_string_lossy()));
     if same_fs && (beside.is_dir() || fs::create_dir(&beside).is_ok()) {
         beside
     } else {
@@ -994,6 +1051,33 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
         )
     }
 
+    /// The share under the pickup folder mounted afresh: the claim folder on it is gone
+    /// (and the pickup folder with it). The next file is claimed and queued all the same,
+    /// and a file claimed in the other place (beside or inside) is still read.
+    #[test]
+    fn a_claim_folder_that_went_away_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pickup = dir.path().join("share/outbound");
+        let (agent, spool) = agent_on(&pickup, dir.path());
+        fs::remove_dir_all(dir.path().join("share")).unwrap();
+        assert_eq!(agent.pass().unwrap(), PickupReport::default());
+        fs::create_dir_all(&pickup).unwrap();
+        fs::write(pickup.join("REMOUNT.TXT"), one_message("remount")).unwrap();
+        agent.pass().unwrap();
+        let claimed = agent.pass().unwrap();
+        assert_eq!(claimed.queued, 1, "{claimed:?}");
+        let archived = agent.pass().unwrap();
+        assert_eq!(archived.files, 1, "{archived:?}");
+        // A file in the claim folder's other place (inside the pickup folder).
+        let inside = pickup.join(CLAIM_DIR).join(&agent.node);
+        fs::create_dir_all(&inside).unwrap();
+        fs::write(inside.join("0001.OTHER.TXT"), one_message("other")).unwrap();
+        let read = agent.pass().unwrap();
+        assert_eq!(read.queued, 1, "{read:?}");
+        assert_eq!(spool.len(), 2);
+        assert_eq!(names(&pickup), [CLAIM_DIR], "only the claim folder is left");
+    }
+
     #[test]
     fn two_gateways_on_one_folder_never_take_the_same_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -1208,7 +1292,8 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
             (0, 1, 0),
             "{first:?}"
         );
-        let claimed = names(&agent.claim_dir);
+        let claim_dir = claim_root(&pickup).join(&agent.node);
+        let claimed = names(&claim_dir);
         assert_eq!(claimed.len(), 1, "claimed, not archived yet: {claimed:?}");
         // The writer goes on, into the claimed file.
         writer
@@ -1239,6 +1324,6 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
             "one, cut (now whole), two, three: each once"
         );
         assert!(names(&dir.path().join("work/quarantine")).is_empty());
-        assert!(names(&agent.claim_dir).is_empty());
+        assert!(names(&claim_dir).is_empty());
     }
 }
