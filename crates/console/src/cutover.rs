@@ -67,7 +67,7 @@ pub(crate) fn spawn(console: &Arc<Console>, entry: &Scheduled) {
         let wait = at.saturating_sub(layout::now_secs());
         tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
         // Cancelled meanwhile: nothing to do.
-        let Some(entry) = console.schedule.start(id) else {
+        let Some(entry) = console.schedule.start(id, at) else {
             return;
         };
         let late = layout::now_secs().saturating_sub(at);

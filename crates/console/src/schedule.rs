@@ -76,6 +76,9 @@ pub enum ScheduleError {
 pub struct Schedule {
     file: Option<PathBuf>,
     entries: Mutex<Vec<Scheduled>>,
+    /// The last id given: ids are never reused within a run (a cancelled entry's timer may
+    /// still be sleeping, and a stale Cancel form may still name it).
+    last_id: std::sync::atomic::AtomicU64,
 }
 
 impl Schedule {
@@ -90,9 +93,11 @@ impl Schedule {
             Some(path) => read(path)?,
             None => Vec::new(),
         };
+        let last_id = entries.iter().map(|s| s.id).max().unwrap_or(0);
         Ok(Self {
             file,
             entries: Mutex::new(entries),
+            last_id: std::sync::atomic::AtomicU64::new(last_id),
         })
     }
 
@@ -121,7 +126,10 @@ impl Schedule {
     /// [`ScheduleError::Io`]: the list is left as it was, in memory and on disk.
     pub fn add(&self, at: u64, request: CutoverRequest) -> Result<Scheduled, ScheduleError> {
         let mut entries = self.lock();
-        let id = entries.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        let id = self
+            .last_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(1);
         let entry = Scheduled {
             id,
             at,
@@ -157,10 +165,10 @@ impl Schedule {
         Ok(Some(Ok(entry)))
     }
 
-    /// Marks entry `id` as running; `None` when it was cancelled meanwhile.
-    pub fn start(&self, id: u64) -> Option<Scheduled> {
+    /// Marks entry `id` (due at `at`) as running; `None` when it was cancelled meanwhile.
+    pub fn start(&self, id: u64, at: u64) -> Option<Scheduled> {
         let mut entries = self.lock();
-        let entry = entries.iter_mut().find(|s| s.id == id)?;
+        let entry = entries.iter_mut().find(|s| s.id == id && s.at == at)?;
         entry.running = true;
         Some(entry.clone())
     }
@@ -298,11 +306,19 @@ mod tests {
         assert_eq!(again[0].request.who, "ops@127.0.0.1");
         assert!(matches!(schedule.cancel(a.id).unwrap(), Some(Ok(_))));
         assert!(schedule.cancel(a.id).unwrap().is_none());
+        // A new entry never takes a cancelled one's id.
+        let c = schedule.add(2_100_000_000, request("New, One")).unwrap();
+        assert!(c.id > b.id && c.id != a.id);
+        assert!(matches!(schedule.cancel(c.id).unwrap(), Some(Ok(_))));
         let again = Schedule::open(Some(file.clone())).unwrap().entries();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].id, b.id);
         // A running cutover cannot be cancelled; once done it is gone from the file.
-        assert!(schedule.start(b.id).is_some());
+        assert!(
+            schedule.start(b.id, b.at + 1).is_none(),
+            "another time: not this entry"
+        );
+        assert!(schedule.start(b.id, b.at).is_some());
         assert!(matches!(schedule.cancel(b.id).unwrap(), Some(Err(_))));
         schedule.done(b.id).unwrap();
         assert!(

@@ -203,6 +203,9 @@ pub(crate) struct MessageRec {
     /// For a bounce: the message and recipient indices it reports on.
     pub bounce_for: Option<(QueueId, Vec<u16>)>,
     pub rcpts: Vec<RcptRec>,
+    /// Where `max_lifetime` counts from when not the arrival (mail held at a cutover), kept by
+    /// snapshots. Encoded last and only when set: a record without it reads as before.
+    pub lifetime_from_ms: Option<u64>,
 }
 
 /// The result of one attempt for one recipient.
@@ -838,6 +841,9 @@ fn encode_message(e: &mut Enc<'_>, m: &MessageRec) {
         e.u64(r.lease);
         encode_error(e, r.error.as_ref());
     }
+    if let Some(from) = m.lifetime_from_ms {
+        e.u64(from);
+    }
 }
 
 fn decode_message(d: &mut Dec<'_>) -> Result<MessageRec, DecodeError> {
@@ -881,6 +887,7 @@ fn decode_message(d: &mut Dec<'_>) -> Result<MessageRec, DecodeError> {
             error: decode_error(d)?,
         });
     }
+    let lifetime_from_ms = if d.is_empty() { None } else { Some(d.u64()?) };
     Ok(MessageRec {
         id,
         arrival_ms,
@@ -891,6 +898,7 @@ fn decode_message(d: &mut Dec<'_>) -> Result<MessageRec, DecodeError> {
         quarantine,
         bounce_for,
         rcpts,
+        lifetime_from_ms,
     })
 }
 
@@ -1181,6 +1189,7 @@ pub(crate) mod tests {
                     quarantine,
                     bounce_for,
                     rcpts,
+                    lifetime_from_ms: None,
                 },
             )
     }

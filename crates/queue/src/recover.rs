@@ -640,6 +640,7 @@ mod tests {
                     lease: 0,
                     error: None,
                 }],
+                lifetime_from_ms: None,
             };
             record::encode_message_frame(&rec, false, &mut journal);
             ids.push((id, body));

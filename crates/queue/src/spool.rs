@@ -446,7 +446,7 @@ impl Spool {
             } else {
                 schedule::next_attempt_ms(
                     now_ms,
-                    msg.arrival_ms,
+                    msg.lifetime_from_ms,
                     &options.retry,
                     failures,
                     jitter_seed(id, 0, failures),
@@ -729,6 +729,7 @@ impl Spool {
             quarantine: None,
             bounce_for: None,
             rcpts,
+            lifetime_from_ms: None,
         };
         rec.fits().map_err(|size| QueueError::TooLarge {
             what: "message record (recipients and their addresses)",
@@ -1554,6 +1555,7 @@ impl Spool {
                 lease: 0,
                 error: None,
             }],
+            lifetime_from_ms: None,
         };
         let (bounce_id, ticket) = self.push_message(
             None,
@@ -1765,7 +1767,7 @@ impl Spool {
                     at_ms: now_ms,
                     next_ms: schedule::next_attempt_ms(
                         now_ms,
-                        msg.arrival_ms,
+                        msg.lifetime_from_ms,
                         &self.options.retry,
                         failures,
                         jitter_seed(id, 0, failures),

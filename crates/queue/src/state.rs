@@ -534,7 +534,7 @@ impl State {
             m.id,
             Msg {
                 arrival_ms: m.arrival_ms,
-                lifetime_from_ms: m.arrival_ms,
+                lifetime_from_ms: m.lifetime_from_ms.unwrap_or(m.arrival_ms),
                 body: m.body,
                 sender: m.sender.as_str().into(),
                 rcpts: rcpts.into_boxed_slice(),
@@ -658,6 +658,8 @@ impl State {
                     error: r.error.as_deref().cloned(),
                 })
                 .collect(),
+            lifetime_from_ms: (msg.lifetime_from_ms != msg.arrival_ms)
+                .then_some(msg.lifetime_from_ms),
         })
     }
 }
@@ -697,6 +699,7 @@ mod tests {
                     error: None,
                 })
                 .collect(),
+            lifetime_from_ms: None,
         }
     }
 
@@ -809,6 +812,48 @@ mod tests {
             (m.crashes, m.quarantine(), m.rcpts[0].next_ms),
             (0, None, 50)
         );
+    }
+
+    #[test]
+    fn the_lifetime_clock_starts_at_the_cutover_and_survives_a_snapshot() {
+        let mut s = State::new(LaneLimits::default());
+        let mut held = message(7, "a@b.c", &["cutover"]);
+        if let Some(r) = held.rcpts.get_mut(0) {
+            r.state = RcptState::Held;
+        }
+        s.apply(&Record::Enqueue(held), 1, 1);
+        let id = QueueId::from_u128(7);
+        s.apply(
+            &Record::Route {
+                id,
+                at_ms: 9_000,
+                routes: vec![RouteRec {
+                    idx: 0,
+                    addr: "x@modern.example".into(),
+                    dest: "modern".into(),
+                    hold: false,
+                }],
+            },
+            1,
+            1,
+        );
+        assert_eq!(s.messages[&id].lifetime_from_ms, 9_000);
+        assert_eq!(s.messages[&id].arrival_ms, 1_000);
+        // Compaction writes a snapshot; a restart reads only it.
+        let snap = s.snapshot(id).unwrap();
+        let mut frame = Vec::new();
+        crate::record::encode_message_frame(&snap, true, &mut frame);
+        let mut again = State::new(LaneLimits::default());
+        let crate::record::Frame::Complete {
+            type_code, payload, ..
+        } = crate::record::check_frame(&frame)
+        else {
+            panic!("not a frame");
+        };
+        let record = Record::decode_payload(type_code, payload).unwrap();
+        again.apply(&record, 2, 1);
+        assert_eq!(again.messages[&id].lifetime_from_ms, 9_000);
+        assert_eq!(again.messages[&id].arrival_ms, 1_000);
     }
 
     #[test]

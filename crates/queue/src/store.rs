@@ -800,8 +800,10 @@ impl Writer {
                 record::encode_copy_frame(self.journal.seq, journal_start, &jbuf, &mut copy);
             }
             self.write_bodies(batch, copy)?;
-            self.journal.append(&jbuf)?;
+            // The journal only after the data segment is durable: the kernel may write journal
+            // pages back at any time, and a record must never be on disk before its body.
             self.data.sync_if_dirty()?;
+            self.journal.append(&jbuf)?;
             Ok::<(), QueueError>(())
         })();
         if let Err(e) = written {
