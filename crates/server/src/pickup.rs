@@ -132,6 +132,9 @@ struct State {
 struct ReadThrough {
     stamp: (u64, SystemTime),
     truncated: Option<Held>,
+    /// Lines of the messages set aside already: a file read again (appended to) does not set
+    /// them aside a second time.
+    set_aside: HashSet<u64>,
 }
 
 /// A message set aside later: where it starts, why, and its raw bytes.
@@ -308,9 +311,10 @@ impl PickupAgent {
                 }
                 earlier => {
                     if earlier.is_some() {
-                        info!(file = %original_name(&path), claimed = %path.display(), "changed after it was read (its writer appended to it): read again; what is already queued is not queued twice");
+                        info!(file = %original_name(&path), claimed = %path.display(), "changed after it was read (its writer appended to it): read again; what is already queued or set aside is not taken twice");
                     }
-                    self.read_file(&path, &mut report).map(|done| {
+                    let set_aside = earlier.map(|e| e.set_aside).unwrap_or_default();
+                    self.read_file(&path, set_aside, &mut report).map(|done| {
                         state.read.insert(key.clone(), done);
                     })
                 }
@@ -463,7 +467,12 @@ impl PickupAgent {
 
     /// Reads a claimed file through: queues its good messages, sets aside the broken ones
     /// (but one cut short at the end: see [`ReadThrough`]). It is archived at a later pass.
-    fn read_file(&self, path: &Path, report: &mut PickupReport) -> Result<ReadThrough, Stop> {
+    fn read_file(
+        &self,
+        path: &Path,
+        mut set_aside: HashSet<u64>,
+        report: &mut PickupReport,
+    ) -> Result<ReadThrough, Stop> {
         let name = original_name(path);
         let file =
             open_regular(path).map_err(|e| Stop::File(FileError(format!("cannot open: {e}"))))?;
@@ -480,7 +489,7 @@ impl PickupAgent {
                     pending_bytes += read.len;
                     pending.push(read);
                     if pending.len() >= ENQUEUE_BATCH || pending_bytes >= MAX_PENDING_BYTES {
-                        self.take_batch(&name, &mut pending, report)?;
+                        self.take_batch(&name, &mut pending, &mut set_aside, report)?;
                         pending_bytes = 0;
                     }
                 }
@@ -497,24 +506,30 @@ impl PickupAgent {
                     } else {
                         Some(held)
                     };
-                    if let Some(h) = earlier {
+                    if let Some(h) = earlier
+                        && set_aside.insert(h.line)
+                    {
                         self.quarantine(&name, h.line, &h.reason, &h.raw)?;
                         report.quarantined += 1;
                     }
                 }
                 Err(ReadError::Io(e)) => {
                     // What was queued stays queued (the ledger knows it); the rest waits.
-                    self.take_batch(&name, &mut pending, report)?;
+                    self.take_batch(&name, &mut pending, &mut set_aside, report)?;
                     return Err(Stop::File(FileError(format!("read error: {e}"))));
                 }
                 Err(other) => {
-                    self.take_batch(&name, &mut pending, report)?;
+                    self.take_batch(&name, &mut pending, &mut set_aside, report)?;
                     return Err(Stop::File(FileError(other.to_string())));
                 }
             }
         }
-        self.take_batch(&name, &mut pending, report)?;
-        Ok(ReadThrough { stamp, truncated })
+        self.take_batch(&name, &mut pending, &mut set_aside, report)?;
+        Ok(ReadThrough {
+            stamp,
+            truncated,
+            set_aside,
+        })
     }
 
     /// A file read through and unchanged since: the message cut short at its end (if any)
@@ -563,6 +578,7 @@ impl PickupAgent {
         &self,
         name: &str,
         pending: &mut Vec<ReadMessage>,
+        set_aside: &mut HashSet<u64>,
         report: &mut PickupReport,
     ) -> Result<(), ServerError> {
         if pending.is_empty() {
@@ -609,6 +625,7 @@ impl PickupAgent {
                     }
                     batch.push((line, accepted));
                 }
+                Err(_) if !set_aside.insert(line) => {}
                 Err(reason) => {
                     let raw = format!("{:#?}", read.message);
                     self.quarantine(
@@ -1325,5 +1342,33 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
         );
         assert!(names(&dir.path().join("work/quarantine")).is_empty());
         assert!(names(&claim_dir).is_empty());
+    }
+
+    /// A broken message before the point a writer appended at is set aside once, not again
+    /// when the file is read a second time.
+    #[test]
+    fn a_broken_message_is_set_aside_once_when_its_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pickup = dir.path().join("pickup");
+        let (agent, spool) = agent_on(&pickup, dir.path());
+        let mut writer = File::create(pickup.join("BROKEN.TXT")).unwrap();
+        let broken = "Message:\r\nFrom: Ann at HQ\r\nTo: Bob at HQ\r\nSubject: broken\r\nContents: 999\r\nhello\r\n";
+        writer
+            .write_all(format!("{}{broken}{}", one_message("one"), one_message("two")).as_bytes())
+            .unwrap();
+        agent.pass().unwrap();
+        let first = agent.pass().unwrap();
+        assert_eq!((first.queued, first.quarantined), (2, 1), "{first:?}");
+        writer.write_all(one_message("three").as_bytes()).unwrap();
+        drop(writer);
+        let again = agent.pass().unwrap();
+        assert_eq!((again.queued, again.quarantined), (1, 0), "{again:?}");
+        agent.pass().unwrap();
+        assert_eq!(spool.len(), 3);
+        let set_aside: Vec<_> = names(&dir.path().join("work/quarantine"))
+            .into_iter()
+            .filter(|n| !n.ends_with(".err"))
+            .collect();
+        assert_eq!(set_aside.len(), 1, "{set_aside:?}");
     }
 }
