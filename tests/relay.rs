@@ -361,6 +361,63 @@ fn mail_for_a_user_being_migrated_is_held_then_released() {
     );
 }
 
+// SIGHUP reloads the router's settings too: mail held for a user being migrated goes to the
+// legacy post office once `[migration] cutover` says "legacy"; a key the listener is built
+// with (`smtp.hostname`) still waits for a restart, and says so.
+#[test]
+fn sighup_applies_a_changed_cutover_to_held_mail() {
+    let relay = Relay::start_with("", "[migration]\ncutover = \"hold\"\n");
+    let reply = relay.send(
+        "alice@example.org",
+        "pat.lee@legacy.example.com",
+        "Subject: during the move\n\nto the old mailbox after all",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    wait_for("the message held in the cutover lane", || {
+        let listed = relay.queue_list();
+        (listed.contains("cutover") && listed.contains("held")).then_some(listed)
+    });
+    assert!(relay.imports().is_empty());
+    let config = relay.dir.path().join("ccgate.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let edited = text
+        .replace("cutover = \"hold\"", "cutover = \"legacy\"")
+        .replace("hostname = \"gw.test\"", "hostname = \"gw2.test\"");
+    assert_ne!(edited, text);
+    fs::write(&config, &edited).unwrap();
+    relay.signal("HUP");
+    wait_for("the new cutover in effect", || {
+        relay.logged(&["configuration changed; in effect now", "migration.cutover"])
+    });
+    wait_for("the restart warning for smtp.hostname", || {
+        relay.logged(&["takes effect at the next restart", "smtp.hostname"])
+    });
+    let import = wait_for("the held message as an import file", || {
+        relay.imports().into_iter().find(|p| {
+            fs::read_to_string(p).is_ok_and(|t| t.contains("to the old mailbox after all"))
+        })
+    });
+    let text = fs::read_to_string(&import).unwrap();
+    assert_eq!(header(&text, "To"), ["Lee, Pat at HQ"], "{text}");
+    assert!(
+        relay.logged(&["in effect now", "smtp.hostname"]).is_none(),
+        "smtp.hostname must not be applied live"
+    );
+    // New mail for Pat now goes straight to the legacy side too.
+    let reply = relay.send(
+        "alice@example.org",
+        "pat.lee@legacy.example.com",
+        "Subject: after the reload\n\nstraight to legacy",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    wait_for("the new message as an import file", || {
+        relay
+            .imports()
+            .into_iter()
+            .find(|p| fs::read_to_string(p).is_ok_and(|t| t.contains("straight to legacy")))
+    });
+}
+
 // See: issue 6 ("a poisoned import does not stall the others"; KB Q232687, Q223772).
 #[test]
 fn a_poisoned_import_does_not_stall_the_others() {

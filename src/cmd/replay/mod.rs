@@ -555,9 +555,8 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
     /// stuck outbound queue after an outage. Foreign sender to foreign recipient stays
     /// refused as relaying.
     fn route_smtp(&self, sender: &ReversePath, rcpt: &EmailAddress) -> Result<Route, String> {
-        let directory = self.routing.handle().current();
-        let decision =
-            Router::new(&directory, self.routing.config()).route_smtp(Origin::Smtp, rcpt);
+        let (directory, config) = (self.routing.handle().current(), self.routing.config());
+        let decision = Router::new(&directory, &config).route_smtp(Origin::Smtp, rcpt);
         match decision.destination {
             Destination::Reject {
                 code: code @ RejectCode::RelayDenied,
@@ -569,8 +568,8 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                          relays only our own users' mail to outside addresses"
                     ));
                 };
-                let ours = directory.lookup_smtp(from).is_some()
-                    || self.routing.config().is_our_domain(from.domain());
+                let ours =
+                    directory.lookup_smtp(from).is_some() || config.is_our_domain(from.domain());
                 if !ours {
                     return Err(format!(
                         "{code} {reason}: neither the sender {from} nor the recipient is ours, \
