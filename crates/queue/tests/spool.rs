@@ -1206,7 +1206,10 @@ fn a_lane_is_woken_when_mail_becomes_due_in_it() {
     enqueue(
         &spool,
         "a@example.com",
-        &[("x@modern.test", Lane::Modern), ("y@modern.test", Lane::Modern)],
+        &[
+            ("x@modern.test", Lane::Modern),
+            ("y@modern.test", Lane::Modern),
+        ],
         t(0),
     );
     assert!(modern.load(Ordering::SeqCst) >= 1);
@@ -1313,4 +1316,62 @@ fn outcomes_of_a_pass_recorded_together_are_as_if_recorded_one_by_one() {
     assert!(spool.show(bounced, t(3)).is_err());
     assert_eq!(state_of(&spool, deferred, t(3)), [RcptState::Deferred]);
     assert_eq!(spool.unrouted(10).len(), 1, "the bounce");
+}
+
+/// `submit`: with nobody owning the spool the message is queued at once; next to an owner it
+/// waits in the control folder, durable, until the owner's tick queues it under the same id
+/// (and a submission left behind by a crash after queueing is only cleaned up).
+#[test]
+fn submit_queues_directly_or_through_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = Envelope {
+        sender: ReversePath::Mailbox(addr("john@legacy.example.com")),
+        recipients: vec![addr("bob@example.net")],
+    };
+    let routes = vec![Route::new(Lane::Modern, addr("bob@example.net"))];
+    let first = QueueId::generate();
+    let via =
+        ccgate_queue::submit(dir.path(), &options(), first, &envelope, &routes, &body(1)).unwrap();
+    assert_eq!(via, ccgate_queue::Via::Direct);
+
+    let owner = open(dir.path());
+    assert_eq!(owner.list(&Filter::default(), t(0)).len(), 1);
+    let second = QueueId::generate();
+    let via =
+        ccgate_queue::submit(dir.path(), &options(), second, &envelope, &routes, &body(2)).unwrap();
+    assert_eq!(via, ccgate_queue::Via::Owner);
+    let control = dir.path().join("control");
+    assert!(control.join(format!("{second}.sub")).is_file());
+    assert!(control.join(format!("{second}.msg")).is_file());
+    assert_eq!(
+        owner.list(&Filter::default(), t(0)).len(),
+        1,
+        "not before the tick"
+    );
+    owner.tick(t(1)).unwrap();
+    let ids: Vec<String> = owner
+        .list(&Filter::default(), t(1))
+        .into_iter()
+        .map(|m| m.queue_id)
+        .collect();
+    assert!(ids.contains(&second.to_string()), "{ids:?}");
+    assert_eq!(ids.len(), 2);
+    assert!(!control.join(format!("{second}.sub")).exists());
+    assert!(!control.join(format!("{second}.msg")).exists());
+    let detail = owner.show(second, t(1)).unwrap();
+    assert_eq!(detail.info.sender, "john@legacy.example.com");
+
+    // Left behind after it was queued (a crash before the files went): cleaned up, not queued
+    // twice. A submission that cannot be read is set aside.
+    std::fs::write(control.join(format!("{second}.msg")), body(2)).unwrap();
+    std::fs::write(
+        control.join(format!("{second}.sub")),
+        r#"{"sender":"john@legacy.example.com","recipients":[{"address":"bob@example.net","destination":"modern","deliver_to":"bob@example.net","hold":false}]}"#,
+    )
+    .unwrap();
+    std::fs::write(control.join("junk.sub"), "not json").unwrap();
+    owner.tick(t(2)).unwrap();
+    assert_eq!(owner.list(&Filter::default(), t(2)).len(), 2);
+    assert!(!control.join(format!("{second}.sub")).exists());
+    assert!(control.join("junk.sub.bad").exists());
 }

@@ -13,8 +13,9 @@
 //!   came by SMTP: an unknown user or a domain not ours is refused and reported, not queued;
 //!   except that mail from one of ours (a directory user or an address in our domains) to an
 //!   outside address goes to the modern next hop, as legacy-origin mail does (replay is the
-//!   administrator's trusted submission; next to a running gateway it is refused with what to
-//!   do, since the gateway's listener relays for nobody).
+//!   administrator's trusted submission; next to a running gateway such a message goes to its
+//!   spool through the control folder, [`ccgate_queue::submit`], since the gateway's listener
+//!   relays for nobody).
 //! - Idempotence: the ledger `<data_dir>/ledger.log` (shared with the pickup) records what was
 //!   taken in. A legacy message is keyed by its deterministic Message-ID alone (the pickup's
 //!   key, so an export file the gateway already picked up queues nothing); an RFC 5322 message
@@ -576,13 +577,6 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                          and replay relays only our own users' mail to outside addresses"
                     ));
                 }
-                if matches!(self.sink, Sink::Running { .. }) {
-                    return Err(format!(
-                        "{code} outbound mail from {from} cannot be handed to the running \
-                         gateway's SMTP listener (it relays for nobody); stop `ccgate run` and \
-                         replay again: replay then queues it itself"
-                    ));
-                }
                 self.routing.route_from_legacy(rcpt)
             }
             Destination::Reject { code, reason } => Err(format!("{code} {reason}")),
@@ -647,6 +641,24 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                     .context("cannot queue")?;
                 crate::cutover::trace_replayed(self.config, &id, &envelope, &routes, &stored);
                 Ok((id.to_string(), envelope.recipients, Vec::new()))
+            }
+            // Our users' mail to outside addresses: the listener relays for nobody, so the
+            // message goes to the running gateway's spool whole, through its control folder.
+            Sink::Running { spool, .. }
+                if message.keys == Keys::PerRecipient
+                    && envelope
+                        .recipients
+                        .iter()
+                        .any(|r| !self.routing.config().is_our_domain(r.domain())) =>
+            {
+                let id = QueueId::generate();
+                let mut stored =
+                    received_header(&self.config.smtp.hostname, &id, SystemTime::now());
+                stored.extend_from_slice(message.body);
+                let (spool_dir, options) = &**spool;
+                ccgate_queue::submit(spool_dir, options, id, &envelope, &routes, &stored)
+                    .map(|_| (id.to_string(), envelope.recipients.clone(), Vec::new()))
+                    .map_err(|e| format!("cannot hand the message to the running gateway: {e}"))
             }
             Sink::Running {
                 smtp_addr,
