@@ -362,8 +362,9 @@ fn mail_for_a_user_being_migrated_is_held_then_released() {
 }
 
 // SIGHUP reloads the router's settings too: mail held for a user being migrated goes to the
-// legacy post office once `[migration] cutover` says "legacy"; a key the listener is built
-// with (`smtp.hostname`) still waits for a restart, and says so.
+// legacy post office once `[migration] cutover` says "legacy"; new sessions get new
+// `max_message_size` and `max_recipients`; a key the listener is built with
+// (`smtp.hostname`) still waits for a restart, and says so.
 #[test]
 fn sighup_applies_a_changed_cutover_to_held_mail() {
     let relay = Relay::start_with("", "[migration]\ncutover = \"hold\"\n");
@@ -382,10 +383,31 @@ fn sighup_applies_a_changed_cutover_to_held_mail() {
     let text = fs::read_to_string(&config).unwrap();
     let edited = text
         .replace("cutover = \"hold\"", "cutover = \"legacy\"")
-        .replace("hostname = \"gw.test\"", "hostname = \"gw2.test\"");
+        .replace(
+            "hostname = \"gw.test\"",
+            "hostname = \"gw2.test\"\nmax_message_size = 500000\nmax_recipients = 1",
+        );
     assert_ne!(edited, text);
     fs::write(&config, &edited).unwrap();
     relay.signal("HUP");
+    wait_for("the new SMTP limits in effect", || {
+        relay.logged(&[
+            "configuration changed; in effect now",
+            "smtp.max_recipients",
+        ])
+    });
+    // New sessions get the new limits: SIZE in EHLO, and a second recipient is refused.
+    let mut c = RawSmtp::open(&relay.smtp);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(
+        ehlo.lines.iter().any(|l| l.contains("SIZE 500000")),
+        "{:?}",
+        ehlo.lines
+    );
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<john.smith@legacy.example.com>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<jane.doe@legacy.example.com>").code, 452);
+    assert_eq!(c.cmd("QUIT").code, 221);
     wait_for("the new cutover in effect", || {
         relay.logged(&["configuration changed; in effect now", "migration.cutover"])
     });

@@ -3,9 +3,9 @@
 //! Opens the spool (recovering what a crash left), binds the SMTP listener, starts the delivery
 //! agents and the spool's housekeeping, and prints where everything is. SIGTERM or SIGINT: stop
 //! accepting, let open transactions finish within the grace period, finish deliveries in hand,
-//! close the spool, exit 0. SIGHUP: read the config again (the `[directory]` settings and the
-//! router's settings apply at once, see [`LIVE_KEYS`]; other changes at the next restart) and
-//! reload the directory.
+//! close the spool, exit 0. SIGHUP: read the config again (the `[directory]` settings, the
+//! router's settings and two SMTP limits apply at once, see [`LIVE_KEYS`]; other changes at the
+//! next restart) and reload the directory.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -132,6 +132,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let smtp_addrs = server.local_addrs();
+    let live_limits = server.live_limits();
     tasks.spawn(server.serve(shutdown.subscribe()));
     tasks.spawn(admin.serve(shutdown.subscribe()));
     tasks.spawn(housekeeping(
@@ -264,6 +265,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                         key_file = crate::reply_keys::KeyFile::of(&config);
                     }
                     live_codec.set_unknown_recipients(config.legacy.unknown_recipients);
+                    live_limits.set(
+                        config.smtp.max_message_size,
+                        usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX),
+                    );
                     if new_interval {
                         reload_timer = timer(&config);
                     }
@@ -327,10 +332,13 @@ async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Direct
 }
 
 /// The keys a SIGHUP puts in service at once, besides every `directory.*` key: the router's
-/// settings (held cutover mail is then routed again) and what the legacy codec does with
-/// unknown names. Everything else (listen addresses, `data_dir`, TLS files, the spool and
-/// pickup folders, limits the listener and agents are built with) needs a restart.
-pub const LIVE_KEYS: [&str; 5] = [
+/// settings (held cutover mail is then routed again), what the legacy codec does with
+/// unknown names, and the two SMTP limits each new session is built with. Everything else
+/// (listen addresses, `data_dir`, TLS files, the spool and pickup folders, what the spool and
+/// the agents are built with) needs a restart.
+pub const LIVE_KEYS: [&str; 7] = [
+    "smtp.max_message_size",
+    "smtp.max_recipients",
     "migration.cutover",
     "legacy.post_offices",
     "legacy.smtp_bulletin_boards",
@@ -351,6 +359,8 @@ fn apply_live(config: &mut Config, new: &Config) {
     config.legacy.smtp_bulletin_boards = new.legacy.smtp_bulletin_boards.clone();
     config.legacy.unknown_recipients = new.legacy.unknown_recipients;
     config.legacy.reply_tag_lifetime_days = new.legacy.reply_tag_lifetime_days;
+    config.smtp.max_message_size = new.smtp.max_message_size;
+    config.smtp.max_recipients = new.smtp.max_recipients;
 }
 
 /// SIGHUP: reads the config file again (when the gateway runs from one). A file with a problem
