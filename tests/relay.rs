@@ -440,6 +440,63 @@ fn sighup_applies_a_changed_cutover_to_held_mail() {
     });
 }
 
+// SIGHUP puts a new `import_command` in service for the import files written from then on.
+#[test]
+fn sighup_applies_a_new_import_command() {
+    let relay = Relay::start("");
+    let script_dir = tempfile::tempdir().unwrap();
+    let marker = script_dir.path().join("imported.txt");
+    let script = script_dir.path().join("import.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nbasename \"$1\" >> '{}'\nexit 0\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let _ = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    let config = relay.dir.path().join("ccgate.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let edited = text.replace(
+        "poll_interval = \"1s\"",
+        &format!(
+            "poll_interval = \"1s\"\nimport_command = \"{}\"\nimport_timeout = \"10s\"",
+            script.display()
+        ),
+    );
+    assert_ne!(edited, text);
+    fs::write(&config, &edited).unwrap();
+    relay.signal("HUP");
+    wait_for("the import command in effect", || {
+        relay.logged(&[
+            "configuration changed; in effect now",
+            "legacy.import_command",
+        ])
+    });
+    let reply = relay.send(
+        "alice@example.org",
+        "john.smith@legacy.example.com",
+        "Subject: imported\n\nthrough the new import command",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let ran = wait_for("the import command run on the new file", || {
+        fs::read_to_string(&marker)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    });
+    let name = ran.lines().next().unwrap().trim().to_owned();
+    let imported = relay.data().join("legacy/imported").join(&name);
+    assert!(
+        fs::read_to_string(&imported).is_ok_and(|t| t.contains("through the new import command")),
+        "{}",
+        imported.display()
+    );
+}
+
 // See: issue 6 ("a poisoned import does not stall the others"; KB Q232687, Q223772).
 #[test]
 fn a_poisoned_import_does_not_stall_the_others() {

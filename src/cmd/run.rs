@@ -189,14 +189,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         gateway_po: config.legacy.gateway_po.clone(),
         ..ccgate_ccmail::WriteOptions::default()
     };
-    let import = config
-        .legacy
-        .import_command
-        .clone()
-        .map(|command| ImportCommand {
-            command,
-            timeout: config.legacy.import_timeout,
-        });
+    let import = import_command(&config);
     let legacy = LegacyAgent::new(
         &config.legacy.drop_dir,
         &legacy_work,
@@ -207,6 +200,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Arc::clone(&metrics),
     )?
     .with_batch(config.legacy.import_batch);
+    let live_import = legacy.import_handle();
     tasks.spawn(legacy.run(shutdown.subscribe()));
     let ledger = Arc::new(Ledger::open(&config.data_dir.join("ledger.log"))?);
     let read = ccgate_ccmail::ReadOptions {
@@ -265,6 +259,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                         key_file = crate::reply_keys::KeyFile::of(&config);
                     }
                     live_codec.set_unknown_recipients(config.legacy.unknown_recipients);
+                    live_import.set(import_command(&config));
                     live_limits.set(
                         config.smtp.max_message_size,
                         usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX),
@@ -333,10 +328,12 @@ async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Direct
 
 /// The keys a SIGHUP puts in service at once, besides every `directory.*` key: the router's
 /// settings (held cutover mail is then routed again), what the legacy codec does with
-/// unknown names, and the two SMTP limits each new session is built with. Everything else
+/// unknown names, the import program, and the two SMTP limits each new session is built with. Everything else
 /// (listen addresses, `data_dir`, TLS files, the spool and pickup folders, what the spool and
 /// the agents are built with) needs a restart.
-pub const LIVE_KEYS: [&str; 7] = [
+pub const LIVE_KEYS: [&str; 9] = [
+    "legacy.import_command",
+    "legacy.import_timeout",
     "smtp.max_message_size",
     "smtp.max_recipients",
     "migration.cutover",
@@ -345,6 +342,18 @@ pub const LIVE_KEYS: [&str; 7] = [
     "legacy.unknown_recipients",
     "legacy.reply_tag_lifetime",
 ];
+
+/// The import program `[legacy] import_command` and `import_timeout` say, if any.
+fn import_command(config: &Config) -> Option<ImportCommand> {
+    config
+        .legacy
+        .import_command
+        .clone()
+        .map(|command| ImportCommand {
+            command,
+            timeout: config.legacy.import_timeout,
+        })
+}
 
 /// True for a key a SIGHUP applies at once.
 fn is_live(key: &str) -> bool {
@@ -361,6 +370,8 @@ fn apply_live(config: &mut Config, new: &Config) {
     config.legacy.reply_tag_lifetime_days = new.legacy.reply_tag_lifetime_days;
     config.smtp.max_message_size = new.smtp.max_message_size;
     config.smtp.max_recipients = new.smtp.max_recipients;
+    config.legacy.import_command = new.legacy.import_command.clone();
+    config.legacy.import_timeout = new.legacy.import_timeout;
 }
 
 /// SIGHUP: reads the config file again (when the gateway runs from one). A file with a problem

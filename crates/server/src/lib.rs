@@ -24,7 +24,9 @@ mod trace;
 pub use directory_routing::DirectoryRouting;
 pub use error::ServerError;
 pub use ledger::Ledger;
-pub use legacy::{DEFAULT_IMPORT_BATCH, ImportCommand, LegacyAgent, LegacyCodec, MAX_BATCH_BYTES};
+pub use legacy::{
+    DEFAULT_IMPORT_BATCH, ImportCommand, ImportHandle, LegacyAgent, LegacyCodec, MAX_BATCH_BYTES,
+};
 pub use limits::{MAX_CONNECTIONS_PER_CLIENT, MEMORY_BUDGET, Network};
 pub use listener::{LiveLimits, SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
