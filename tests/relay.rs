@@ -709,7 +709,7 @@ fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
 }
 
 // See: docs/cli.md ("SIGHUP: read the config file again and reload the directory"). The `[directory]` settings
-// apply at once; other changed keys are named and wait for a restart; a broken file is
+// (and `queue.retry`) apply at once; other changed keys are named and wait for a restart; a broken file is
 // refused whole and the gateway keeps running as it was.
 #[test]
 fn sighup_rereads_the_config_file() {
@@ -728,15 +728,19 @@ fn sighup_rereads_the_config_file() {
     let text = fs::read_to_string(&config).unwrap();
     let edited = text
         .replace("data/directory.csv", "data/directory2.csv")
-        .replace("retry = [\"1s\"]", "retry = [\"2s\"]");
+        .replace("retry = [\"1s\"]", "retry = [\"2s\"]")
+        .replace("poll_interval = \"1s\"", "poll_interval = \"2s\"");
     assert_ne!(edited, text);
     fs::write(&config, &edited).unwrap();
     relay.signal("HUP");
     wait_for("the new directory source in effect", || {
         relay.logged(&["configuration changed; in effect now", "directory.source"])
     });
-    wait_for("the restart warning for queue.retry", || {
-        relay.logged(&["takes effect at the next restart", "queue.retry"])
+    wait_for("the new retry schedule in effect", || {
+        relay.logged(&["configuration changed; in effect now", "queue.retry"])
+    });
+    wait_for("the restart warning for legacy.poll_interval", || {
+        relay.logged(&["takes effect at the next restart", "legacy.poll_interval"])
     });
     let reply = wait_for("the newcomer accepted", || {
         let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nsecond");

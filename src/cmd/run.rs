@@ -260,6 +260,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                     }
                     live_codec.set_unknown_recipients(config.legacy.unknown_recipients);
                     live_import.set(import_command(&config));
+                    spool.set_retry(super::queue::spool_options(&config).retry);
                     live_limits.set(
                         config.smtp.max_message_size,
                         usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX),
@@ -328,10 +329,13 @@ async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Direct
 
 /// The keys a SIGHUP puts in service at once, besides every `directory.*` key: the router's
 /// settings (held cutover mail is then routed again), what the legacy codec does with
-/// unknown names, the import program, and the two SMTP limits each new session is built with. Everything else
+/// unknown names, the import program, the two SMTP limits each new session is built with, and
+/// the spool's retry schedule and expiry. Everything else
 /// (listen addresses, `data_dir`, TLS files, the spool and pickup folders, what the spool and
 /// the agents are built with) needs a restart.
-pub const LIVE_KEYS: [&str; 9] = [
+pub const LIVE_KEYS: [&str; 11] = [
+    "queue.retry",
+    "queue.max_lifetime",
     "legacy.import_command",
     "legacy.import_timeout",
     "smtp.max_message_size",
@@ -372,6 +376,8 @@ fn apply_live(config: &mut Config, new: &Config) {
     config.smtp.max_recipients = new.smtp.max_recipients;
     config.legacy.import_command = new.legacy.import_command.clone();
     config.legacy.import_timeout = new.legacy.import_timeout;
+    config.queue.retry = new.queue.retry.clone();
+    config.queue.max_lifetime = new.queue.max_lifetime;
 }
 
 /// SIGHUP: reads the config file again (when the gateway runs from one). A file with a problem

@@ -1375,3 +1375,47 @@ fn submit_queues_directly_or_through_the_owner() {
     assert!(!control.join(format!("{second}.sub")).exists());
     assert!(control.join("junk.sub.bad").exists());
 }
+
+/// `set_retry` (a configuration reload): the next failure is scheduled and judged for expiry
+/// by the new schedule and lifetime.
+#[test]
+fn a_new_retry_policy_applies_to_the_next_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", Lane::Modern)],
+        t(0),
+    );
+    spool.set_retry(RetryPolicy {
+        retry: vec![Duration::from_secs(5)],
+        max_lifetime: Duration::from_secs(3600),
+    });
+    let lease = spool.lease(Lane::Modern, 1, t(0)).unwrap().remove(0);
+    let err = || DeliveryError::transient(FailureScope::Recipient, "try later");
+    spool.complete(lease, &[Err(err())], t(1)).unwrap();
+    // Due again after the new 5 s step (with its jitter), not the old first step of 60 s.
+    let again = spool.lease(Lane::Modern, 1, t(20)).unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "the new schedule's 5 s retry is due at 20 s: {:?}",
+        spool.list(&Filter::default(), t(20))
+    );
+    // A second reload shortens the lifetime to 10 s: the next failure (at 21 s) is past it,
+    // so the recipient fails and is bounced instead of being deferred.
+    spool.set_retry(RetryPolicy {
+        retry: vec![Duration::from_secs(5)],
+        max_lifetime: Duration::from_secs(10),
+    });
+    let lease = again.into_iter().next().unwrap();
+    spool.complete(lease, &[Err(err())], t(21)).unwrap();
+    let listed = spool.list(&Filter::default(), t(22));
+    assert_eq!(listed.len(), 1, "only the bounce is left: {listed:?}");
+    assert!(listed[0].bounce_of.is_some(), "{listed:?}");
+    let id: QueueId = listed[0].queue_id.parse().unwrap();
+    let bounce = spool.show(id, t(22)).unwrap();
+    let text = String::from_utf8(bounce.body).unwrap();
+    assert!(text.contains("expired after 10s"), "{text}");
+}
