@@ -128,7 +128,7 @@ impl SmtpSettings {
 struct Shared {
     settings: SmtpSettings,
     /// Each new session starts from a copy; [`LiveLimits`] replaces the limits in it.
-    session: std::sync::RwLock<SessionConfig>,
+    session: Arc<std::sync::RwLock<SessionConfig>>,
     spool: Arc<Spool>,
     routing: Arc<dyn Routing>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -161,21 +161,16 @@ impl RecipientPolicy for Policy {
 /// The session limits a configuration reload may change while the listener runs
 /// (`[smtp] max_message_size`, `max_recipients`): sessions started from then on use them,
 /// sessions already open keep theirs.
-#[derive(Clone)]
-pub struct LiveLimits(Arc<Shared>);
-
-impl std::fmt::Debug for LiveLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveLimits").finish_non_exhaustive()
-    }
-}
+/// It holds nothing else of the listener's (not the spool), so keeping it never delays the
+/// shutdown.
+#[derive(Debug, Clone)]
+pub struct LiveLimits(Arc<std::sync::RwLock<SessionConfig>>);
 
 impl LiveLimits {
     /// Puts new limits in service for new sessions (announced in their EHLO `SIZE`).
     pub fn set(&self, max_message_size: u64, max_recipients: usize) {
         let mut session = self
             .0
-            .session
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         session.limits.max_message_size = max_message_size;
@@ -228,7 +223,7 @@ impl SmtpServer {
             listeners,
             shared: Arc::new(Shared {
                 settings,
-                session: std::sync::RwLock::new(session),
+                session: Arc::new(std::sync::RwLock::new(session)),
                 spool,
                 routing,
                 tls,
@@ -241,7 +236,7 @@ impl SmtpServer {
 
     /// The handle a configuration reload changes the session limits through.
     pub fn live_limits(&self) -> LiveLimits {
-        LiveLimits(Arc::clone(&self.shared))
+        LiveLimits(Arc::clone(&self.shared.session))
     }
 
     /// The addresses actually bound (port 0 resolved).
