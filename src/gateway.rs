@@ -48,7 +48,8 @@ impl ccgate_server::LineFitter for FitLines {
 pub struct Codec {
     routing: Arc<DirectoryRouting>,
     options: ConvertOptions,
-    unknown: UnknownRecipients,
+    /// Replaced by a configuration reload ([`Codec::set_unknown_recipients`]).
+    unknown: std::sync::RwLock<UnknownRecipients>,
     /// Post offices already warned about (replies to their senders are refused).
     unlisted_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -64,16 +65,31 @@ impl Codec {
         Self {
             routing,
             options,
-            unknown,
+            unknown: std::sync::RwLock::new(unknown),
             unlisted_warned: std::sync::Mutex::default(),
         }
+    }
+
+    /// Puts a reloaded `legacy.unknown_recipients` in service for the messages read from now on.
+    pub fn set_unknown_recipients(&self, unknown: UnknownRecipients) {
+        *self
+            .unknown
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = unknown;
+    }
+
+    fn unknown_recipients(&self) -> UnknownRecipients {
+        *self
+            .unknown
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl LegacyCodec for Codec {
     fn to_legacy(&self, rfc5322: &[u8], sender: &ReversePath) -> Result<Message, String> {
-        let directory = self.routing.handle().current();
-        let map = RouterMap(Router::new(&directory, self.routing.config()));
+        let (directory, config) = (self.routing.handle().current(), self.routing.config());
+        let map = RouterMap(Router::new(&directory, &config));
         let conversion = mime_to_legacy_from(rfc5322, sender.mailbox(), &self.options, &map);
         for note in &conversion.notes {
             info!(message_id = ?conversion.message_id, note = %note, "converted for the legacy side");
@@ -88,8 +104,8 @@ impl LegacyCodec for Codec {
 
 impl PickupCodec for Codec {
     fn accept(&self, message: &Message, _raw_len: u64) -> Result<Accepted, String> {
-        let directory = self.routing.handle().current();
-        let map = RouterMap(Router::new(&directory, self.routing.config()));
+        let (directory, config) = (self.routing.handle().current(), self.routing.config());
+        let map = RouterMap(Router::new(&directory, &config));
         let mime = legacy_to_mime(message, &LegacyContext::default(), &self.options, &map)
             .map_err(|e| e.to_string())?;
         for note in &mime.notes {
@@ -131,7 +147,7 @@ impl PickupCodec for Codec {
                 // fixing the directory, or delete).
                 Err(reason) => {
                     recipients.push(rcpt.clone());
-                    match self.unknown {
+                    match self.unknown_recipients() {
                         UnknownRecipients::Bounce => {
                             warn!(message_id = %mime.message_id, to = %rcpt, reason = %reason, "legacy recipient unknown; bounced to the sender");
                             routes.push(Route::new(Lane::Unknown, rcpt.clone()));

@@ -90,6 +90,7 @@ source = "ccgate-data/directory.csv"   # or "ldap://host:port" with ldap_base, l
 
 [migration]
 cutover = "hold"                    # mail for users in state migrating: hold or legacy
+                                    # (SIGHUP applies a change, held mail included)
 
 [queue]
 retry = ["1m", "5m", "15m", "1h", "4h"]   # then the last value repeats, with jitter

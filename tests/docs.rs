@@ -144,3 +144,33 @@ fn every_command_has_its_section_in_the_cli_reference() {
         );
     }
 }
+
+/// The keys a SIGHUP applies at once (`LIVE_KEYS` in src/cmd/run.rs, and every `directory.*`
+/// key) are the ones docs/configuration.md marks `live`; every other key says `restart`.
+#[test]
+fn the_sighup_column_matches_what_a_reload_applies() {
+    const LIVE: [&str; 11] = [
+        "queue.retry",
+        "queue.max_lifetime",
+        "legacy.import_command",
+        "legacy.import_timeout",
+        "smtp.max_message_size",
+        "smtp.max_recipients",
+        "migration.cutover",
+        "legacy.post_offices",
+        "legacy.smtp_bulletin_boards",
+        "legacy.unknown_recipients",
+        "legacy.reply_tag_lifetime",
+    ];
+    let text = doc("configuration.md");
+    for line in text.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let key = cells[0].trim_start_matches("| `").trim_end_matches('`');
+        let want = if key.starts_with("directory.") || LIVE.contains(&key) {
+            "live"
+        } else {
+            "restart"
+        };
+        assert_eq!(cells[2], want, "docs/configuration.md, key {key}: {line}");
+    }
+}

@@ -401,6 +401,142 @@ fn mail_for_a_user_being_migrated_is_held_then_released() {
     );
 }
 
+// SIGHUP reloads the router's settings too: mail held for a user being migrated goes to the
+// legacy post office once `[migration] cutover` says "legacy"; new sessions get new
+// `max_message_size` and `max_recipients`; a key the listener is built with
+// (`smtp.hostname`) still waits for a restart, and says so.
+#[test]
+fn sighup_applies_a_changed_cutover_to_held_mail() {
+    let relay = Relay::start_with("", "[migration]\ncutover = \"hold\"\n");
+    let reply = relay.send(
+        "alice@example.org",
+        "pat.lee@legacy.example.com",
+        "Subject: during the move\n\nto the old mailbox after all",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    wait_for("the message held in the cutover lane", || {
+        let listed = relay.queue_list();
+        (listed.contains("cutover") && listed.contains("held")).then_some(listed)
+    });
+    assert!(relay.imports().is_empty());
+    let config = relay.dir.path().join("ccgate.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let edited = text
+        .replace("cutover = \"hold\"", "cutover = \"legacy\"")
+        .replace(
+            "hostname = \"gw.test\"",
+            "hostname = \"gw2.test\"\nmax_message_size = 500000\nmax_recipients = 1",
+        );
+    assert_ne!(edited, text);
+    fs::write(&config, &edited).unwrap();
+    relay.signal("HUP");
+    wait_for("the new SMTP limits in effect", || {
+        relay.logged(&[
+            "configuration changed; in effect now",
+            "smtp.max_recipients",
+        ])
+    });
+    // New sessions get the new limits: SIZE in EHLO, and a second recipient is refused.
+    let mut c = RawSmtp::open(&relay.smtp);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(
+        ehlo.lines.iter().any(|l| l.contains("SIZE 500000")),
+        "{:?}",
+        ehlo.lines
+    );
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<john.smith@legacy.example.com>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<jane.doe@legacy.example.com>").code, 452);
+    assert_eq!(c.cmd("QUIT").code, 221);
+    wait_for("the new cutover in effect", || {
+        relay.logged(&["configuration changed; in effect now", "migration.cutover"])
+    });
+    wait_for("the restart warning for smtp.hostname", || {
+        relay.logged(&["takes effect at the next restart", "smtp.hostname"])
+    });
+    let import = wait_for("the held message as an import file", || {
+        relay.imports().into_iter().find(|p| {
+            fs::read_to_string(p).is_ok_and(|t| t.contains("to the old mailbox after all"))
+        })
+    });
+    let text = fs::read_to_string(&import).unwrap();
+    assert_eq!(header(&text, "To"), ["Lee, Pat at HQ"], "{text}");
+    assert!(
+        relay.logged(&["in effect now", "smtp.hostname"]).is_none(),
+        "smtp.hostname must not be applied live"
+    );
+    // New mail for Pat now goes straight to the legacy side too.
+    let reply = relay.send(
+        "alice@example.org",
+        "pat.lee@legacy.example.com",
+        "Subject: after the reload\n\nstraight to legacy",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    wait_for("the new message as an import file", || {
+        relay
+            .imports()
+            .into_iter()
+            .find(|p| fs::read_to_string(p).is_ok_and(|t| t.contains("straight to legacy")))
+    });
+}
+
+// SIGHUP puts a new `import_command` in service for the import files written from then on.
+#[test]
+fn sighup_applies_a_new_import_command() {
+    let relay = Relay::start("");
+    let script_dir = tempfile::tempdir().unwrap();
+    let marker = script_dir.path().join("imported.txt");
+    let script = script_dir.path().join("import.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nbasename \"$1\" >> '{}'\nexit 0\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let _ = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    let config = relay.dir.path().join("ccgate.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let edited = text.replace(
+        "poll_interval = \"1s\"",
+        &format!(
+            "poll_interval = \"1s\"\nimport_command = \"{}\"\nimport_timeout = \"10s\"",
+            script.display()
+        ),
+    );
+    assert_ne!(edited, text);
+    fs::write(&config, &edited).unwrap();
+    relay.signal("HUP");
+    wait_for("the import command in effect", || {
+        relay.logged(&[
+            "configuration changed; in effect now",
+            "legacy.import_command",
+        ])
+    });
+    let reply = relay.send(
+        "alice@example.org",
+        "john.smith@legacy.example.com",
+        "Subject: imported\n\nthrough the new import command",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let ran = wait_for("the import command run on the new file", || {
+        fs::read_to_string(&marker)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    });
+    let name = ran.lines().next().unwrap().trim().to_owned();
+    let imported = relay.data().join("legacy/imported").join(&name);
+    assert!(
+        fs::read_to_string(&imported).is_ok_and(|t| t.contains("through the new import command")),
+        "{}",
+        imported.display()
+    );
+}
+
 // See: issue 6 ("a poisoned import does not stall the others"; KB Q232687, Q223772).
 #[test]
 fn a_poisoned_import_does_not_stall_the_others() {
@@ -613,7 +749,7 @@ fn a_legacy_recipient_nobody_has_gets_the_sender_a_non_delivery_report() {
 }
 
 // See: docs/cli.md ("SIGHUP: read the config file again and reload the directory"). The `[directory]` settings
-// apply at once; other changed keys are named and wait for a restart; a broken file is
+// (and `queue.retry`) apply at once; other changed keys are named and wait for a restart; a broken file is
 // refused whole and the gateway keeps running as it was.
 #[test]
 fn sighup_rereads_the_config_file() {
@@ -632,15 +768,19 @@ fn sighup_rereads_the_config_file() {
     let text = fs::read_to_string(&config).unwrap();
     let edited = text
         .replace("data/directory.csv", "data/directory2.csv")
-        .replace("retry = [\"1s\"]", "retry = [\"2s\"]");
+        .replace("retry = [\"1s\"]", "retry = [\"2s\"]")
+        .replace("poll_interval = \"1s\"", "poll_interval = \"2s\"");
     assert_ne!(edited, text);
     fs::write(&config, &edited).unwrap();
     relay.signal("HUP");
     wait_for("the new directory source in effect", || {
         relay.logged(&["configuration changed; in effect now", "directory.source"])
     });
-    wait_for("the restart warning for queue.retry", || {
-        relay.logged(&["takes effect at the next restart", "queue.retry"])
+    wait_for("the new retry schedule in effect", || {
+        relay.logged(&["configuration changed; in effect now", "queue.retry"])
+    });
+    wait_for("the restart warning for legacy.poll_interval", || {
+        relay.logged(&["takes effect at the next restart", "legacy.poll_interval"])
     });
     let reply = wait_for("the newcomer accepted", || {
         let reply = relay.send("alice@example.org", newcomer, "Subject: hi\n\nsecond");

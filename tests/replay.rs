@@ -381,3 +381,123 @@ fn replay_says_which_legacy_recipients_will_be_bounced() {
         "{stdout}"
     );
 }
+
+/// John (a directory user, on the legacy side) wrote to the Internet; the mail got stuck.
+const OUTBOUND: &str = "Return-Path: <john.smith@legacy.example.com>\nFrom: John Smith \
+<john.smith@legacy.example.com>\nTo: bob@example.net\nMessage-ID: <outbound-1@legacy.example.com>\n\
+Subject: stuck outbound\n\nhello Bob\n";
+
+/// Someone outside writes to someone outside: replaying it would be relaying.
+const FOREIGN: &str = "Return-Path: <mallory@example.org>\nFrom: mallory@example.org\n\
+To: victim@example.net\nMessage-ID: <foreign-1@example.org>\nSubject: relay me\n\nspam\n";
+
+// Replay is the administrator's own submission (Postfix trusts its sendmail and pickup the same
+// way): our user's mail to an outside address goes to the modern next hop, as legacy-origin
+// mail to such an address does; a foreign sender's mail to an outside address stays refused.
+#[test]
+fn replay_sends_our_users_outbound_mail_to_the_next_hop_and_refuses_relaying_for_others() {
+    let setup = Setup::new("127.0.0.1:0");
+    let outbound = setup.write("outbound.eml", OUTBOUND);
+    let foreign = setup.write("foreign.eml", FOREIGN);
+
+    let (code, stdout, stderr) = setup.replay(&[Path::new("--dry-run"), &outbound]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("bob@example.net -> modern bob@example.net"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = setup.replay(&[&outbound, &foreign]);
+    assert_eq!(
+        code,
+        Some(1),
+        "the foreign message is refused\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("outbound.eml: queued as ") && stdout.contains("to 1 recipient(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("foreign.eml: refused: <foreign-1@example.org>: victim@example.net (554 5.7.1 relay access denied: neither the sender mallory@example.org nor the recipient is ours"),
+        "{stdout}"
+    );
+    assert_eq!(
+        routes(&setup.queue()),
+        vec![(
+            "john.smith@legacy.example.com".to_owned(),
+            vec![route("bob@example.net", "bob@example.net", "modern")]
+        )]
+    );
+    // Delivered by a gateway started afterwards: into the modern next hop (the Maildir here).
+    let _gateway = Running::start(&setup);
+    let maildir = setup.path("data/modern/new");
+    let delivered = wait_for(Duration::from_secs(20), || {
+        let entry = fs::read_dir(&maildir).ok()?.next()?.ok()?;
+        fs::read_to_string(entry.path()).ok()
+    })
+    .unwrap_or_else(|| panic!("the outbound message was not delivered"));
+    assert!(
+        delivered.contains("Delivered-To: bob@example.net") && delivered.contains("hello Bob"),
+        "{delivered}"
+    );
+}
+
+// Next to a running gateway, our users' outbound mail cannot go through its SMTP listener
+// (which relays for nobody): replay hands it to the gateway's spool through the control folder,
+// and the gateway delivers it to the next hop; foreign mail is refused as relaying, as without
+// a gateway; a second replay queues nothing.
+#[test]
+fn replay_next_to_a_running_gateway_hands_outbound_mail_to_its_spool() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let setup = Setup::new(&format!("127.0.0.1:{port}"));
+    let _gateway = Running::start(&setup);
+    let outbound = setup.write("outbound.eml", OUTBOUND);
+    let foreign = setup.write("foreign.eml", FOREIGN);
+    let (code, stdout, stderr) = setup.replay(&[&outbound, &foreign]);
+    assert_eq!(
+        code,
+        Some(1),
+        "the foreign message is refused\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("outbound.eml: queued as ") && stdout.contains("to 1 recipient(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("foreign.eml: refused: <foreign-1@example.org>: victim@example.net (554 5.7.1 relay access denied: neither the sender"),
+        "{stdout}"
+    );
+    let maildir = setup.path("data/modern/new");
+    let delivered = wait_for(Duration::from_secs(20), || {
+        let entry = fs::read_dir(&maildir).ok()?.next()?.ok()?;
+        fs::read_to_string(entry.path()).ok()
+    })
+    .unwrap_or_else(|| panic!("the outbound message was not delivered"));
+    assert!(
+        delivered.contains("Delivered-To: bob@example.net") && delivered.contains("hello Bob"),
+        "{delivered}"
+    );
+    // The control folder is left empty, and a second replay queues nothing.
+    let control = setup.path("data/queue/control");
+    assert!(control.is_dir(), "{}", control.display());
+    let leftovers = || {
+        fs::read_dir(&control).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".sub") || name.ends_with(".msg")
+                })
+                .count()
+        })
+    };
+    wait_for(Duration::from_secs(20), || (leftovers() == 0).then_some(()))
+        .unwrap_or_else(|| panic!("the submission was left in {}", control.display()));
+    let (code, stdout, stderr) = setup.replay(&[&outbound]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("already replayed"), "{stdout}");
+    assert_eq!(fs::read_dir(&maildir).unwrap().count(), 1);
+}

@@ -1329,3 +1329,66 @@ fn large_messages_are_streamed_to_the_spool_and_delivered_intact() {
         "{story}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// What a default Postfix accepts in the dialogue
+
+/// A default Postfix (`postconf -d` on Postfix 3.7: `smtpd_helo_required = no`,
+/// `strict_rfc821_envelopes = no`) takes MAIL before any HELO/EHLO and addresses without angle
+/// brackets; old scripts and appliances rely on both. The gateway does too, and still refuses
+/// the relay tricks and foreign recipients in that form.
+#[test]
+fn mail_without_helo_and_paths_without_brackets_are_accepted_like_postfix() {
+    let gw = Gateway::start("");
+    let tok = token("nobrackets");
+    let alice = modern("alice");
+    let carol = modern("carol");
+    let mut c = RawSmtp::open(&gw.addr());
+    // No HELO/EHLO at all.
+    let mail = c.cmd("MAIL FROM:sender@client.test");
+    assert_eq!(mail.code, 250, "{:?}", mail.first());
+    let r = c.cmd("RCPT TO:victim@elsewhere.test");
+    assert_eq!(
+        (r.code, r.first().contains("5.7.1")),
+        (554, true),
+        "{:?}",
+        r.first()
+    );
+    let r = c.cmd(&format!("RCPT TO:victim%elsewhere.test@{MODERN_DOMAIN}"));
+    assert_eq!(
+        (r.code, r.first().contains("5.7.1")),
+        (553, true),
+        "{:?}",
+        r.first()
+    );
+    let r = c.cmd(&format!("RCPT TO:nobody-{tok}@{MODERN_DOMAIN}"));
+    assert_eq!(
+        (r.code, r.first().contains("5.1.1")),
+        (550, true),
+        "{:?}",
+        r.first()
+    );
+    assert_eq!(c.cmd(&format!("RCPT TO:{alice}")).code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO: {carol}")).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let end = c.cmd(&format!("Subject: {tok}\r\n\r\nno hello\r\n."));
+    let id = end
+        .queued_id()
+        .unwrap_or_else(|| panic!("not queued: {:?}", end.first()));
+    assert_eq!(c.cmd("QUIT").code, 221);
+    let msg = gw.wait_delivered_id(&id, DELIVERY);
+    assert_eq!(msg.delivered_to(), vec![alice, carol], "{}", msg.text());
+    assert!(msg.text().contains(&tok), "{}", msg.text());
+    assert!(
+        msg.text().contains("Return-Path: <sender@client.test>"),
+        "{}",
+        msg.text()
+    );
+    // Postfix names a client that sent no HELO `unknown` in its Received: header.
+    let received = msg.received().expect("a Received: header");
+    assert!(
+        received.starts_with("Received: from unknown ("),
+        "{received}"
+    );
+    assert!(received.contains(" with SMTP id "), "{received}");
+}

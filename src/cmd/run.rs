@@ -3,8 +3,9 @@
 //! Opens the spool (recovering what a crash left), binds the SMTP listener, starts the delivery
 //! agents and the spool's housekeeping, and prints where everything is. SIGTERM or SIGINT: stop
 //! accepting, let open transactions finish within the grace period, finish deliveries in hand,
-//! close the spool, exit 0. SIGHUP: read the config again (the `[directory]` settings apply
-//! at once, other changes at the next restart) and reload the directory.
+//! close the spool, exit 0. SIGHUP: read the config again (the `[directory]` settings, the
+//! router's settings and two SMTP limits apply at once, see [`LIVE_KEYS`]; other changes at the
+//! next restart) and reload the directory.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -70,7 +71,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     metrics.directory_loaded(Ok(directory.len() as u64));
     let handle = Arc::new(DirectoryHandle::new(directory));
     // Reply tags: the key is made on first run and rotated when due (reply_keys.rs).
-    let key_file = crate::reply_keys::KeyFile::of(&config);
+    let mut key_file = crate::reply_keys::KeyFile::of(&config);
     let reply_tags = key_file.open_or_create(&config)?;
     key_file.rotate_if_due(&reply_tags, SystemTime::now())?;
     info!(file = %key_file.path().display(), lifetime_days = reply_tags.lifetime_days(), "reply-tag keys");
@@ -131,6 +132,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let smtp_addrs = server.local_addrs();
+    let live_limits = server.live_limits();
     tasks.spawn(server.serve(shutdown.subscribe()));
     tasks.spawn(admin.serve(shutdown.subscribe()));
     tasks.spawn(housekeeping(
@@ -172,6 +174,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         super::convert::options(&config),
         config.legacy.unknown_recipients,
     ));
+    let live_codec = Arc::clone(&codec);
     let refuse = RefuseAgent::new(Arc::clone(&spool), Arc::clone(&metrics));
     tasks.spawn(refuse.run(shutdown.subscribe()));
     let suppress = ccgate_server::SuppressAgent::new(Arc::clone(&spool), Arc::clone(&metrics));
@@ -186,14 +189,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         gateway_po: config.legacy.gateway_po.clone(),
         ..ccgate_ccmail::WriteOptions::default()
     };
-    let import = config
-        .legacy
-        .import_command
-        .clone()
-        .map(|command| ImportCommand {
-            command,
-            timeout: config.legacy.import_timeout,
-        });
+    let import = import_command(&config);
     let legacy = LegacyAgent::new(
         &config.legacy.drop_dir,
         &legacy_work,
@@ -204,6 +200,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Arc::clone(&metrics),
     )?
     .with_batch(config.legacy.import_batch);
+    let live_import = legacy.import_handle();
     tasks.spawn(legacy.run(shutdown.subscribe()));
     let ledger = Arc::new(Ledger::open(&config.data_dir.join("ledger.log"))?);
     let read = ccgate_ccmail::ReadOptions {
@@ -245,17 +242,43 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration and the directory");
-                if let Some(directory) = reread_config(&config) {
-                    let new_interval = directory.reload_interval != config.directory.reload_interval;
-                    config.directory = directory;
-                    shared_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner).directory = config.directory.clone();
+                let mut router_changed = false;
+                if let Some(new) = reread_config(&config) {
+                    let new_interval = new.directory.reload_interval != config.directory.reload_interval;
+                    let before = directory_source::router_config(&config);
+                    apply_live(&mut config, &new);
+                    apply_live(&mut shared_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner), &new);
+                    let mut router_config = directory_source::router_config(&config);
+                    let lifetime = directory_routing.config().reply_tags.as_ref().map(ccgate_router::ReplyTags::lifetime_days);
+                    router_changed = router_config != before
+                        || lifetime != Some(config.legacy.reply_tag_lifetime_days);
+                    if router_changed {
+                        router_config.reply_tags =
+                            Some(reply_tags.with_lifetime(config.legacy.reply_tag_lifetime_days));
+                        directory_routing.set_config(router_config);
+                        key_file = crate::reply_keys::KeyFile::of(&config);
+                    }
+                    live_codec.set_unknown_recipients(config.legacy.unknown_recipients);
+                    live_import.set(import_command(&config));
+                    spool.set_retry(super::queue::spool_options(&config).retry);
+                    live_limits.set(
+                        config.smtp.max_message_size,
+                        usize::try_from(config.smtp.max_recipients).unwrap_or(usize::MAX),
+                    );
                     if new_interval {
                         reload_timer = timer(&config);
                     }
                 }
+                let released = reload(&config, &directory_routing, &spool, &metrics).await;
+                if router_changed && !released {
+                    // The directory did not reload, but the router's settings changed: held
+                    // cutover mail goes where they now say.
+                    release(&directory_routing, &spool).await;
+                }
+            }
+            _ = reload_timer.tick() => {
                 reload(&config, &directory_routing, &spool, &metrics).await;
             }
-            _ = reload_timer.tick() => reload(&config, &directory_routing, &spool, &metrics).await,
             _ = key_timer.tick() => {
                 if let Err(e) = key_file.rotate_if_due(&reply_tags, SystemTime::now()) {
                     warn!(error = %format!("{e:#}"), "reply-tag key rotation failed; the keys in service stay");
@@ -304,13 +327,66 @@ async fn load_directory(config: &Config) -> anyhow::Result<ccgate_router::Direct
     }
 }
 
+/// The keys a SIGHUP puts in service at once, besides every `directory.*` key: the router's
+/// settings (held cutover mail is then routed again), what the legacy codec does with
+/// unknown names, the import program, the two SMTP limits each new session is built with, and
+/// the spool's retry schedule and expiry. Everything else
+/// (listen addresses, `data_dir`, TLS files, the spool and pickup folders, what the spool and
+/// the agents are built with) needs a restart.
+pub const LIVE_KEYS: [&str; 11] = [
+    "queue.retry",
+    "queue.max_lifetime",
+    "legacy.import_command",
+    "legacy.import_timeout",
+    "smtp.max_message_size",
+    "smtp.max_recipients",
+    "migration.cutover",
+    "legacy.post_offices",
+    "legacy.smtp_bulletin_boards",
+    "legacy.unknown_recipients",
+    "legacy.reply_tag_lifetime",
+];
+
+/// The import program `[legacy] import_command` and `import_timeout` say, if any.
+fn import_command(config: &Config) -> Option<ImportCommand> {
+    config
+        .legacy
+        .import_command
+        .clone()
+        .map(|command| ImportCommand {
+            command,
+            timeout: config.legacy.import_timeout,
+        })
+}
+
+/// True for a key a SIGHUP applies at once.
+fn is_live(key: &str) -> bool {
+    key.starts_with("directory.") || LIVE_KEYS.contains(&key)
+}
+
+/// Copies the keys a SIGHUP applies at once ([`LIVE_KEYS`] and `[directory]`) from `new`.
+fn apply_live(config: &mut Config, new: &Config) {
+    config.directory = new.directory.clone();
+    config.cutover = new.cutover;
+    config.legacy.post_offices = new.legacy.post_offices.clone();
+    config.legacy.smtp_bulletin_boards = new.legacy.smtp_bulletin_boards.clone();
+    config.legacy.unknown_recipients = new.legacy.unknown_recipients;
+    config.legacy.reply_tag_lifetime_days = new.legacy.reply_tag_lifetime_days;
+    config.smtp.max_message_size = new.smtp.max_message_size;
+    config.smtp.max_recipients = new.smtp.max_recipients;
+    config.legacy.import_command = new.legacy.import_command.clone();
+    config.legacy.import_timeout = new.legacy.import_timeout;
+    config.queue.retry = new.queue.retry.clone();
+    config.queue.max_lifetime = new.queue.max_lifetime;
+}
+
 /// SIGHUP: reads the config file again (when the gateway runs from one). A file with a problem
 /// is refused whole, with the reason, and the running configuration stays. Otherwise the
-/// `[directory]` settings take effect now (the reload that follows uses them); every other
-/// changed key is named in a warning and takes effect at the next restart, because the
-/// listeners, the spool and the agents are built once at start (as Postfix needs a restart
-/// for `inet_interfaces`). Until then each SIGHUP names them again.
-fn reread_config(current: &Config) -> Option<crate::config::DirectoryConfig> {
+/// `[directory]` settings and the [`LIVE_KEYS`] take effect now (the reload that follows uses
+/// them); every other changed key is named in a warning and takes effect at the next restart,
+/// because the listeners, the spool and the agents are built once at start (as Postfix needs
+/// a restart for `inet_interfaces`). Until then each SIGHUP names them again.
+fn reread_config(current: &Config) -> Option<Config> {
     let path = current.source.as_deref()?;
     let new = match Config::load(Some(path)) {
         Ok(new) => new,
@@ -320,23 +396,35 @@ fn reread_config(current: &Config) -> Option<crate::config::DirectoryConfig> {
         }
     };
     for key in current.changed_keys(&new) {
-        if key.starts_with("directory.") {
+        if is_live(&key) {
             info!(key = %key, "configuration changed; in effect now");
         } else {
             warn!(key = %key, "configuration changed; takes effect at the next restart");
         }
     }
-    Some(new.directory)
+    Some(new)
+}
+
+/// Routes held cutover mail again with the directory and settings in service.
+async fn release(routing: &Arc<DirectoryRouting>, spool: &Arc<Spool>) {
+    let (spool, routing) = (Arc::clone(spool), Arc::clone(routing));
+    match tokio::task::spawn_blocking(move || routing.release(&spool)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => info!(messages = n, "held cutover mail routed again"),
+        Ok(Err(e)) => warn!(error = %e, "cannot release held cutover mail"),
+        Err(e) => warn!(error = %e, "release task failed"),
+    }
 }
 
 /// SIGHUP or the reload interval: a new directory replaces the old one whole; a bad one
-/// leaves the old one in service. Held cutover mail is then routed again.
+/// leaves the old one in service. Held cutover mail is then routed again. True when the
+/// directory was replaced (and held mail released).
 async fn reload(
     config: &Config,
     routing: &Arc<DirectoryRouting>,
     spool: &Arc<Spool>,
     metrics: &Arc<Metrics>,
-) {
+) -> bool {
     let cfg = config.clone();
     match tokio::task::spawn_blocking(move || directory_source::load(&cfg)).await {
         Ok(Ok(Ok(directory))) if directory.is_empty() && !routing.handle().current().is_empty() => {
@@ -353,13 +441,8 @@ async fn reload(
             routing.handle().swap(directory);
             metrics.directory_loaded(Ok(entries as u64));
             info!(entries, "directory reloaded");
-            let (spool, routing) = (Arc::clone(spool), Arc::clone(routing));
-            match tokio::task::spawn_blocking(move || routing.release(&spool)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => info!(messages = n, "held cutover mail routed again"),
-                Ok(Err(e)) => warn!(error = %e, "cannot release held cutover mail"),
-                Err(e) => warn!(error = %e, "release task failed"),
-            }
+            release(routing, spool).await;
+            return true;
         }
         Ok(Ok(Err(invalid))) => {
             metrics.directory_loaded(Err(()));
@@ -371,6 +454,7 @@ async fn reload(
         }
         Err(e) => warn!(error = %e, "directory reload task failed"),
     }
+    false
 }
 
 /// The spool's periodic duties: lease timeouts, admin requests from `ccgate queue`, bounces,

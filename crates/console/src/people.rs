@@ -161,7 +161,8 @@ pub async fn person(
                         "{wanted:?}: nobody in the directory has this name or address"
                     ))
                 })?;
-            let router = Router::new(&directory, c.parts.routing.config());
+            let router_config = c.parts.routing.config();
+            let router = Router::new(&directory, &router_config);
             let mut routes = Vec::new();
             let mut addresses = Vec::new();
             for proxy in entry.proxies() {

@@ -27,7 +27,7 @@ pub use bounce::{
     suppressed_reason, suppression,
 };
 pub use clock::now;
-pub use control::{Via, admin_request};
+pub use control::{Via, admin_request, submit};
 pub use error::{QueueError, Result};
 pub use outcome::{DeliveryError, DeliveryResult, FailureScope, Severity, StatusCode};
 pub use record::{AdminAction, MAX_BODY_LEN, MAX_RECORD_LEN, MAX_REPLY_TEXT, RcptState};

@@ -230,6 +230,9 @@ pub struct Spool {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     options: SpoolOptions,
+    /// `options.retry` as in service: a configuration reload replaces it
+    /// ([`Spool::set_retry`]).
+    retry: std::sync::RwLock<Arc<RetryPolicy>>,
     report: RecoveryReport,
     wakers: Wakers,
     _lock: File,
@@ -497,6 +500,7 @@ impl Spool {
         let mut spool = Self {
             shared,
             writer: Some(writer),
+            retry: std::sync::RwLock::new(Arc::new(options.retry.clone())),
             options,
             report,
             wakers: Wakers::default(),
@@ -545,6 +549,24 @@ impl Spool {
     ) -> Result<QueueId> {
         let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
         self.enqueue_inner(None, envelope, routes, body, now)
+    }
+
+    /// Puts a new retry schedule and expiry (`[queue] retry`, `max_lifetime`) in service: the
+    /// next failure of each recipient is scheduled by it, and expiry is judged by it from now
+    /// on. Retries already scheduled keep their time.
+    pub fn set_retry(&self, retry: RetryPolicy) {
+        *self
+            .retry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(retry);
+    }
+
+    /// The retry schedule and expiry in service.
+    fn retry(&self) -> Arc<RetryPolicy> {
+        self.retry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// [`Spool::enqueue`] under an id the caller chose (with [`QueueId::generate`]), so that the
@@ -990,11 +1012,8 @@ impl Spool {
         // Expired without an attempt only when every due recipient was tried before: as in
         // Postfix, a message is given up after a failed attempt, never before its first one
         // (mail released from a hold, or long in a dead lane, is tried once).
-        if schedule::is_expired(
-            msg.lifetime_from_ms,
-            now_ms,
-            self.options.retry.max_lifetime,
-        ) && tried_before(msg, &due)
+        if schedule::is_expired(msg.lifetime_from_ms, now_ms, self.retry().max_lifetime)
+            && tried_before(msg, &due)
         {
             let rec = self.expiry_outcome(id, msg, &due, now_ms);
             apply_now(state, records, rec);
@@ -1115,11 +1134,8 @@ impl Spool {
             if due_idx.is_empty() {
                 continue;
             }
-            if schedule::is_expired(
-                msg.lifetime_from_ms,
-                now_ms,
-                self.options.retry.max_lifetime,
-            ) && tried_before(msg, &due_idx)
+            if schedule::is_expired(msg.lifetime_from_ms, now_ms, self.retry().max_lifetime)
+                && tried_before(msg, &due_idx)
             {
                 let rec = self.expiry_outcome(id, msg, &due_idx, now_ms);
                 apply_now(state, records, rec);
@@ -1145,7 +1161,7 @@ impl Spool {
         idxs: &[u16],
         now_ms: u64,
     ) -> Record {
-        let lifetime = ccgate_core::format_duration(self.options.retry.max_lifetime);
+        let lifetime = ccgate_core::format_duration(self.retry().max_lifetime);
         let results = idxs
             .iter()
             .map(|idx| {
@@ -1361,11 +1377,11 @@ impl Spool {
                         } else if schedule::is_expired(
                             msg.lifetime_from_ms,
                             now_ms,
-                            self.options.retry.max_lifetime,
+                            self.retry().max_lifetime,
                         ) {
                             let text = format!(
                                 "message expired after {} in the queue; last error: {}",
-                                ccgate_core::format_duration(self.options.retry.max_lifetime),
+                                ccgate_core::format_duration(self.retry().max_lifetime),
                                 e.text()
                             );
                             (ResultKind::Failed, Some(error(e, text)))
@@ -1374,7 +1390,7 @@ impl Spool {
                             let next_ms = schedule::next_attempt_ms(
                                 now_ms,
                                 msg.lifetime_from_ms,
-                                &self.options.retry,
+                                &self.retry(),
                                 failures,
                                 jitter_seed(lease.queue_id, leased.index, failures),
                             );
@@ -1768,7 +1784,7 @@ impl Spool {
                     next_ms: schedule::next_attempt_ms(
                         now_ms,
                         msg.lifetime_from_ms,
-                        &self.options.retry,
+                        &self.retry(),
                         failures,
                         jitter_seed(id, 0, failures),
                     ),

@@ -1318,6 +1318,108 @@ fn outcomes_of_a_pass_recorded_together_are_as_if_recorded_one_by_one() {
     assert_eq!(spool.unrouted(10).len(), 1, "the bounce");
 }
 
+/// `submit`: with nobody owning the spool the message is queued at once; next to an owner it
+/// waits in the control folder, durable, until the owner's tick queues it under the same id
+/// (and a submission left behind by a crash after queueing is only cleaned up).
+#[test]
+fn submit_queues_directly_or_through_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = Envelope {
+        sender: ReversePath::Mailbox(addr("john@legacy.example.com")),
+        recipients: vec![addr("bob@example.net")],
+    };
+    let routes = vec![Route::new(Lane::Modern, addr("bob@example.net"))];
+    let first = QueueId::generate();
+    let via =
+        ccgate_queue::submit(dir.path(), &options(), first, &envelope, &routes, &body(1)).unwrap();
+    assert_eq!(via, ccgate_queue::Via::Direct);
+
+    let owner = open(dir.path());
+    assert_eq!(owner.list(&Filter::default(), t(0)).len(), 1);
+    let second = QueueId::generate();
+    let via =
+        ccgate_queue::submit(dir.path(), &options(), second, &envelope, &routes, &body(2)).unwrap();
+    assert_eq!(via, ccgate_queue::Via::Owner);
+    let control = dir.path().join("control");
+    assert!(control.join(format!("{second}.sub")).is_file());
+    assert!(control.join(format!("{second}.msg")).is_file());
+    assert_eq!(
+        owner.list(&Filter::default(), t(0)).len(),
+        1,
+        "not before the tick"
+    );
+    owner.tick(t(1)).unwrap();
+    let ids: Vec<String> = owner
+        .list(&Filter::default(), t(1))
+        .into_iter()
+        .map(|m| m.queue_id)
+        .collect();
+    assert!(ids.contains(&second.to_string()), "{ids:?}");
+    assert_eq!(ids.len(), 2);
+    assert!(!control.join(format!("{second}.sub")).exists());
+    assert!(!control.join(format!("{second}.msg")).exists());
+    let detail = owner.show(second, t(1)).unwrap();
+    assert_eq!(detail.info.sender, "john@legacy.example.com");
+
+    // Left behind after it was queued (a crash before the files went): cleaned up, not queued
+    // twice. A submission that cannot be read is set aside.
+    std::fs::write(control.join(format!("{second}.msg")), body(2)).unwrap();
+    std::fs::write(
+        control.join(format!("{second}.sub")),
+        r#"{"sender":"john@legacy.example.com","recipients":[{"address":"bob@example.net","destination":"modern","deliver_to":"bob@example.net","hold":false}]}"#,
+    )
+    .unwrap();
+    std::fs::write(control.join("junk.sub"), "not json").unwrap();
+    owner.tick(t(2)).unwrap();
+    assert_eq!(owner.list(&Filter::default(), t(2)).len(), 2);
+    assert!(!control.join(format!("{second}.sub")).exists());
+    assert!(control.join("junk.sub.bad").exists());
+}
+
+/// `set_retry` (a configuration reload): the next failure is scheduled and judged for expiry
+/// by the new schedule and lifetime.
+#[test]
+fn a_new_retry_policy_applies_to_the_next_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    enqueue(
+        &spool,
+        "a@example.com",
+        &[("b@example.com", Lane::Modern)],
+        t(0),
+    );
+    spool.set_retry(RetryPolicy {
+        retry: vec![Duration::from_secs(5)],
+        max_lifetime: Duration::from_secs(3600),
+    });
+    let lease = spool.lease(Lane::Modern, 1, t(0)).unwrap().remove(0);
+    let err = || DeliveryError::transient(FailureScope::Recipient, "try later");
+    spool.complete(lease, &[Err(err())], t(1)).unwrap();
+    // Due again after the new 5 s step (with its jitter), not the old first step of 60 s.
+    let again = spool.lease(Lane::Modern, 1, t(20)).unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "the new schedule's 5 s retry is due at 20 s: {:?}",
+        spool.list(&Filter::default(), t(20))
+    );
+    // A second reload shortens the lifetime to 10 s: the next failure (at 21 s) is past it,
+    // so the recipient fails and is bounced instead of being deferred.
+    spool.set_retry(RetryPolicy {
+        retry: vec![Duration::from_secs(5)],
+        max_lifetime: Duration::from_secs(10),
+    });
+    let lease = again.into_iter().next().unwrap();
+    spool.complete(lease, &[Err(err())], t(21)).unwrap();
+    let listed = spool.list(&Filter::default(), t(22));
+    assert_eq!(listed.len(), 1, "only the bounce is left: {listed:?}");
+    assert!(listed[0].bounce_of.is_some(), "{listed:?}");
+    let id: QueueId = listed[0].queue_id.parse().unwrap();
+    let bounce = spool.show(id, t(22)).unwrap();
+    let text = String::from_utf8(bounce.body).unwrap();
+    assert!(text.contains("expired after 10s"), "{text}");
+}
+
 #[test]
 fn a_corrupt_body_is_set_aside_at_once_not_retried_until_it_bounces() {
     let dir = tempfile::tempdir().unwrap();

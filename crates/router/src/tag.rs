@@ -110,6 +110,15 @@ impl ReplyTags {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
     }
 
+    /// The same keys (shared with `self`, rotations included) with another lifetime: a
+    /// configuration reload of the lifetime.
+    pub fn with_lifetime(&self, lifetime_days: u16) -> Self {
+        Self {
+            keys: Arc::clone(&self.keys),
+            lifetime_days: lifetime_days.clamp(1, MAX_LIFETIME_DAYS),
+        }
+    }
+
     /// How many days a tag stays valid.
     pub fn lifetime_days(&self) -> u16 {
         self.lifetime_days

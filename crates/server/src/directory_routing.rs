@@ -13,7 +13,7 @@
 //! - Mail already accepted (bounces, requeued mail) to an address outside our domains goes to the
 //!   modern next hop, which relays it.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use ccgate_core::{EmailAddress, Lane, ReversePath};
 use ccgate_queue::{AdminAction, AdminRequest, Filter, Route, Spool};
@@ -27,13 +27,24 @@ use crate::routing::Routing;
 #[derive(Debug)]
 pub struct DirectoryRouting {
     handle: Arc<DirectoryHandle>,
-    config: RouterConfig,
+    /// Replaced whole by a configuration reload ([`DirectoryRouting::set_config`]).
+    config: RwLock<Arc<RouterConfig>>,
 }
 
 impl DirectoryRouting {
     /// Routing with the directory in `handle` (replaced on reload) and `config`.
     pub fn new(handle: Arc<DirectoryHandle>, config: RouterConfig) -> Self {
-        Self { handle, config }
+        Self {
+            handle,
+            config: RwLock::new(Arc::new(config)),
+        }
+    }
+
+    /// Puts new router settings in service (a configuration reload): every decision from now
+    /// on uses them. Mail already queued keeps its route; held cutover mail is routed again
+    /// by [`DirectoryRouting::release`].
+    pub fn set_config(&self, config: RouterConfig) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
     }
 
     /// The directory handle (for reloads).
@@ -41,16 +52,19 @@ impl DirectoryRouting {
         &self.handle
     }
 
-    /// The router settings.
-    pub fn config(&self) -> &RouterConfig {
-        &self.config
+    /// The router settings in service.
+    pub fn config(&self) -> Arc<RouterConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The legacy address (`Name at PO`, rendered for the dialect) of an SMTP address the
     /// router sends to the legacy post office.
     pub fn legacy_recipient(&self, rcpt: &EmailAddress) -> Option<String> {
-        let directory = self.handle.current();
-        let router = Router::new(&directory, &self.config).accepted();
+        let (directory, config) = (self.handle.current(), self.config());
+        let router = Router::new(&directory, &config).accepted();
         match router.route_smtp(Origin::Smtp, rcpt).destination {
             Destination::Legacy { address } => router.render(&address).ok(),
             _ => None,
@@ -81,8 +95,8 @@ impl DirectoryRouting {
 
 impl Routing for DirectoryRouting {
     fn check(&self, rcpt: &EmailAddress) -> RcptVerdict {
-        let directory = self.handle.current();
-        match Router::new(&directory, &self.config)
+        let (directory, config) = (self.handle.current(), self.config());
+        match Router::new(&directory, &config)
             .route_smtp(Origin::Smtp, rcpt)
             .destination
         {
@@ -99,8 +113,8 @@ impl Routing for DirectoryRouting {
     }
 
     fn route(&self, _sender: &ReversePath, rcpt: &EmailAddress) -> Route {
-        let directory = self.handle.current();
-        let decision = Router::new(&directory, &self.config)
+        let (directory, config) = (self.handle.current(), self.config());
+        let decision = Router::new(&directory, &config)
             .accepted()
             .route_smtp(Origin::Smtp, rcpt);
         to_route(decision.destination, rcpt)
@@ -111,8 +125,8 @@ impl Routing for DirectoryRouting {
     /// rewritten to their target. Never when it would leave for the modern side as given: only
     /// there could a `%` be read by another host as a route.
     fn vouches_for(&self, rcpt: &EmailAddress) -> bool {
-        let directory = self.handle.current();
-        match Router::new(&directory, &self.config)
+        let (directory, config) = (self.handle.current(), self.config());
+        match Router::new(&directory, &config)
             .route_smtp(Origin::Smtp, rcpt)
             .destination
         {
@@ -127,8 +141,8 @@ impl DirectoryRouting {
     /// The route of a recipient of mail picked up from the legacy side (its SMTP form), or
     /// the refusal (`550 5.1.1` and why) for a name nobody has.
     pub fn route_from_legacy(&self, rcpt: &EmailAddress) -> Result<Route, String> {
-        let directory = self.handle.current();
-        let decision = Router::new(&directory, &self.config).route_smtp(Origin::Legacy, rcpt);
+        let (directory, config) = (self.handle.current(), self.config());
+        let decision = Router::new(&directory, &config).route_smtp(Origin::Legacy, rcpt);
         match decision.destination {
             Destination::Reject { code, reason } => Err(format!("{code} {reason}")),
             destination => Ok(to_route(destination, rcpt)),

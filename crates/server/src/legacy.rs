@@ -73,6 +73,28 @@ pub struct ImportCommand {
     pub timeout: Duration,
 }
 
+/// The import program in service, which a configuration reload may replace
+/// ([`LegacyAgent::import_handle`]): files written from then on are imported with it.
+#[derive(Debug, Clone)]
+pub struct ImportHandle(Arc<std::sync::RwLock<Option<ImportCommand>>>);
+
+impl ImportHandle {
+    /// Puts `import` (or none) in service.
+    pub fn set(&self, import: Option<ImportCommand>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = import;
+    }
+
+    fn get(&self) -> Option<ImportCommand> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Delivers the `legacy` lane into the drop folder.
 pub struct LegacyAgent {
     drop_dir: PathBuf,
@@ -81,7 +103,7 @@ pub struct LegacyAgent {
     context: LaneContext,
     codec: Arc<dyn LegacyCodec>,
     write: WriteOptions,
-    import: Option<ImportCommand>,
+    import: ImportHandle,
     batch: usize,
 }
 
@@ -138,9 +160,14 @@ impl LegacyAgent {
             },
             codec,
             write,
-            import,
+            import: ImportHandle(Arc::new(std::sync::RwLock::new(import))),
             batch: 1,
         })
+    }
+
+    /// The handle a configuration reload replaces the import program through.
+    pub fn import_handle(&self) -> ImportHandle {
+        self.import.clone()
     }
 
     /// Up to `batch` messages per import file (`[legacy] import_batch`; 0 counts as 1).
@@ -235,9 +262,9 @@ impl LegacyAgent {
             }
         };
         let set_aside = file.file_name().map(|n| self.failed_dir.join(n));
-        match &self.import {
+        match self.import.get() {
             None => (None, Ok(file)),
-            Some(import) => (set_aside, self.run_import(import, file)),
+            Some(import) => (set_aside, self.run_import(&import, file)),
         }
     }
 

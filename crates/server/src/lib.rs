@@ -24,9 +24,11 @@ mod trace;
 pub use directory_routing::DirectoryRouting;
 pub use error::ServerError;
 pub use ledger::Ledger;
-pub use legacy::{DEFAULT_IMPORT_BATCH, ImportCommand, LegacyAgent, LegacyCodec, MAX_BATCH_BYTES};
+pub use legacy::{
+    DEFAULT_IMPORT_BATCH, ImportCommand, ImportHandle, LegacyAgent, LegacyCodec, MAX_BATCH_BYTES,
+};
 pub use limits::{MAX_CONNECTIONS_PER_CLIENT, MEMORY_BUDGET, Network};
-pub use listener::{SmtpServer, SmtpSettings};
+pub use listener::{LiveLimits, SmtpServer, SmtpSettings};
 pub use maildir::MaildirAgent;
 pub use metrics::{DirectoryStatus, Event as MetricEvent, Metrics};
 pub use pickup::{Accepted, CLAIM_DIR, MAX_FILE_FAILURES, PickupAgent, PickupCodec, PickupReport};

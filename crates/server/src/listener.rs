@@ -127,7 +127,8 @@ impl SmtpSettings {
 /// Everything a session task needs.
 struct Shared {
     settings: SmtpSettings,
-    session: SessionConfig,
+    /// Each new session starts from a copy; [`LiveLimits`] replaces the limits in it.
+    session: Arc<std::sync::RwLock<SessionConfig>>,
     spool: Arc<Spool>,
     routing: Arc<dyn Routing>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -171,6 +172,26 @@ impl RecipientPolicy for Policy {
                 Err(NotQueued::Temporary)
             }
         }
+    }
+}
+
+/// The session limits a configuration reload may change while the listener runs
+/// (`[smtp] max_message_size`, `max_recipients`): sessions started from then on use them,
+/// sessions already open keep theirs.
+/// It holds nothing else of the listener's (not the spool), so keeping it never delays the
+/// shutdown.
+#[derive(Debug, Clone)]
+pub struct LiveLimits(Arc<std::sync::RwLock<SessionConfig>>);
+
+impl LiveLimits {
+    /// Puts new limits in service for new sessions (announced in their EHLO `SIZE`).
+    pub fn set(&self, max_message_size: u64, max_recipients: usize) {
+        let mut session = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        session.limits.max_message_size = max_message_size;
+        session.limits.max_recipients = max_recipients;
     }
 }
 
@@ -219,7 +240,7 @@ impl SmtpServer {
             listeners,
             shared: Arc::new(Shared {
                 settings,
-                session,
+                session: Arc::new(std::sync::RwLock::new(session)),
                 spool,
                 routing,
                 tls,
@@ -228,6 +249,11 @@ impl SmtpServer {
                 memory,
             }),
         })
+    }
+
+    /// The handle a configuration reload changes the session limits through.
+    pub fn live_limits(&self) -> LiveLimits {
+        LiveLimits(Arc::clone(&self.shared.session))
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -316,8 +342,13 @@ async fn handle(
 ) {
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::Plain(stream);
+    let config = shared
+        .session
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let mut session = Session::new(
-        shared.session.clone(),
+        config,
         Some(peer.ip()),
         Policy(
             Arc::clone(&shared.routing),

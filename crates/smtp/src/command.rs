@@ -9,7 +9,8 @@
 //! `%` (but no `@` or `!`), which is also how the gateway writes a long legacy name
 //! (`"Name%PO%tag"`); the session accepts it only when its policy vouches for it
 //! ([`crate::RecipientPolicy::vouches_for`]) and otherwise refuses it as the same trick. A
-//! source route in the *sender* is accepted and ignored, as RFC 5321 Appendix C asks.
+//! source route in the *sender* is accepted and ignored, as RFC 5321 Appendix C asks. Paths
+//! without angle brackets are accepted, as a default Postfix accepts them.
 
 use ccgate_core::{CoreError, EmailAddress, ReversePath};
 
@@ -319,8 +320,22 @@ fn relay_trick(local: &str) -> Option<RelayTrick> {
 
 /// Splits `<path> rest` into the text between the angle brackets and what follows; `>` inside
 /// a quoted local part does not end the path.
+///
+/// A path without angle brackets (`MAIL FROM:jane@example.com`) is accepted as a default
+/// Postfix accepts it (`strict_rfc821_envelopes = no`): the path is the first word, the rest
+/// are parameters. It must not be empty (the null sender needs `<>`) and must hold no `<` or
+/// `>`. The address itself gets the same checks as a bracketed one.
 fn split_path(text: &str) -> Option<(&str, &str)> {
-    let inner = text.strip_prefix('<')?;
+    let Some(inner) = text.strip_prefix('<') else {
+        let (path, rest) = match text.find([' ', '\t']) {
+            Some(pos) => text.split_at(pos),
+            None => (text, ""),
+        };
+        if path.is_empty() || path.contains(['<', '>']) {
+            return None;
+        }
+        return Some((path, rest));
+    };
     let mut quoted = false;
     let mut escaped = false;
     for (pos, c) in inner.char_indices() {
@@ -584,7 +599,22 @@ mod tests {
                     none,
                 ),
             ),
-            ("MAIL FROM:jane@example.com", syntax.clone()),
+            // Without angle brackets, as a default Postfix accepts (strict_rfc821_envelopes = no).
+            ("MAIL FROM:jane@example.com", mail(jane(), none)),
+            ("MAIL FROM: jane@example.com", mail(jane(), none)),
+            (
+                "MAIL FROM:jane@example.com SIZE=10",
+                mail(
+                    jane(),
+                    MailParams {
+                        size: Some(10),
+                        ..none
+                    },
+                ),
+            ),
+            ("MAIL FROM:", syntax.clone()),
+            ("MAIL FROM:jane@example.com>", syntax.clone()),
+            ("MAIL FROM:jane", Err(Error::BadSender { reason: "no @" })),
             ("MAIL FROM:<jane@example.com", syntax.clone()),
             ("MAIL FROM:<jane@example.com>SIZE=1", syntax.clone()),
             ("MAIL TO:<jane@example.com>", syntax.clone()),
@@ -731,8 +761,36 @@ mod tests {
                 "RCPT TO:<\"jane@x>",
                 Err(Error::Syntax { verb: Verb::Rcpt }),
             ),
+            // Without angle brackets, as a default Postfix accepts; the same relay checks.
             (
                 "RCPT TO:jane@legacy.example.com",
+                rcpt("jane@legacy.example.com"),
+            ),
+            (
+                "RCPT TO: jane@legacy.example.com",
+                rcpt("jane@legacy.example.com"),
+            ),
+            (
+                "RCPT TO:postmaster",
+                Ok(Command::Rcpt {
+                    to: ForwardPath::Postmaster,
+                }),
+            ),
+            (
+                "RCPT TO:u%elsewhere.example@legacy.example.com",
+                trick(RelayTrick::PercentHack),
+            ),
+            (
+                "RCPT TO:elsewhere.example!u@legacy.example.com",
+                trick(RelayTrick::BangPath),
+            ),
+            (
+                "RCPT TO:@a.example:u@legacy.example.com",
+                trick(RelayTrick::SourceRoute),
+            ),
+            ("RCPT TO:", Err(Error::Syntax { verb: Verb::Rcpt })),
+            (
+                "RCPT TO:jane@legacy.example.com> x",
                 Err(Error::Syntax { verb: Verb::Rcpt }),
             ),
             (

@@ -223,12 +223,6 @@ pub enum Error {
     NeedsSmtputf8,
 
     // Sequence.
-    /// `MAIL` (or `STARTTLS`) before `HELO`/`EHLO`.
-    #[error("{verb} before HELO/EHLO")]
-    NeedHelo {
-        /// The early command.
-        verb: Verb,
-    },
     /// `MAIL` inside a transaction.
     #[error("nested MAIL command")]
     NestedMail,

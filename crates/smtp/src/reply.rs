@@ -311,8 +311,6 @@ pub const ERR_PARAMETERS_NEED_EHLO: &str = "Error: parameters need EHLO";
 pub const ERR_SIZE_EXCEEDS_LIMIT: &str = "Message size exceeds fixed limit";
 /// A non-ASCII address without SMTPUTF8.
 pub const ERR_NEEDS_SMTPUTF8: &str = "Error: non-ASCII address needs MAIL FROM with SMTPUTF8";
-/// MAIL or STARTTLS before HELO/EHLO.
-pub const ERR_NEED_HELO: &str = "Error: send HELO/EHLO first";
 /// MAIL inside a transaction.
 pub const ERR_NESTED_MAIL: &str = "Error: nested MAIL command";
 /// RCPT or DATA before MAIL.
@@ -398,7 +396,6 @@ pub fn for_error(error: &Error) -> Reply {
         Error::ParametersNeedEhlo => Reply::new(555, s(5, 5, 4), ERR_PARAMETERS_NEED_EHLO),
         Error::DeclaredSizeTooLarge { .. } => Reply::new(552, s(5, 3, 4), ERR_SIZE_EXCEEDS_LIMIT),
         Error::NeedsSmtputf8 => Reply::new(553, s(5, 6, 7), ERR_NEEDS_SMTPUTF8),
-        Error::NeedHelo { .. } => Reply::new(503, s(5, 5, 1), ERR_NEED_HELO),
         Error::NestedMail => Reply::new(503, s(5, 5, 1), ERR_NESTED_MAIL),
         Error::NeedMail { .. } => Reply::new(503, s(5, 5, 1), ERR_NEED_MAIL),
         Error::NeedRcpt => Reply::new(503, s(5, 5, 1), ERR_NEED_RCPT),

@@ -269,7 +269,7 @@ impl Protocol {
 /// The facts a `Received:` header records about how a message came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
-    /// The HELO/EHLO argument.
+    /// The HELO/EHLO argument, or `unknown` when the client sent none.
     pub helo: String,
     /// The client's address, when the I/O layer knows it.
     pub peer_ip: Option<IpAddr>,
@@ -646,13 +646,13 @@ impl<P: RecipientPolicy> Session<P> {
     }
 
     fn mail(&mut self, sender: ReversePath, params: MailParams) -> Result<Reply, Error> {
-        let Some(hello) = &self.hello else {
-            return Err(Error::NeedHelo { verb: Verb::Mail });
-        };
+        // No HELO/EHLO is needed first, as a default Postfix (`smtpd_helo_required = no`);
+        // without EHLO, though, no ESMTP parameters.
+        let extended = self.hello.as_ref().is_some_and(|h| h.extended);
         if self.transaction.is_some() {
             return Err(Error::NestedMail);
         }
-        if !hello.extended && !params.is_empty() {
+        if !extended && !params.is_empty() {
             return Err(Error::ParametersNeedEhlo);
         }
         let limit = self.config.limits.max_message_size;
@@ -763,11 +763,11 @@ impl<P: RecipientPolicy> Session<P> {
             (_, true, true) => Protocol::Utf8Smtps,
         };
         Trace {
+            // A client may send MAIL without HELO/EHLO; Postfix then names it `unknown` too.
             helo: self
                 .hello
                 .as_ref()
-                .map(|h| h.domain.clone())
-                .unwrap_or_default(),
+                .map_or_else(|| "unknown".to_owned(), |h| h.domain.clone()),
             peer_ip: self.peer_ip,
             hostname: self.config.hostname.clone(),
             protocol,
@@ -877,8 +877,10 @@ mod tests {
 
     #[test]
     fn verdicts_and_sequence_errors() {
-        let cases: [(&[&[u8]], &[u16]); 9] = [
-            (&[b"MAIL FROM:<>\r\n"], &[503]),
+        let cases: [(&[&[u8]], &[u16]); 10] = [
+            // No HELO needed (Postfix smtpd_helo_required = no), but no parameters without EHLO.
+            (&[b"MAIL FROM:<>\r\n"], &[250]),
+            (&[b"MAIL FROM:<> SIZE=10\r\n"], &[555]),
             (
                 &[b"HELO x\r\n", b"RCPT TO:<b@legacy.example.com>\r\n"],
                 &[250, 503],

@@ -10,7 +10,12 @@
 //!   ([`crate::gateway::Codec`]); RFC 5322 messages get an envelope from `X-Original-To:`
 //!   (else the topmost `Delivered-To:`, else `To:`/`Cc:`/`Bcc:`) and a sender from
 //!   `Return-Path:` (else `Sender:`, else `From:`), and each recipient is routed as if it
-//!   came by SMTP: an unknown user or a domain not ours is refused and reported, not queued.
+//!   came by SMTP: an unknown user or a domain not ours is refused and reported, not queued;
+//!   except that mail from one of ours (a directory user or an address in our domains) to an
+//!   outside address goes to the modern next hop, as legacy-origin mail does (replay is the
+//!   administrator's trusted submission; next to a running gateway such a message goes to its
+//!   spool through the control folder, [`ccgate_queue::submit`], since the gateway's listener
+//!   relays for nobody).
 //! - Idempotence: the ledger `<data_dir>/ledger.log` (shared with the pickup) records what was
 //!   taken in. A legacy message is keyed by its deterministic Message-ID alone (the pickup's
 //!   key, so an export file the gateway already picked up queues nothing); an RFC 5322 message
@@ -52,7 +57,7 @@ use anyhow::Context;
 use ccgate_ccmail::{ReadError, ReadOptions, Reader};
 use ccgate_core::{EmailAddress, Envelope, Lane, QueueId, ReversePath};
 use ccgate_queue::Route;
-use ccgate_router::{Destination, DirectoryHandle, Origin, Router};
+use ccgate_router::{Destination, DirectoryHandle, Origin, RejectCode, Router};
 use ccgate_server::{Accepted, DirectoryRouting, Ledger, PickupCodec, Routing};
 use mail_parser::MessageParser;
 
@@ -543,11 +548,37 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
     }
 
     /// The route of an SMTP-origin recipient, or the router's refusal (`550 5.1.1 ...`).
+    ///
+    /// Replay is the local administrator's submission (like Postfix's sendmail and pickup,
+    /// which are trusted): a recipient outside our domains is routed as legacy-origin mail to
+    /// such an address is ([`DirectoryRouting::route_from_legacy`]: to the modern next hop)
+    /// when the sender is one of ours, a directory user or an address in our domains: the
+    /// stuck outbound queue after an outage. Foreign sender to foreign recipient stays
+    /// refused as relaying.
     fn route_smtp(&self, sender: &ReversePath, rcpt: &EmailAddress) -> Result<Route, String> {
-        let directory = self.routing.handle().current();
-        let decision =
-            Router::new(&directory, self.routing.config()).route_smtp(Origin::Smtp, rcpt);
+        let (directory, config) = (self.routing.handle().current(), self.routing.config());
+        let decision = Router::new(&directory, &config).route_smtp(Origin::Smtp, rcpt);
         match decision.destination {
+            Destination::Reject {
+                code: code @ RejectCode::RelayDenied,
+                reason,
+            } => {
+                let ReversePath::Mailbox(from) = sender else {
+                    return Err(format!(
+                        "{code} {reason}: the null sender is not one of ours, and replay \
+                         relays only our own users' mail to outside addresses"
+                    ));
+                };
+                let ours =
+                    directory.lookup_smtp(from).is_some() || config.is_our_domain(from.domain());
+                if !ours {
+                    return Err(format!(
+                        "{code} {reason}: neither the sender {from} nor the recipient is ours, \
+                         and replay relays only our own users' mail to outside addresses"
+                    ));
+                }
+                self.routing.route_from_legacy(rcpt)
+            }
             Destination::Reject { code, reason } => Err(format!("{code} {reason}")),
             _ => Ok(self.routing.route(sender, rcpt)),
         }
@@ -610,6 +641,24 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                     .context("cannot queue")?;
                 crate::cutover::trace_replayed(self.config, &id, &envelope, &routes, &stored);
                 Ok((id.to_string(), envelope.recipients, Vec::new()))
+            }
+            // Our users' mail to outside addresses: the listener relays for nobody, so the
+            // message goes to the running gateway's spool whole, through its control folder.
+            Sink::Running { spool, .. }
+                if message.keys == Keys::PerRecipient
+                    && envelope
+                        .recipients
+                        .iter()
+                        .any(|r| !self.routing.config().is_our_domain(r.domain())) =>
+            {
+                let id = QueueId::generate();
+                let mut stored =
+                    received_header(&self.config.smtp.hostname, &id, SystemTime::now());
+                stored.extend_from_slice(message.body);
+                let (spool_dir, options) = &**spool;
+                ccgate_queue::submit(spool_dir, options, id, &envelope, &routes, &stored)
+                    .map(|_| (id.to_string(), envelope.recipients.clone(), Vec::new()))
+                    .map_err(|e| format!("cannot hand the message to the running gateway: {e}"))
             }
             Sink::Running {
                 smtp_addr,

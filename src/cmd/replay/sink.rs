@@ -43,6 +43,9 @@ pub(super) enum Sink {
     /// `ccgate run` owns the spool.
     Running {
         ledger: Ledger,
+        /// The spool's folder and options, for messages handed to the owner whole
+        /// ([`ccgate_queue::submit`]).
+        spool: Box<(PathBuf, ccgate_queue::SpoolOptions)>,
         pickup_dir: PathBuf,
         smtp_addr: Option<SocketAddr>,
         hostname: String,
@@ -72,7 +75,8 @@ pub(super) fn open_sink(config: &Config, err: &mut impl Write) -> anyhow::Result
             writeln!(
                 err,
                 "ccgate: the spool is owned by a running `ccgate run`: legacy files go through \
-                 its pickup folder, RFC 5322 messages through its SMTP listener"
+                 its pickup folder, RFC 5322 messages through its SMTP listener (our users' mail \
+                 to outside addresses through its spool's control folder)"
             )?;
             let smtp_addr = config.smtp.listen.first().map(|addr| {
                 let ip = match addr.ip() {
@@ -84,6 +88,7 @@ pub(super) fn open_sink(config: &Config, err: &mut impl Write) -> anyhow::Result
             });
             Ok(Sink::Running {
                 ledger: ledger()?,
+                spool: Box::new((spool_dir, crate::cmd::queue::spool_options(config))),
                 pickup_dir: config.legacy.pickup_dir.clone(),
                 smtp_addr,
                 hostname: config.smtp.hostname.clone(),
