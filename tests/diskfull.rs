@@ -5,7 +5,7 @@
 //! mail (full, or below `min_free` plus the declared `SIZE=`). A write whose roll-back fails
 //! (a loop-mounted ext4 image filled up, its segments made append-only with `chattr +a` so
 //! cutting them back fails with EPERM) stops the spool: `/healthz` 503. Needs root (mount);
-//! says SKIPPED otherwise.
+//! says SKIPPED otherwise (and fails under `CCGATE_REQUIRE_PEERS`, as CI runs it).
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{Gateway, MODERN_DOMAIN, RawSmtp, wait_for};
+use crate::util::{Gateway, MODERN_DOMAIN, RawSmtp, skip, wait_for};
 
 /// A tmpfs mounted at `path` for the test; unmounted when dropped.
 struct Mount(PathBuf);
@@ -34,6 +34,21 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
+}
+
+/// A gateway (extra config `extra`) whose data folder is moved onto a small file system that
+/// `mount` puts there: started once to lay out its folders, stopped, mounted over, started
+/// again. `None` after [`skip`] when the file system cannot be mounted (not root).
+fn on_small_disk<M>(extra: &str, mount: impl FnOnce(&Path) -> Option<M>) -> Option<(Gateway, M)> {
+    let mut gw = Gateway::start(extra);
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(30)).is_some());
+    let Some(mounted) = mount(&gw.dir().join("data")) else {
+        skip("cannot mount a small file system for the data folder (not root, or no mkfs.ext4?)");
+        return None;
+    };
+    gw.spawn();
+    Some((gw, mounted))
 }
 
 /// One message over SMTP; the reply to its final dot (or to the first refused command).
@@ -128,15 +143,14 @@ fn admin_addr(gw: &Gateway) -> String {
 #[test]
 fn a_full_disk_gives_452_then_mail_flows_again_by_itself() {
     // min_free off: this test is about real ENOSPC from the file system, not the floor.
-    let mut gw = Gateway::start("\n[queue]\nretry = [\"1s\"]\nmin_free = 0\n");
-    gw.signal("TERM");
-    assert!(gw.wait_exit(Duration::from_secs(30)).is_some());
-    let data = gw.dir().join("data");
-    let Some(mount) = Mount::new(&data, "16m") else {
-        println!("SKIPPED: cannot mount a tmpfs (not root?)");
+    let Some((mut gw, mount)) =
+        on_small_disk("\n[queue]\nretry = [\"1s\"]\nmin_free = 0\n", |data| {
+            Mount::new(data, "16m")
+        })
+    else {
         return;
     };
-    gw.spawn();
+    let data = gw.dir().join("data");
     let addr = gw.addr();
     let admin = admin_addr(&gw);
     assert_eq!(get(&admin, "/readyz").0, 200);
@@ -216,15 +230,13 @@ fn a_full_disk_gives_452_then_mail_flows_again_by_itself() {
 
 #[test]
 fn below_min_free_mail_from_gets_452_and_a_declared_size_counts() {
-    let mut gw = Gateway::start("\n[queue]\nretry = [\"1s\"]\nmin_free = \"4MB\"\n");
-    gw.signal("TERM");
-    assert!(gw.wait_exit(Duration::from_secs(30)).is_some());
-    let data = gw.dir().join("data");
-    let Some(mount) = Mount::new(&data, "16m") else {
-        println!("SKIPPED: cannot mount a tmpfs (not root?)");
+    let Some((mut gw, mount)) = on_small_disk(
+        "\n[queue]\nretry = [\"1s\"]\nmin_free = \"4MB\"\n",
+        |data| Mount::new(data, "16m"),
+    ) else {
         return;
     };
-    gw.spawn();
+    let data = gw.dir().join("data");
     let addr = gw.addr();
     let admin = admin_addr(&gw);
     let filler = data.join("filler");
@@ -331,15 +343,12 @@ fn chattr(flag: &str, files: &[PathBuf]) -> bool {
 
 #[test]
 fn a_roll_back_that_fails_stops_the_spool_and_healthz_asks_for_a_restart() {
-    let mut gw = Gateway::start("\n[queue]\nmin_free = 0\n");
-    gw.signal("TERM");
-    assert!(gw.wait_exit(Duration::from_secs(30)).is_some());
-    let data = gw.dir().join("data");
-    let Some(mount) = LoopExt4::new(&data, 16) else {
-        println!("SKIPPED: cannot loop-mount an ext4 image (not root, or no mkfs.ext4?)");
+    let Some((mut gw, mount)) =
+        on_small_disk("\n[queue]\nmin_free = 0\n", |data| LoopExt4::new(data, 16))
+    else {
         return;
     };
-    gw.spawn();
+    let data = gw.dir().join("data");
     let addr = gw.addr();
     let admin = admin_addr(&gw);
     let r = send(&addr, 0);

@@ -394,6 +394,34 @@ To: victim@example.net\nMessage-ID: <foreign-1@example.org>\nSubject: relay me\n
 // Replay is the administrator's own submission (Postfix trusts its sendmail and pickup the same
 // way): our user's mail to an outside address goes to the modern next hop, as legacy-origin
 // mail to such an address does; a foreign sender's mail to an outside address stays refused.
+/// The replay of `outbound.eml` and `foreign.eml` together: the first queued, the second
+/// refused (exit 1).
+fn assert_outbound_queued_foreign_refused(code: Option<i32>, stdout: &str, stderr: &str) {
+    assert_eq!(
+        code,
+        Some(1),
+        "the foreign message is refused\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("outbound.eml: queued as ") && stdout.contains("to 1 recipient(s)"),
+        "{stdout}"
+    );
+}
+
+/// Waits for `outbound.eml` in the modern next hop (the Maildir here).
+fn wait_outbound_delivered(setup: &Setup) {
+    let maildir = setup.path("data/modern/new");
+    let delivered = wait_for(Duration::from_secs(20), || {
+        let entry = fs::read_dir(&maildir).ok()?.next()?.ok()?;
+        fs::read_to_string(entry.path()).ok()
+    })
+    .unwrap_or_else(|| panic!("the outbound message was not delivered"));
+    assert!(
+        delivered.contains("Delivered-To: bob@example.net") && delivered.contains("hello Bob"),
+        "{delivered}"
+    );
+}
+
 #[test]
 fn replay_sends_our_users_outbound_mail_to_the_next_hop_and_refuses_relaying_for_others() {
     let setup = Setup::new("127.0.0.1:0");
@@ -408,15 +436,7 @@ fn replay_sends_our_users_outbound_mail_to_the_next_hop_and_refuses_relaying_for
     );
 
     let (code, stdout, stderr) = setup.replay(&[&outbound, &foreign]);
-    assert_eq!(
-        code,
-        Some(1),
-        "the foreign message is refused\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("outbound.eml: queued as ") && stdout.contains("to 1 recipient(s)"),
-        "{stdout}"
-    );
+    assert_outbound_queued_foreign_refused(code, &stdout, &stderr);
     assert!(
         stdout.contains("foreign.eml: refused: <foreign-1@example.org>: victim@example.net (554 5.7.1 relay access denied: neither the sender mallory@example.org nor the recipient is ours"),
         "{stdout}"
@@ -430,16 +450,7 @@ fn replay_sends_our_users_outbound_mail_to_the_next_hop_and_refuses_relaying_for
     );
     // Delivered by a gateway started afterwards: into the modern next hop (the Maildir here).
     let _gateway = Running::start(&setup);
-    let maildir = setup.path("data/modern/new");
-    let delivered = wait_for(Duration::from_secs(20), || {
-        let entry = fs::read_dir(&maildir).ok()?.next()?.ok()?;
-        fs::read_to_string(entry.path()).ok()
-    })
-    .unwrap_or_else(|| panic!("the outbound message was not delivered"));
-    assert!(
-        delivered.contains("Delivered-To: bob@example.net") && delivered.contains("hello Bob"),
-        "{delivered}"
-    );
+    wait_outbound_delivered(&setup);
 }
 
 // Next to a running gateway, our users' outbound mail cannot go through its SMTP listener
@@ -458,29 +469,12 @@ fn replay_next_to_a_running_gateway_hands_outbound_mail_to_its_spool() {
     let outbound = setup.write("outbound.eml", OUTBOUND);
     let foreign = setup.write("foreign.eml", FOREIGN);
     let (code, stdout, stderr) = setup.replay(&[&outbound, &foreign]);
-    assert_eq!(
-        code,
-        Some(1),
-        "the foreign message is refused\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("outbound.eml: queued as ") && stdout.contains("to 1 recipient(s)"),
-        "{stdout}"
-    );
+    assert_outbound_queued_foreign_refused(code, &stdout, &stderr);
     assert!(
         stdout.contains("foreign.eml: refused: <foreign-1@example.org>: victim@example.net (554 5.7.1 relay access denied: neither the sender"),
         "{stdout}"
     );
-    let maildir = setup.path("data/modern/new");
-    let delivered = wait_for(Duration::from_secs(20), || {
-        let entry = fs::read_dir(&maildir).ok()?.next()?.ok()?;
-        fs::read_to_string(entry.path()).ok()
-    })
-    .unwrap_or_else(|| panic!("the outbound message was not delivered"));
-    assert!(
-        delivered.contains("Delivered-To: bob@example.net") && delivered.contains("hello Bob"),
-        "{delivered}"
-    );
+    wait_outbound_delivered(&setup);
     // The control folder is left empty, and a second replay queues nothing.
     let control = setup.path("data/queue/control");
     assert!(control.is_dir(), "{}", control.display());
@@ -499,5 +493,5 @@ fn replay_next_to_a_running_gateway_hands_outbound_mail_to_its_spool() {
     let (code, stdout, stderr) = setup.replay(&[&outbound]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("already replayed"), "{stdout}");
-    assert_eq!(fs::read_dir(&maildir).unwrap().count(), 1);
+    assert_eq!(fs::read_dir(setup.path("data/modern/new")).unwrap().count(), 1);
 }
