@@ -493,5 +493,8 @@ fn replay_next_to_a_running_gateway_hands_outbound_mail_to_its_spool() {
     let (code, stdout, stderr) = setup.replay(&[&outbound]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("already replayed"), "{stdout}");
-    assert_eq!(fs::read_dir(setup.path("data/modern/new")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(setup.path("data/modern/new")).unwrap().count(),
+        1
+    );
 }
