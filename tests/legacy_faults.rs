@@ -647,3 +647,42 @@ fn check_reads_a_gigabyte_sparse_file_under_a_256_mib_address_space_limit() {
     );
     assert!(stderr.contains("checked 2 messages: 1 invalid"), "{stderr}");
 }
+
+// See: issue 11 ("nothing is lost or taken twice"). A SIGKILL after the spool took a picked-up
+// message and before the ledger recorded it: the ledger write is lost (here: the ledger file
+// emptied while the gateway is down), and the same export arrives again (the claimed file
+// re-read after a crash reads the same messages). The key in the spool record completes the
+// ledger at start-up, so the message is not queued twice.
+#[test]
+fn a_message_queued_before_a_crash_lost_its_ledger_entry_is_not_taken_twice() {
+    // Test1 is being migrated: mail to them is held in the cutover lane, so it stays queued.
+    let directory: String = crate::util::test_directory()
+        .lines()
+        .map(|line| match line.strip_suffix(",migrated") {
+            Some(rest) if line.contains("\"User, Test1\"") => format!("{rest},migrating\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert!(directory.contains(",migrating\n"), "{directory}");
+    let mut gw = Gateway::start_with("", "poll_interval = \"1s\"", "", &directory);
+    let pickup = gw.dir().join("data/legacy/outbound");
+    drop_export(&pickup, "HELD.TXT", export("held").as_bytes());
+    wait_logged(&gw, &["legacy file done", "HELD.TXT"]);
+    assert_eq!(gw.queue_list().len(), 1, "held for the cutover");
+    gw.kill9();
+    let ledger = gw.dir().join("data/ledger.log");
+    assert!(
+        !fs::read(&ledger).unwrap().is_empty(),
+        "the key was recorded"
+    );
+    fs::write(&ledger, b"").unwrap();
+    drop_export(&pickup, "AGAIN.TXT", export("held").as_bytes());
+    gw.spawn();
+    wait_logged(
+        &gw,
+        &["ledger: recorded messages the spool took before a crash"],
+    );
+    wait_logged(&gw, &["already taken in; not queued again"]);
+    wait_logged(&gw, &["legacy file done", "AGAIN.TXT"]);
+    assert_eq!(gw.queue_list().len(), 1, "queued once:\n{}", gw.log());
+}

@@ -217,6 +217,15 @@ fn replay_queues_legacy_and_mbox_once_and_dry_run_changes_nothing() {
     assert_eq!(stdout.matches("already replayed").count(), 3, "{stdout}");
     assert_eq!(fs::read(setup.path("data/ledger.log")).unwrap(), ledger);
     assert_eq!(setup.queue().len(), 3);
+
+    // A crash after the spool took the messages and before the ledger recorded them (here:
+    // the ledger lost): the keys in the spool records complete it, nothing is queued twice.
+    fs::remove_file(setup.path("data/ledger.log")).unwrap();
+    let (code, stdout, stderr) = setup.replay(&inputs);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("the ledger lacked 3 key(s)"), "{stderr}");
+    assert_eq!(stdout.matches("already replayed").count(), 3, "{stdout}");
+    assert_eq!(setup.queue().len(), 3);
 }
 
 #[test]

@@ -58,6 +58,21 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     for finding in spool.recovery_report().findings() {
         warn!("spool recovery: {finding}");
     }
+    // The replay ledger, completed before anything delivers: messages the spool took whose
+    // keys a crash kept out of the ledger are not picked up again.
+    let ledger_path = config.data_dir.join("ledger.log");
+    let ledger = Ledger::open(&ledger_path)
+        .with_context(|| format!("{}: cannot open the ledger", ledger_path.display()))?;
+    let adopted = ledger
+        .adopt(&spool.origins())
+        .with_context(|| format!("{}: cannot complete the ledger", ledger_path.display()))?;
+    if adopted > 0 {
+        warn!(
+            keys = adopted,
+            "ledger: recorded messages the spool took before a crash (they are not taken again)"
+        );
+    }
+    let ledger = Arc::new(ledger);
     let spool = Arc::new(spool);
 
     let metrics = Arc::new(Metrics::default());
@@ -202,7 +217,6 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     .with_batch(config.legacy.import_batch);
     let live_import = legacy.import_handle();
     tasks.spawn(legacy.run(shutdown.subscribe()));
-    let ledger = Arc::new(Ledger::open(&config.data_dir.join("ledger.log"))?);
     let read = ccgate_ccmail::ReadOptions {
         date_order: config.legacy.date_format,
         codepage: config.legacy.codepage,

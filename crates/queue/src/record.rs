@@ -206,6 +206,11 @@ pub(crate) struct MessageRec {
     /// Where `max_lifetime` counts from when not the arrival (mail held at a cutover), kept by
     /// snapshots. Encoded last and only when set: a record without it reads as before.
     pub lifetime_from_ms: Option<u64>,
+    /// The ledger keys this message fulfils (a picked-up legacy message's Message-ID, a
+    /// replayed message's keys), so that a crash between queueing and the ledger's own write
+    /// cannot queue it twice. Encoded after `lifetime_from_ms` (then written as 0 when unset)
+    /// and only when not empty.
+    pub origins: Vec<String>,
 }
 
 /// The result of one attempt for one recipient.
@@ -841,8 +846,14 @@ fn encode_message(e: &mut Enc<'_>, m: &MessageRec) {
         e.u64(r.lease);
         encode_error(e, r.error.as_ref());
     }
-    if let Some(from) = m.lifetime_from_ms {
-        e.u64(from);
+    if m.lifetime_from_ms.is_some() || !m.origins.is_empty() {
+        e.u64(m.lifetime_from_ms.unwrap_or(0));
+    }
+    if !m.origins.is_empty() {
+        e.len(m.origins.len());
+        for origin in &m.origins {
+            e.str(origin);
+        }
     }
 }
 
@@ -887,7 +898,19 @@ fn decode_message(d: &mut Dec<'_>) -> Result<MessageRec, DecodeError> {
             error: decode_error(d)?,
         });
     }
-    let lifetime_from_ms = if d.is_empty() { None } else { Some(d.u64()?) };
+    let lifetime_from_ms = if d.is_empty() {
+        None
+    } else {
+        Some(d.u64()?).filter(|&ms| ms != 0)
+    };
+    let mut origins = Vec::new();
+    if !d.is_empty() {
+        let n = d.len(4)?;
+        origins.reserve(n);
+        for _ in 0..n {
+            origins.push(d.string()?);
+        }
+    }
     Ok(MessageRec {
         id,
         arrival_ms,
@@ -899,6 +922,7 @@ fn decode_message(d: &mut Dec<'_>) -> Result<MessageRec, DecodeError> {
         bounce_for,
         rcpts,
         lifetime_from_ms,
+        origins,
     })
 }
 
@@ -1162,6 +1186,9 @@ pub(crate) mod tests {
             proptest::option::of(".{0,20}"),
             proptest::option::of((id_strategy(), proptest::collection::vec(any::<u16>(), 0..4))),
             proptest::collection::vec(rcpt_strategy(), 1..5),
+            // Both trailing fields, each optional: 0 is no time stamp (it reads as unset).
+            proptest::option::of(1u64..),
+            proptest::collection::vec(".{0,20}", 0..3),
         )
             .prop_map(
                 |(
@@ -1174,6 +1201,8 @@ pub(crate) mod tests {
                     quarantine,
                     bounce_for,
                     rcpts,
+                    lifetime_from_ms,
+                    origins,
                 )| MessageRec {
                     id,
                     arrival_ms,
@@ -1189,7 +1218,8 @@ pub(crate) mod tests {
                     quarantine,
                     bounce_for,
                     rcpts,
-                    lifetime_from_ms: None,
+                    lifetime_from_ms,
+                    origins,
                 },
             )
     }

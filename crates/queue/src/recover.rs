@@ -641,6 +641,7 @@ mod tests {
                     error: None,
                 }],
                 lifetime_from_ms: None,
+                origins: Vec::new(),
             };
             record::encode_message_frame(&rec, false, &mut journal);
             ids.push((id, body));

@@ -548,7 +548,7 @@ impl Spool {
         now: SystemTime,
     ) -> Result<QueueId> {
         let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
-        self.enqueue_inner(None, envelope, routes, body, now)
+        self.enqueue_inner(None, &[], envelope, routes, body, now)
     }
 
     /// Puts a new retry schedule and expiry (`[queue] retry`, `max_lifetime`) in service: the
@@ -583,7 +583,31 @@ impl Spool {
         now: SystemTime,
     ) -> Result<QueueId> {
         let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
-        self.enqueue_inner(Some(id), envelope, routes, body, now)
+        self.enqueue_inner(Some(id), &[], envelope, routes, body, now)
+    }
+
+    /// [`Spool::enqueue_with_id`] for a message that fulfils keys of the caller's own ledger
+    /// (a picked-up legacy message's Message-ID, a replayed message's keys). The keys are
+    /// stored in the message's record, so after a crash between this call and the caller's
+    /// ledger write, [`Spool::origins`] still names them and the message is not taken twice.
+    ///
+    /// # Errors
+    /// As [`Spool::enqueue_with_id`]; [`QueueError::TooLarge`] when the keys do not fit the
+    /// record.
+    pub fn enqueue_keyed(
+        &self,
+        id: QueueId,
+        origins: &[&str],
+        envelope: &Envelope,
+        routes: &[Route],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<QueueId> {
+        for origin in origins {
+            check_size("ledger key", origin.len() as u64, MAX_STRING_LEN as u64)?;
+        }
+        let body = vec![BodyPart::Bytes(Bytes::copy_from_slice(body))];
+        self.enqueue_inner(Some(id), origins, envelope, routes, body, now)
     }
 
     /// [`Spool::enqueue_with_id`] for a body in parts (e.g. a `Received:` header, the message
@@ -601,7 +625,7 @@ impl Spool {
         parts: Vec<BodyPart>,
         now: SystemTime,
     ) -> Result<QueueId> {
-        self.enqueue_inner(Some(id), envelope, routes, parts, now)
+        self.enqueue_inner(Some(id), &[], envelope, routes, parts, now)
     }
 
     /// A new, empty [`SpillFile`] in the spool's `tmp/` folder (on the spool's file system,
@@ -644,7 +668,7 @@ impl Spool {
         done: impl FnOnce(Result<QueueId>) + Send + 'static,
     ) -> Result<()> {
         let wakes = self.wakers.of(due_lanes(routes));
-        let (id, ticket) = self.submit(Some(id), envelope, routes, parts, now)?;
+        let (id, ticket) = self.submit(Some(id), &[], envelope, routes, parts, now)?;
         self.shared.on_durable(
             ticket,
             Box::new(move |result| {
@@ -663,12 +687,13 @@ impl Spool {
     fn enqueue_inner(
         &self,
         id: Option<QueueId>,
+        origins: &[&str],
         envelope: &Envelope,
         routes: &[Route],
         body: Vec<BodyPart>,
         now: SystemTime,
     ) -> Result<QueueId> {
-        let (id, ticket) = self.submit(id, envelope, routes, body, now)?;
+        let (id, ticket) = self.submit(id, origins, envelope, routes, body, now)?;
         self.shared.wait(ticket)?;
         self.wakers.wake(due_lanes(routes));
         Ok(id)
@@ -678,6 +703,7 @@ impl Spool {
     fn submit(
         &self,
         id: Option<QueueId>,
+        origins: &[&str],
         envelope: &Envelope,
         routes: &[Route],
         body: Vec<BodyPart>,
@@ -752,6 +778,7 @@ impl Spool {
             bounce_for: None,
             rcpts,
             lifetime_from_ms: None,
+            origins: origins.iter().map(|&o| o.to_owned()).collect(),
         };
         rec.fits().map_err(|size| QueueError::TooLarge {
             what: "message record (recipients and their addresses)",
@@ -1572,6 +1599,7 @@ impl Spool {
                 error: None,
             }],
             lifetime_from_ms: None,
+            origins: Vec::new(),
         };
         let (bounce_id, ticket) = self.push_message(
             None,
@@ -1966,6 +1994,17 @@ impl Spool {
     /// Messages in the queue.
     pub fn len(&self) -> usize {
         lock(&self.shared.state).messages.len()
+    }
+
+    /// The ledger keys of the queued messages ([`Spool::enqueue_keyed`]): a caller opening its
+    /// ledger adds those it lacks, which a crash kept it from writing.
+    pub fn origins(&self) -> Vec<String> {
+        let state = lock(&self.shared.state);
+        state
+            .messages
+            .values()
+            .flat_map(|msg| msg.origins().iter().map(|o| o.to_string()))
+            .collect()
     }
 
     /// True when the queue holds no message.

@@ -49,11 +49,18 @@ pub(crate) struct Msg {
 pub(crate) struct Extra {
     pub quarantine: Option<Box<str>>,
     pub bounce_for: Option<(QueueId, Box<[u16]>)>,
+    /// The ledger keys the message fulfils ([`MessageRec::origins`]).
+    pub origins: Box<[Box<str>]>,
 }
 
 impl Msg {
     pub fn quarantine(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|e| e.quarantine.as_deref())
+    }
+
+    /// The ledger keys the message fulfils (empty for most).
+    pub fn origins(&self) -> &[Box<str>] {
+        self.extra.as_ref().map_or(&[], |e| &e.origins)
     }
 
     pub fn bounce_for(&self) -> Option<QueueId> {
@@ -516,15 +523,17 @@ impl State {
                 flags: if r.bounced { BOUNCED } else { 0 },
             });
         }
-        let extra = (m.quarantine.is_some() || m.bounce_for.is_some()).then(|| {
-            Box::new(Extra {
-                quarantine: m.quarantine.as_deref().map(Into::into),
-                bounce_for: m
-                    .bounce_for
-                    .as_ref()
-                    .map(|(id, r)| (*id, r.clone().into_boxed_slice())),
-            })
-        });
+        let extra = (m.quarantine.is_some() || m.bounce_for.is_some() || !m.origins.is_empty())
+            .then(|| {
+                Box::new(Extra {
+                    quarantine: m.quarantine.as_deref().map(Into::into),
+                    bounce_for: m
+                        .bounce_for
+                        .as_ref()
+                        .map(|(id, r)| (*id, r.clone().into_boxed_slice())),
+                    origins: m.origins.iter().map(|o| o.as_str().into()).collect(),
+                })
+            });
         if m.needs_routing {
             self.unrouted.insert(m.id);
         }
@@ -660,6 +669,7 @@ impl State {
                 .collect(),
             lifetime_from_ms: (msg.lifetime_from_ms != msg.arrival_ms)
                 .then_some(msg.lifetime_from_ms),
+            origins: msg.origins().iter().map(|o| o.to_string()).collect(),
         })
     }
 }
@@ -700,6 +710,7 @@ mod tests {
                 })
                 .collect(),
             lifetime_from_ms: None,
+            origins: Vec::new(),
         }
     }
 

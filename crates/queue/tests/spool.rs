@@ -791,7 +791,28 @@ fn compaction_keeps_live_state_and_frees_segments() {
         ..options()
     };
     let spool = Spool::open(dir.path(), small.clone()).unwrap();
-    let mut kept = Vec::new();
+    // Ledger keys ride in the message record: kept while the message is queued (through the
+    // snapshots compaction writes), gone with it once it is delivered.
+    let keyed = |key: &str, lane: Lane| {
+        let rcpt = addr("keyed@example.com");
+        let envelope = Envelope {
+            sender: "a@example.com".parse::<ReversePath>().unwrap(),
+            recipients: vec![rcpt.clone()],
+        };
+        spool
+            .enqueue_keyed(
+                QueueId::generate(),
+                &[key],
+                &envelope,
+                &[Route::new(lane, rcpt)],
+                &body(1),
+                t(0),
+            )
+            .unwrap()
+    };
+    let mut kept = vec![keyed("<kept@legacy>", Lane::Legacy)];
+    keyed("<gone@legacy>", Lane::Modern);
+    assert_eq!(spool.origins().len(), 2);
     for round in 0..40 {
         let keep = enqueue(
             &spool,
@@ -856,7 +877,8 @@ fn compaction_keeps_live_state_and_frees_segments() {
         spool.recovery_report()
     );
     assert_eq!(spool.list(&Filter::default(), t(300)), before);
-    assert_eq!(spool.len(), 40);
+    assert_eq!(spool.len(), 41);
+    assert_eq!(spool.origins(), vec!["<kept@legacy>".to_owned()]);
     let info = spool.show(deferred, t(300)).unwrap().info;
     assert_eq!(info.recipients[0].state, RcptState::Deferred);
     for id in kept {

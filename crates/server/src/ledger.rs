@@ -129,6 +129,23 @@ impl Ledger {
         self.append(&mut guard, &text, fresh)
     }
 
+    /// Records the keys of messages the spool holds ([`ccgate_queue::Spool::origins`]) that
+    /// the ledger lacks: a crash after the spool took a message and before its key was
+    /// written here. Called once the spool is open, before anything delivers from it. Returns
+    /// how many keys were missing.
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when the append or fsync fails.
+    pub fn adopt(&self, keys: &[String]) -> Result<usize, ServerError> {
+        let missing: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| !self.contains(&key.replace(['\r', '\n'], " ")))
+            .collect();
+        self.insert_many(&missing)?;
+        Ok(missing.len())
+    }
+
     /// Appends `text` (the lines of `fresh`) and fsyncs. The keys are taken as recorded in this
     /// process whether or not the write works: their messages are queued already, and a ledger
     /// that fails must not make every later poll queue them again. A failed append is cut off,

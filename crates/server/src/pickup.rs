@@ -667,7 +667,14 @@ impl PickupAgent {
                             .zip(part_ids)
                             .map(|((_, a), id)| {
                                 self.spool
-                                    .enqueue_with_id(*id, &a.envelope, &a.routes, &a.body, now)
+                                    .enqueue_keyed(
+                                        *id,
+                                        &[a.message_id.as_str()],
+                                        &a.envelope,
+                                        &a.routes,
+                                        &a.body,
+                                        now,
+                                    )
                                     .map(|_| ())
                                     .map_err(ServerError::from)
                             })
@@ -1034,10 +1041,12 @@ mod tests {
 Message:\r\nFrom: Ann at HQ\r\nTo: Bob at HQ\r\nText item:\r\nno contents line\r\n\
 Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText item:\r\nhi\r\n";
 
-    /// A gateway's pickup on `pickup`, with its own spool, ledger and work folder in `data`.
+    /// A gateway's pickup on `pickup`, with its own spool, ledger and work folder in `data`;
+    /// the ledger completed from the spool as `ccgate run` does.
     fn agent_on(pickup: &Path, data: &Path) -> (PickupAgent, Arc<Spool>) {
         let spool = Arc::new(Spool::open(&data.join("queue"), SpoolOptions::default()).unwrap());
         let ledger = Arc::new(Ledger::open(&data.join("ledger")).unwrap());
+        ledger.adopt(&spool.origins()).unwrap();
         let agent = PickupAgent::new(
             pickup,
             &data.join("work"),
@@ -1093,6 +1102,29 @@ Message:\r\nFrom: Ann at HQ\r\nTo: Cy at HQ\r\nSubject: two\r\nContents:\r\nText
         assert_eq!(read.queued, 1, "{read:?}");
         assert_eq!(spool.len(), 2);
         assert_eq!(names(&pickup), [CLAIM_DIR], "only the claim folder is left");
+    }
+
+    /// A crash after the spool took a batch and before the ledger recorded it: the file is
+    /// still claimed and is read again after the restart, and the keys the spool records carry
+    /// keep its messages from being queued twice.
+    #[test]
+    fn a_crash_between_queueing_and_the_ledger_queues_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pickup, data) = (dir.path().join("pickup"), dir.path().join("data"));
+        let (agent, spool) = agent_on(&pickup, &data);
+        fs::write(pickup.join("A.TXT"), FILE).unwrap();
+        agent.pass().unwrap();
+        let first = agent.pass().unwrap();
+        assert_eq!((first.queued, first.files), (2, 0), "{first:?}");
+        // The crash: the file stays claimed, the ledger's last write never happened.
+        drop((agent, spool));
+        fs::write(data.join("ledger"), b"").unwrap();
+        let (agent, spool) = agent_on(&pickup, &data);
+        let again = agent.pass().unwrap();
+        assert_eq!((again.queued, again.duplicates), (0, 2), "{again:?}");
+        assert_eq!(spool.len(), 2);
+        let done = agent.pass().unwrap();
+        assert_eq!(done.files, 1, "{done:?}");
     }
 
     #[test]

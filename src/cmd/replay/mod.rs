@@ -636,8 +636,19 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                         stored
                     }
                 };
+                // The ledger keys ride in the spool record, so that a crash before
+                // `account` writes them does not queue the message again on the next replay.
+                let keys: Vec<String> = match message.keys {
+                    Keys::Message => vec![identity.to_owned()],
+                    Keys::PerRecipient => envelope
+                        .recipients
+                        .iter()
+                        .map(|rcpt| recipient_key(identity, rcpt))
+                        .collect(),
+                };
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 spool
-                    .enqueue_with_id(id, &envelope, &routes, &stored, now)
+                    .enqueue_keyed(id, &keys, &envelope, &routes, &stored, now)
                     .context("cannot queue")?;
                 crate::cutover::trace_replayed(self.config, &id, &envelope, &routes, &stored);
                 Ok((id.to_string(), envelope.recipients, Vec::new()))

@@ -66,9 +66,19 @@ pub(super) fn open_sink(config: &Config, err: &mut impl Write) -> anyhow::Result
             for finding in spool.recovery_report().findings() {
                 writeln!(err, "ccgate: warning: spool recovery: {finding}")?;
             }
+            let ledger = ledger()?;
+            let adopted = ledger
+                .adopt(&spool.origins())
+                .context("cannot complete the ledger from the spool")?;
+            if adopted > 0 {
+                writeln!(
+                    err,
+                    "ccgate: the ledger lacked {adopted} key(s) of messages already queued (a                      crash before they were recorded): added, those are not queued again"
+                )?;
+            }
             Ok(Sink::Direct {
                 spool: Box::new(spool),
-                ledger: ledger()?,
+                ledger,
             })
         }
         Err(QueueError::Locked { .. }) => {
