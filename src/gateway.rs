@@ -16,8 +16,8 @@ use crate::config::UnknownRecipients;
 use tracing::{info, warn};
 
 /// The router's rewriting (docs/directory.md: replies reach the sender's current mailbox) seen
-/// as the converter's address map.
-struct RouterMap<'a>(Router<'a>);
+/// as the converter's address map (also for `ccgate convert`).
+pub struct RouterMap<'a>(pub Router<'a>);
 
 impl AddressMap for RouterMap<'_> {
     fn to_smtp(&self, legacy: &LegacyAddress) -> Option<Mailbox> {

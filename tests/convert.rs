@@ -160,3 +160,74 @@ fn unreadable_files_exit_2() {
         );
     }
 }
+
+/// A legacy message from Jane (migrated) to John (still on the legacy side) and a name the
+/// directory does not hold.
+const DIRECTORY_MESSAGE: &[u8] = b"Message:\r\nFrom: Doe, Jane at HQ\r\nDate: 6/2/98 8:39\r\nTo: Smith, John at HQ\r\nCc: Nobody, Here at HQ\r\nSubject: Budget\r\nContents:\r\nText item:\r\nSee you.\r\n";
+
+// See: the contract's `ccgate convert` ("routing-free address mapping from the directory").
+#[test]
+fn addresses_are_mapped_with_the_directory_as_the_gateway_maps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("directory.csv"),
+        "display_name,legacy_name,post_office,proxy_addresses,target_address,state\n\
+         Jane Doe,\"Doe, Jane\",HQ,\"SMTP:jane.doe@legacy.example.com;CCMAIL:Doe, Jane at HQ\",SMTP:jane.doe@modern.example.com,migrated\n\
+         John Smith,\"Smith, John\",HQ,\"SMTP:john.smith@legacy.example.com;CCMAIL:Smith, John at HQ\",,legacy\n",
+    )
+    .unwrap();
+    let config = dir.path().join("ccgate.toml");
+    let write_config = |source: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"data\"\n[legacy]\ndomain = \"legacy.example.com\"\n\
+                 [modern]\ndomain = \"modern.example.com\"\n[directory]\nsource = \"{source}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_config("directory.csv");
+    let convert = |to: &str, file: &std::path::Path| {
+        let out = crate::util::ccgate()
+            .arg("--config")
+            .arg(&config)
+            .args(["convert", "--to", to])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert_no_crash(&out);
+        assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+        texts(&out)
+    };
+    let legacy = temp_file(DIRECTORY_MESSAGE);
+    let (stdout, stderr) = convert("mime", legacy.path());
+    for expected in [
+        "From: \"Jane Doe\" <jane.doe@legacy.example.com>\r\n",
+        "To: \"John Smith\" <john.smith@legacy.example.com>\r\n",
+        // Not in the directory: the gateway's generated form.
+        "Cc: \"Nobody, Here\" <IMCEACCMAIL-Nobody+2C+20Here+20at+20HQ@legacy.example.com>\r\n",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} not in {stdout}");
+    }
+    assert!(!stderr.contains("without the directory"), "{stderr}");
+    let eml = temp_file(
+        b"From: Jane <jane.doe@modern.example.com>\r\nTo: john.smith@legacy.example.com\r\n\
+          Subject: hi\r\n\r\nbody\r\n",
+    );
+    let (stdout, _) = convert("legacy", eml.path());
+    assert!(stdout.contains("To: Smith, John at HQ\r\n"), "{stdout}");
+
+    // No directory to be had: said on standard error, and the directory-free map is used.
+    write_config("missing.csv");
+    let (stdout, stderr) = convert("mime", legacy.path());
+    assert!(
+        stderr.contains("missing.csv: cannot read the directory")
+            && stderr.contains("addresses are mapped without the directory"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("To: \"Smith, John\" <Smith_John@legacy.example.com>\r\n"),
+        "{stdout}"
+    );
+}

@@ -1,6 +1,10 @@
 //! `ccgate convert --to mime|legacy FILE`: convert between the legacy format and RFC 5322,
-//! standard output only, with the routing-free default address map built from `[legacy]`
-//! (`domain`, `post_office`, `gateway_po`; see `ccgate_convert::DefaultAddressMap`).
+//! standard output only. Addresses are mapped with the directory as `ccgate run` maps them (a
+//! migrated user's legacy name becomes their current address, an SMTP address in the directory
+//! its legacy name), without routing anything. When the directory cannot be used (no file yet,
+//! unreadable, problems) that is said on standard error and the directory-free default map
+//! built from `[legacy]` is used (`domain`, `post_office`, `gateway_po`; see
+//! `ccgate_convert::DefaultAddressMap`).
 //!
 //! - `--to mime`: FILE is a legacy Import/Export file. A file holding one message gives that
 //!   message as RFC 5322 (CR LF line ends), ready to save as `.eml`. A file holding several gives
@@ -22,11 +26,15 @@ use std::process::ExitCode;
 
 use ccgate_ccmail::{Dialect, SliceReader, write_messages};
 use ccgate_convert::{
-    ConvertOptions, DefaultAddressMap, LegacyContext, MimeMessage, legacy_to_mime, mime_to_legacy,
+    AddressMap, ConvertOptions, DefaultAddressMap, LegacyContext, MimeMessage, legacy_to_mime,
+    mime_to_legacy,
 };
+use ccgate_router::{Directory, Router};
 
 use crate::cli::ConvertTo;
 use crate::config::{Config, DialectChoice};
+use crate::directory_source;
+use crate::gateway::RouterMap;
 
 /// The conversion options of the config's `[legacy]` section. Legacy dates are taken as UTC
 /// (the config has no time-zone key yet).
@@ -61,14 +69,39 @@ pub fn run(config: &Config, to: ConvertTo, file: &Path) -> anyhow::Result<ExitCo
         }
     };
     let opts = options(config);
-    let map = DefaultAddressMap::from_options(&opts);
     let stdout = io::stdout();
     let stderr = io::stderr();
     let mut out = stdout.lock();
     let mut err = stderr.lock();
+    let directory = directory(config, &mut err)?;
+    let mut router_config = directory_source::router_config(config);
+    // The keys `ccgate run` made: legacy senders outside the directory get the reply address
+    // the gateway would give them (without the keys, the untagged form).
+    router_config.reply_tags = match crate::reply_keys::KeyFile::of(config).open_existing(config) {
+        Ok(tags) => tags,
+        Err(e) => {
+            writeln!(
+                err,
+                "ccgate: convert: {e:#}: reply addresses are shown without their tag"
+            )?;
+            None
+        }
+    };
+    let router_map;
+    let default_map;
+    let map: &dyn AddressMap = match &directory {
+        Some(directory) => {
+            router_map = RouterMap(Router::new(directory, &router_config));
+            &router_map
+        }
+        None => {
+            default_map = DefaultAddressMap::from_options(&opts);
+            &default_map
+        }
+    };
     let failed = match to {
-        ConvertTo::Mime => to_mime(&name, &bytes, &opts, &map, &mut out, &mut err)?,
-        ConvertTo::Legacy => to_legacy(&name, &bytes, &opts, &map, &mut out, &mut err)?,
+        ConvertTo::Mime => to_mime(&name, &bytes, &opts, map, &mut out, &mut err)?,
+        ConvertTo::Legacy => to_legacy(&name, &bytes, &opts, map, &mut out, &mut err)?,
     };
     out.flush()?;
     Ok(if failed > 0 {
@@ -78,12 +111,29 @@ pub fn run(config: &Config, to: ConvertTo, file: &Path) -> anyhow::Result<ExitCo
     })
 }
 
+/// The directory in service, or `None` (said on `err`) when it cannot be used.
+fn directory(config: &Config, err: &mut impl Write) -> io::Result<Option<Directory>> {
+    let why = match directory_source::load(config) {
+        Ok(Ok(directory)) => return Ok(Some(directory)),
+        Ok(Err(invalid)) => {
+            writeln!(err, "{invalid}")?;
+            format!("the directory has {} problem(s)", invalid.problems.len())
+        }
+        Err(e) => format!("{e:#}"),
+    };
+    writeln!(
+        err,
+        "ccgate: convert: {why}: addresses are mapped without the directory"
+    )?;
+    Ok(None)
+}
+
 /// Legacy file → RFC 5322 (one message) or mbox (several). Returns how many messages failed.
 fn to_mime(
     name: &str,
     bytes: &[u8],
     opts: &ConvertOptions,
-    map: &DefaultAddressMap,
+    map: &dyn AddressMap,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<usize> {
@@ -155,7 +205,7 @@ fn to_legacy(
     name: &str,
     bytes: &[u8],
     opts: &ConvertOptions,
-    map: &DefaultAddressMap,
+    map: &dyn AddressMap,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<usize> {
