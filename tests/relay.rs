@@ -957,6 +957,49 @@ fn mail_reaches_a_real_smtp_next_hop_from_both_sides() {
     });
 }
 
+// See: the contract ("what a default Postfix accepts, ccgate accepts ... what Postfix refuses as
+// unsafe (smuggling), ccgate refuses"). Postfix takes a bare CR as text; so does ccgate, and it
+// never sends one on bare: it becomes CR LF and the dot after it is stuffed, so a next hop that
+// ends lines at a bare CR still reads one message whose text holds the would-be commands.
+#[test]
+fn a_bare_cr_is_taken_as_text_and_never_reaches_the_next_hop_bare() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(hop) = NextHop::start(scratch.path()) else {
+        return;
+    };
+    let relay = Relay::start_with(
+        "",
+        &format!(
+            "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconnect_timeout = \"5s\"\n",
+            hop.port
+        ),
+    );
+    let reply = relay.send(
+        "alice@example.org",
+        "jane.doe@legacy.example.com",
+        "Subject: bare cr\n\nhello\r.\rMAIL FROM:<admin@example.org>\nafter",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let got = wait_for("the message at the next hop", || {
+        hop.received()
+            .into_iter()
+            .find(|m| m.contains("Subject: bare cr"))
+    });
+    let text = got.replace("\r\n", "\n");
+    assert!(
+        !text.contains('\r'),
+        "a bare CR reached the next hop: {got:?}"
+    );
+    assert!(
+        text.contains("\nhello\n.\nMAIL FROM:<admin@example.org>\nafter"),
+        "{got:?}"
+    );
+    wait_for("an empty queue", || {
+        relay.queue_list().trim().is_empty().then_some(())
+    });
+    assert_eq!(hop.received().len(), 1, "one message, nothing smuggled");
+}
+
 /// What a MIME reader decodes from the first text part of `message`.
 fn decoded_text(message: &[u8]) -> String {
     let parsed = mail_parser::MessageParser::default()

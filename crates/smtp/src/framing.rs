@@ -7,7 +7,10 @@
 //! message text is handed to the caller as it is decoded, up to the message size limit.
 //!
 //! Line ends are strict because of SMTP smuggling (CVE-2023-51764): a line ends only with
-//! CR LF, the message ends only with CR LF `.` CR LF, and a bare CR or bare LF is an error.
+//! CR LF, the message ends only with CR LF `.` CR LF, and a bare LF is an error (as Postfix's
+//! `smtpd_forbid_bare_newline`). A bare CR in message text is text, as Postfix takes it: it
+//! never ends a line or the data, and [`encode_data`] never sends it on bare (it becomes
+//! CR LF there, and a dot after it is stuffed). In a command line a bare CR is an error.
 //! In DATA, errors are not reported when found: the decoder keeps consuming to the real end of
 //! the data and reports the first error then, so the session can answer one 5xx and stay in
 //! step with the client.
@@ -248,8 +251,7 @@ impl DataDecoder {
     ///
     /// # Errors
     /// Only at the end of data: the first error found in the message
-    /// ([`Error::BareLf`], [`Error::BareCr`], [`Error::TextLineTooLong`],
-    /// [`Error::MessageTooLarge`]).
+    /// ([`Error::BareLf`], [`Error::TextLineTooLong`], [`Error::MessageTooLarge`]).
     pub fn decode(&mut self, input: &mut &[u8], out: &mut Vec<u8>) -> Result<DataStatus, Error> {
         loop {
             if self.state == DataState::Done {
@@ -287,8 +289,8 @@ impl DataDecoder {
                     self.state = DataState::Done;
                 }
                 (DataState::DotCr, _) => {
-                    // `.` CR followed by something else: the dot was stuffing, the CR bare.
-                    self.bare_cr();
+                    // `.` CR followed by something else: the dot was stuffing, the CR bare
+                    // (text).
                     self.text(b"\r", out);
                     self.state = DataState::Text;
                 }
@@ -314,7 +316,7 @@ impl DataDecoder {
                     self.state = DataState::LineStart;
                 }
                 (DataState::Cr, _) => {
-                    self.bare_cr();
+                    // A bare CR: text, not a line end.
                     self.text(b"\r", out);
                     self.state = DataState::Text;
                 }
@@ -325,13 +327,6 @@ impl DataDecoder {
                 (DataState::Done, _) => {}
             }
         }
-    }
-
-    fn bare_cr(&mut self) {
-        self.fail(Error::BareCr {
-            part: Part::Data,
-            line: self.line,
-        });
     }
 
     /// Line text: counts toward the line length, then is emitted.
@@ -533,10 +528,6 @@ mod tests {
             part: Part::Data,
             line,
         };
-        let bare_cr = |line| Error::BareCr {
-            part: Part::Data,
-            line,
-        };
         type Case<'a> = (Vec<&'a [u8]>, Result<DataStatus, Error>, &'a [u8], &'a [u8]);
         let cases: Vec<Case> = vec![
             (vec![b".\r\n"], complete(0), b"", b""),
@@ -578,8 +569,9 @@ mod tests {
             // real end.
             (vec![b"a\n.\nb\r\n.\r\n"], Err(bare_lf(1)), b"a", b""),
             (vec![b"a\n.\rb\r\n.\r\n"], Err(bare_lf(1)), b"a", b""),
-            (vec![b"a\r.\nb\r\n.\r\n"], Err(bare_cr(1)), b"a", b""),
-            (vec![b"a\r.\rb\r\n.\r\n"], Err(bare_cr(1)), b"a", b""),
+            // A bare CR is text (as Postfix reads it): `\r.\r\n` ends nothing.
+            (vec![b"a\r.\nb\r\n.\r\n"], Err(bare_lf(1)), b"a\r.", b""),
+            (vec![b"a\r.\rb\r\n.\r\n"], complete(7), b"a\r.\rb\r\n", b""),
             (
                 vec![b"a\n.\r\nMAIL FROM:<x@y.z>\r\n.\r\n"],
                 Err(bare_lf(1)),
@@ -588,8 +580,8 @@ mod tests {
             ),
             (
                 vec![b"a\r.\r\nMAIL FROM:<x@y.z>\r\n.\r\n"],
-                Err(bare_cr(1)),
-                b"a",
+                complete(24),
+                b"a\r.\r\nMAIL FROM:<x@y.z>\r\n",
                 b"",
             ),
             (
@@ -600,9 +592,14 @@ mod tests {
             ),
             (vec![b"\n.\r\n", b".\r\n"], Err(bare_lf(1)), b"", b""),
             (vec![b".\n.\r\n", b".\r\n"], Err(bare_lf(1)), b"", b""),
-            (vec![b"a\r\n.\rb\r\n.\r\n"], Err(bare_cr(2)), b"a\r\n", b""),
-            (vec![b"a\r\n.\r\r\n.\r\n"], Err(bare_cr(2)), b"a\r\n", b""),
-            (vec![b"a\r\r\n.\r\n"], Err(bare_cr(1)), b"a", b""),
+            (
+                vec![b"a\r\n.\rb\r\n.\r\n"],
+                complete(7),
+                b"a\r\n\rb\r\n",
+                b"",
+            ),
+            (vec![b"a\r\n.\r\r\n.\r\n"], complete(6), b"a\r\n\r\r\n", b""),
+            (vec![b"a\r\r\n.\r\n"], complete(4), b"a\r\r\n", b""),
             // Lines: 18 octets of text plus CR LF fit the test limit of 20.
             (
                 vec![b"123456789012345678\r\n.\r\n"],
@@ -672,8 +669,11 @@ mod tests {
 
     #[test]
     fn encoder() {
-        let cases: [(&[u8], &[u8]); 7] = [
+        let cases: [(&[u8], &[u8]); 9] = [
             (b"", b".\r\n"),
+            // Bare CRs taken as text are never sent on bare: a dot after one is stuffed.
+            (b"a\r.\rb\r\n", b"a\r\n..\r\nb\r\n.\r\n"),
+            (b"a\r.\r\nb\r\n", b"a\r\n..\r\nb\r\n.\r\n"),
             (b"a\r\n", b"a\r\n.\r\n"),
             (b"a", b"a\r\n.\r\n"),
             (b".\r\n..x\r\n", b"..\r\n...x\r\n.\r\n"),

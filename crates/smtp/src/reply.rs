@@ -266,7 +266,7 @@ pub const ERR_COMMAND_TOO_LONG: &str = "Error: command line too long";
 pub const ERR_TEXT_LINE_TOO_LONG: &str = "Error: message line longer than";
 /// A bare LF (smuggling).
 pub const ERR_BARE_LF: &str = "Error: bare <LF> received";
-/// A bare CR (smuggling).
+/// A bare CR in a command line (in message text it is text).
 pub const ERR_BARE_CR: &str = "Error: bare <CR> received";
 /// The message grew past the limit.
 pub const ERR_MESSAGE_TOO_BIG: &str = "Error: message file too big";
