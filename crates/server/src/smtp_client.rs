@@ -55,8 +55,9 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DATA_TIMEOUT: Duration = Duration::from_secs(600);
 /// An unused cached connection is closed (`QUIT`) after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause when the lane has nothing due.
-const IDLE_POLL: Duration = Duration::from_millis(20);
+/// Longest pause when the lane has nothing due: mail queued or routed to the lane wakes a
+/// worker at once (`Spool::on_due`); this catches retries coming due.
+const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; be lenient).
 const MAX_LINE: u64 = ccgate_smtp::MAX_REPLY_LINE as u64;
 /// Time allowed for the reply to `QUIT`.
@@ -226,9 +227,21 @@ impl SmtpAgent {
     /// Delivers until `stop` fires; messages in hand are finished and recorded first, and the
     /// cached connections get `QUIT`.
     pub async fn run(self, stop: watch::Receiver<bool>) {
+        // Each message queued or routed to the lane wakes one idle worker (or leaves a permit
+        // for the next one to wait); a worker that finds mail goes on leasing until none is
+        // left, so a burst wakes as many workers as it needs.
+        let due = Arc::new(tokio::sync::Notify::new());
+        let wake = Arc::clone(&due);
+        self.inner
+            .spool
+            .on_due(self.inner.lane, Arc::new(move || wake.notify_one()));
         let mut workers = JoinSet::new();
         for _ in 0..self.inner.opts.concurrency.max(1) {
-            workers.spawn(worker(Arc::clone(&self.inner), stop.clone()));
+            workers.spawn(worker(
+                Arc::clone(&self.inner),
+                Arc::clone(&due),
+                stop.clone(),
+            ));
         }
         while workers.join_next().await.is_some() {}
     }
@@ -238,7 +251,7 @@ impl SmtpAgent {
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// One connection's worth of delivery: lease, deliver on the cached connection, record.
-async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn worker(inner: Arc<Inner>, due: Arc<tokio::sync::Notify>, mut stop: watch::Receiver<bool>) {
     let mut cached: Option<Connection> = None;
     let mut completions: JoinSet<()> = JoinSet::new();
     loop {
@@ -266,9 +279,20 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 {
                     c.quit().await;
                 }
+                // A cached connection is closed once idle long enough, so the wait ends then
+                // at the latest.
+                let pause = match &cached {
+                    Some(c) => inner
+                        .opts
+                        .idle_timeout
+                        .saturating_sub(c.idle_since.elapsed())
+                        .min(IDLE_POLL),
+                    None => IDLE_POLL,
+                };
                 tokio::select! {
                     () = stopped(&mut stop) => break,
-                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    () = due.notified() => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
                 continue;
             }
