@@ -162,13 +162,33 @@ impl Recipient {
     /// The legacy reader's error when the text is neither.
     pub fn parse(text: &str) -> Result<Self, ccgate_ccmail::AddressError> {
         let trimmed = text.trim();
-        if !trimmed.contains(char::is_whitespace)
+        // White space outside a quoted local part (`Name at PO`, `u@d at SMTPGW`) is the
+        // legacy side's; `"John Doe"@example.org` is an SMTP mailbox.
+        if !space_outside_quotes(trimmed)
             && let Ok(address) = EmailAddress::from_str(trimmed)
         {
             return Ok(Self::Smtp(address));
         }
         parse_address(trimmed).map(Self::Legacy)
     }
+}
+
+/// True when `text` holds white space that is not inside a `"..."` quoted string (`\` quotes
+/// the next character there).
+fn space_outside_quotes(text: &str) -> bool {
+    let mut quoted = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => {
+                chars.next();
+            }
+            c if c.is_whitespace() && !quoted => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 impl fmt::Display for Recipient {

@@ -637,3 +637,27 @@ fn why_explains_reply_tags() {
         "{text}"
     );
 }
+
+/// `ccgate route` reads an SMTP mailbox whose quoted local part holds a space as SMTP, and
+/// white space outside quotes as the legacy side's.
+#[test]
+fn a_quoted_local_part_with_a_space_is_an_smtp_mailbox() {
+    for text in [
+        "\"john doe\"@example.org",
+        "<\"john doe\"@example.org>",
+        "\"a\\\" b\"@example.org",
+    ] {
+        assert!(
+            matches!(Recipient::parse(text), Ok(Recipient::Smtp(_))),
+            "{text}: {:?}",
+            Recipient::parse(text)
+        );
+    }
+    for text in ["\"john doe\"@example.org at SMTPGW", "Smith, John at HQ"] {
+        assert!(
+            matches!(Recipient::parse(text), Ok(Recipient::Legacy(_))),
+            "{text}: {:?}",
+            Recipient::parse(text)
+        );
+    }
+}
