@@ -84,6 +84,17 @@ impl Relay {
         }
     }
 
+    /// A gateway whose `[modern]` next hop is `hop`.
+    fn to_next_hop(hop: &NextHop) -> Self {
+        Self::start_with(
+            "",
+            &format!(
+                "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconnect_timeout = \"5s\"\n",
+                hop.port
+            ),
+        )
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -967,13 +978,7 @@ fn a_bare_cr_is_taken_as_text_and_never_reaches_the_next_hop_bare() {
     let Some(hop) = NextHop::start(scratch.path()) else {
         return;
     };
-    let relay = Relay::start_with(
-        "",
-        &format!(
-            "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconnect_timeout = \"5s\"\n",
-            hop.port
-        ),
-    );
+    let relay = Relay::to_next_hop(&hop);
     let reply = relay.send(
         "alice@example.org",
         "jane.doe@legacy.example.com",
@@ -1017,13 +1022,7 @@ fn long_lines_reach_a_strict_next_hop_re_encoded_and_the_legacy_side_whole() {
     let Some(hop) = NextHop::start(scratch.path()) else {
         return;
     };
-    let relay = Relay::start_with(
-        "",
-        &format!(
-            "[modern]\nnext_hop = \"smtp://127.0.0.1:{}\"\nconnect_timeout = \"5s\"\n",
-            hop.port
-        ),
-    );
+    let relay = Relay::to_next_hop(&hop);
     for n in [2_000usize, 50_000] {
         let line: String = format!("long{n} ")
             .chars()
