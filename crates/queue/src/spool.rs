@@ -590,6 +590,9 @@ impl Spool {
     /// (a picked-up legacy message's Message-ID, a replayed message's keys). The keys are
     /// stored in the message's record, so after a crash between this call and the caller's
     /// ledger write, [`Spool::origins`] still names them and the message is not taken twice.
+    /// The message is not leased until the caller calls [`Spool::confirm_keyed`] after its
+    /// ledger write (or the spool is opened again), so it cannot be delivered and removed,
+    /// key and all, before that write.
     ///
     /// # Errors
     /// As [`Spool::enqueue_with_id`]; [`QueueError::TooLarge`] when the keys do not fit the
@@ -895,12 +898,54 @@ impl Spool {
             }
             state.settle(of);
         }
-        let ticket = self.shared.push(Request::Enqueue {
+        let keyed = !rec.origins.is_empty();
+        if keyed {
+            state.unconfirmed.insert(id);
+        }
+        let ticket = match self.shared.push(Request::Enqueue {
             rec: Box::new(rec),
             body,
-        })?;
+        }) {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                state.unconfirmed.remove(&id);
+                return Err(e);
+            }
+        };
         drop(state);
         Ok((id, ticket))
+    }
+
+    /// Hands keyed messages ([`Spool::enqueue_keyed`]) to the delivery agents, once the caller
+    /// has recorded their keys in its ledger (or failed to: its own memory has them, and a
+    /// restart finds them in the records). Until then they are queued but leased to no one,
+    /// so none is delivered and removed while a crash could still lose its key. Ids that are
+    /// not waiting (already confirmed, deleted) are passed over.
+    pub fn confirm_keyed(&self, ids: &[QueueId]) {
+        let mut lanes: Vec<String> = Vec::new();
+        {
+            let mut state = lock(&self.shared.state);
+            for id in ids {
+                if !state.unconfirmed.remove(id) {
+                    continue;
+                }
+                state.index(*id);
+                if let Some(msg) = state.messages.get(id) {
+                    let names: Vec<String> = msg
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.waiting())
+                        .map(|r| state.lane_name(r.dest).to_owned())
+                        .collect();
+                    for name in names {
+                        if !lanes.contains(&name) {
+                            lanes.push(name);
+                        }
+                    }
+                }
+            }
+        }
+        self.wakers.wake(lanes.iter().map(String::as_str));
     }
 
     /// Applies records to the state and hands them to the writer (caller waits if needed).

@@ -177,6 +177,10 @@ pub(crate) struct State {
     pub leases: HashMap<u64, LeaseInfo>,
     /// Keep the due index up to date (off while replaying; built once at the end).
     pub indexing: bool,
+    /// Keyed messages ([`MessageRec::origins`]) whose caller has not yet recorded them in its
+    /// ledger (live spool only): kept out of the due index, so no agent delivers and removes
+    /// one before its key is safe; a restart finds them in the records instead.
+    pub unconfirmed: std::collections::HashSet<QueueId>,
     /// Highest lease number seen.
     pub max_lease: u64,
     /// Sum of [`Msg::rec_len`] of live messages.
@@ -608,7 +612,7 @@ impl State {
 
     /// Puts a message's waiting recipients into their lanes' due index.
     pub fn index(&mut self, id: QueueId) {
-        if !self.indexing {
+        if !self.indexing || self.unconfirmed.contains(&id) {
             return;
         }
         let Some(msg) = self.messages.get(&id) else {

@@ -1488,3 +1488,50 @@ fn a_corrupt_body_is_set_aside_at_once_not_retried_until_it_bounces() {
     );
     assert_eq!(spool.len(), 1, "kept, not bounced");
 }
+
+/// A keyed message is leased to no agent until its caller confirms its ledger write, so it
+/// cannot be delivered and removed (key and all) before that write; a restart leases it
+/// as any other (the key is in its record).
+#[test]
+fn a_keyed_message_waits_for_its_confirmation_or_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let keyed = |key: &str| {
+        let rcpt = addr("keyed@example.com");
+        let envelope = Envelope {
+            sender: "a@example.com".parse::<ReversePath>().unwrap(),
+            recipients: vec![rcpt.clone()],
+        };
+        spool
+            .enqueue_keyed(
+                QueueId::generate(),
+                &[key],
+                &envelope,
+                &[Route::new(Lane::Modern, rcpt)],
+                &body(1),
+                t(0),
+            )
+            .unwrap()
+    };
+    let first = keyed("<first@legacy>");
+    let second = keyed("<second@legacy>");
+    assert!(spool.lease(Lane::Modern, 10, t(1)).unwrap().is_empty());
+    spool.confirm_keyed(&[first]);
+    let leases = spool.lease(Lane::Modern, 10, t(1)).unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.queue_id).collect::<Vec<_>>(),
+        [first]
+    );
+    for lease in leases {
+        spool.complete(lease, &[Ok(())], t(1)).unwrap();
+    }
+    // The second was never confirmed: a restart hands it out, its key still in the record.
+    drop(spool);
+    let spool = open(dir.path());
+    assert_eq!(spool.origins(), vec!["<second@legacy>".to_owned()]);
+    let leases = spool.lease(Lane::Modern, 10, t(2)).unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.queue_id).collect::<Vec<_>>(),
+        [second]
+    );
+}

@@ -114,9 +114,10 @@ impl Ledger {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut text = String::new();
         let mut fresh = Vec::new();
+        let mut in_batch = HashSet::new();
         for key in keys {
             let key = key.replace(['\r', '\n'], " ");
-            if guard.0.contains(&key) || fresh.contains(&key) {
+            if guard.0.contains(&key) || !in_batch.insert(key.clone()) {
                 continue;
             }
             text.push_str(&key);

@@ -641,8 +641,8 @@ impl PickupAgent {
         self.enqueue_batch(name, &mut batch, report)
     }
 
-    /// Queues the batch (concurrently: the spool's group commit shares the fsyncs), then
-    /// records it in the ledger with one fsync.
+    /// Queues the batch (concurrently: the spool's group commit shares the fsyncs), records
+    /// it in the ledger with one fsync, then hands it to the delivery agents.
     fn enqueue_batch(
         &self,
         name: &str,
@@ -700,11 +700,13 @@ impl PickupAgent {
                 .collect()
         });
         let mut queued_keys = Vec::new();
+        let mut queued_ids = Vec::new();
         let mut first_error = None;
         for (((line, accepted), id), result) in items.iter().zip(&ids).zip(results) {
             match result {
                 Ok(()) => {
                     queued_keys.push(accepted.message_id.as_str());
+                    queued_ids.push(*id);
                     report.queued += 1;
                     self.metrics.count(MetricEvent::Accepted, "legacy", 1);
                     info!(queue_id = %id, file = %name, line, from = %accepted.envelope.sender, nrcpt = accepted.envelope.recipients.len(), "queued from the legacy side");
@@ -722,7 +724,12 @@ impl PickupAgent {
                 }
             }
         }
-        self.ledger.insert_many(&queued_keys)?;
+        // Only now may the agents deliver (and remove) them: their keys are in the ledger,
+        // or in this process's memory of it if the write failed (a restart takes them back
+        // from the spool records).
+        let recorded = self.ledger.insert_many(&queued_keys);
+        self.spool.confirm_keyed(&queued_ids);
+        recorded?;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

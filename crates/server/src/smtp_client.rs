@@ -972,8 +972,13 @@ mod tests {
         assert_eq!(encode_data(b""), b".\r\n");
         assert_eq!(encode_data(b"a\nb"), b"a\r\nb\r\n.\r\n");
         assert_eq!(
-            encode_data(b".x\r\n..y\n.\r\nz\r.\r"),
-            b"..x\r\n...y\r\n..\r\nz\r\n..\r\n.\r\n"
+            encode_data(b"\r\n.x\r\n..y\n.\r\nz\r.\r"),
+            b"\r\n..x\r\n...y\r\n..\r\nz\r\n..\r\n.\r\n"
+        );
+        // In the header section a bare CR is a space (one header, as this gateway reads it).
+        assert_eq!(
+            encode_data(b"S: a\rB: b\r\n\r\nz\r\n"),
+            b"S: a B: b\r\n\r\nz\r\n.\r\n"
         );
         assert_eq!(encode_data(b"a\r\n\r\nb\r\n"), b"a\r\n\r\nb\r\n.\r\n");
     }

@@ -9,8 +9,9 @@
 //! Line ends are strict because of SMTP smuggling (CVE-2023-51764): a line ends only with
 //! CR LF, the message ends only with CR LF `.` CR LF, and a bare LF is an error (as Postfix's
 //! `smtpd_forbid_bare_newline`). A bare CR in message text is text, as Postfix takes it: it
-//! never ends a line or the data, and [`encode_data`] never sends it on bare (it becomes
-//! CR LF there, and a dot after it is stuffed). In a command line a bare CR is an error.
+//! never ends a line or the data, and [`encode_data`] never sends it on bare (CR LF in the
+//! body, a dot after it stuffed; a space in the header section). In a command line a bare CR
+//! is an error.
 //! In DATA, errors are not reported when found: the decoder keeps consuming to the real end of
 //! the data and reports the first error then, so the session can answer one 5xx and stay in
 //! step with the client.
@@ -368,11 +369,16 @@ impl DataDecoder {
 /// `message` becomes CR LF, so no bare line end is ever sent), lines starting with `.` get
 /// another `.` (RFC 5321 4.5.2), a missing final CR LF is added, and `.` CR LF ends it.
 ///
+/// In the header section (up to the first empty line) a bare CR becomes a space instead:
+/// this gateway reads `Subject: x` CR `Auto-Submitted: y` as one header (lines end at LF),
+/// and so must the next hop; made a line end, it would be two.
+///
 /// For a message whose lines all end in CR LF, [`DataDecoder`] returns it unchanged.
 pub fn encode_data(message: &[u8], out: &mut Vec<u8>) {
     out.reserve(message.len().saturating_add(5));
     let mut rest = message;
     let mut at_line_start = true;
+    let mut in_header = true;
     while !rest.is_empty() {
         if at_line_start && rest.first() == Some(&b'.') {
             out.push(b'.');
@@ -386,6 +392,16 @@ pub fn encode_data(message: &[u8], out: &mut Vec<u8>) {
             Some(pos) => {
                 let (text, tail) = rest.split_at(pos);
                 out.extend_from_slice(text);
+                let bare_cr = matches!(tail, [b'\r', next, ..] if *next != b'\n') || tail == b"\r";
+                if in_header && bare_cr {
+                    out.push(b' ');
+                    at_line_start = false;
+                    rest = tail.get(1..).unwrap_or_default();
+                    continue;
+                }
+                if at_line_start && text.is_empty() {
+                    in_header = false;
+                }
                 out.extend_from_slice(b"\r\n");
                 at_line_start = true;
                 rest = match tail {
@@ -671,13 +687,20 @@ mod tests {
     fn encoder() {
         let cases: [(&[u8], &[u8]); 9] = [
             (b"", b".\r\n"),
-            // Bare CRs taken as text are never sent on bare: a dot after one is stuffed.
-            (b"a\r.\rb\r\n", b"a\r\n..\r\nb\r\n.\r\n"),
-            (b"a\r.\r\nb\r\n", b"a\r\n..\r\nb\r\n.\r\n"),
+            // Bare CRs taken as text are never sent on bare: in the body a line end (a dot
+            // after one is stuffed), in the header section a space.
+            (
+                b"H: 1\r\n\r\na\r.\rb\r\n",
+                b"H: 1\r\n\r\na\r\n..\r\nb\r\n.\r\n",
+            ),
+            (
+                b"S: x\rA: y\r\n\r\n.\r\r\n",
+                b"S: x A: y\r\n\r\n..\r\n\r\n.\r\n",
+            ),
             (b"a\r\n", b"a\r\n.\r\n"),
             (b"a", b"a\r\n.\r\n"),
             (b".\r\n..x\r\n", b"..\r\n...x\r\n.\r\n"),
-            (b"a\nb\rc\r\n", b"a\r\nb\r\nc\r\n.\r\n"),
+            (b"\r\na\nb\rc\r\n", b"\r\na\r\nb\r\nc\r\n.\r\n"),
             (b"\r\n.", b"\r\n..\r\n.\r\n"),
             (b"x\r\n.\r\n", b"x\r\n..\r\n.\r\n"),
         ];

@@ -681,7 +681,12 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
         match queued {
             Ok((id, taken, server_refused)) => {
                 let verb = format!("queued as {id}");
-                self.account(message, routed, &verb, &taken, server_refused)
+                let accounted = self.account(message, routed, &verb, &taken, server_refused);
+                // Queued keyed into our own spool: deliverable once its keys are recorded.
+                if let (Sink::Direct { spool, .. }, Ok(id)) = (&self.sink, id.parse::<QueueId>()) {
+                    spool.confirm_keyed(&[id]);
+                }
+                accounted
             }
             Err(why) => {
                 self.tally.io_errors += 1;

@@ -73,7 +73,8 @@ pub(super) fn open_sink(config: &Config, err: &mut impl Write) -> anyhow::Result
             if adopted > 0 {
                 writeln!(
                     err,
-                    "ccgate: the ledger lacked {adopted} key(s) of messages already queued (a                      crash before they were recorded): added, those are not queued again"
+                    "ccgate: the ledger lacked {adopted} key(s) of messages already queued (a \
+                     crash before they were recorded): added, those are not queued again"
                 )?;
             }
             Ok(Sink::Direct {
