@@ -2,7 +2,9 @@
 //! current mailbox (issue 5 item 4), and the header policy built on it.
 //!
 //! - **Legacy → SMTP** ([`Router::smtp_form`]): a directory user becomes the entry's primary
-//!   SMTP address (`SMTP:`, else the first `smtp:`, else the target address); an address that
+//!   SMTP address (`SMTP:`, else the first `smtp:`) if it is in one of our domains, else its
+//!   first SMTP proxy that is, else a migrated user's target address (replies go straight to
+//!   the mailbox they use now), else the generated form below; an address that
 //!   carries an SMTP address (`user@domain at GW`, phrases, SMTP one-offs) keeps it; anything
 //!   else gets a **generated** address in the legacy domain ([`encode_generated`]) that the
 //!   router maps back to the legacy address. For a name not in the directory the generated
@@ -35,9 +37,9 @@ use ccgate_ccmail::{
 };
 use ccgate_core::{EmailAddress, ReversePath};
 
-use crate::directory::{Entry, Matched};
+use crate::directory::{Entry, Matched, Proxy, ProxyKind, State};
 use crate::error::Error;
-use crate::route::{Destination, Router};
+use crate::route::{Destination, Router, RouterConfig};
 use crate::tag::looks_like_tag;
 
 /// Longest local part RFC 5321 §4.5.3.1.1 allows.
@@ -332,7 +334,7 @@ impl Router<'_> {
             && let Ok(parsed) = EmailAddress::from_str(smtp)
         {
             if let Some(matched) = self.directory().lookup_smtp(&parsed)
-                && let Some(form) = entry_smtp_form(&matched)
+                && let Some(form) = entry_smtp_form(&matched, self.config())
             {
                 return Ok(form);
             }
@@ -346,7 +348,7 @@ impl Router<'_> {
         if let Some(key) = address.name_key()
             && let Some(matched) = self.directory().lookup_name_key(&key)
         {
-            if let Some(form) = entry_smtp_form(&matched) {
+            if let Some(form) = entry_smtp_form(&matched, self.config()) {
                 return Ok(form);
             }
             let legacy = matched
@@ -479,7 +481,7 @@ impl Router<'_> {
                 matched: Some(matched),
             };
         }
-        let smtp = entry_reply_address(&matched.entry)
+        let smtp = entry_reply_address(&matched.entry, self.config())
             .cloned()
             .unwrap_or_else(|| given.clone());
         LegacyForm {
@@ -531,13 +533,33 @@ impl Router<'_> {
     }
 }
 
-/// The address a directory user is known by on the SMTP side.
-fn entry_reply_address(entry: &Entry) -> Option<&EmailAddress> {
-    entry.primary_smtp().or_else(|| entry.target_address())
+/// The address a directory user is known by on the SMTP side: one that brings a reply back to
+/// this gateway (the primary SMTP address, else another `SMTP` proxy, in one of our domains:
+/// an outside address is relaying for SMTP clients), else a migrated user's target (the reply
+/// goes straight to the mailbox they use now). `None` otherwise: the caller writes the
+/// generated form in the legacy domain, which comes back and is routed by the directory.
+fn entry_reply_address<'e>(entry: &'e Entry, config: &RouterConfig) -> Option<&'e EmailAddress> {
+    let ours = |address: &&EmailAddress| config.is_our_domain(address.domain());
+    entry
+        .primary_smtp()
+        .filter(ours)
+        .or_else(|| {
+            entry
+                .proxies()
+                .iter()
+                .filter(|p| *p.kind() == ProxyKind::Smtp)
+                .filter_map(Proxy::smtp)
+                .find(ours)
+        })
+        .or_else(|| {
+            (entry.state() == State::Migrated)
+                .then(|| entry.target_address())
+                .flatten()
+        })
 }
 
-fn entry_smtp_form(matched: &Matched) -> Option<SmtpForm> {
-    let address = entry_reply_address(&matched.entry)?.clone();
+fn entry_smtp_form(matched: &Matched, config: &RouterConfig) -> Option<SmtpForm> {
+    let address = entry_reply_address(&matched.entry, config)?.clone();
     Some(SmtpForm {
         address,
         display: Some(matched.entry.display_name().to_owned()),

@@ -660,7 +660,14 @@ impl<'a> Router<'a> {
     }
 
     fn smtp(&self, origin: Origin, address: &EmailAddress, decode: bool) -> Decision {
-        if let Some(matched) = self.directory.lookup_smtp(address) {
+        // By SMTP only our domains are ours to deliver: an outside address the directory holds
+        // (a migrated user's target in another system, a proxy in a domain not configured here)
+        // is still relaying, or anyone could send through the gateway to it.
+        let domain = address.domain();
+        let ours = self.config.is_our_domain(domain);
+        if (ours || origin == Origin::Legacy)
+            && let Some(matched) = self.directory.lookup_smtp(address)
+        {
             return self.for_entry(matched);
         }
         if self.config.is_postmaster(address)
@@ -673,8 +680,7 @@ impl<'a> Router<'a> {
                 Rule::Postmaster,
             );
         }
-        let domain = address.domain();
-        if self.config.is_our_domain(domain) {
+        if ours {
             if decode {
                 match decode_tagged(address) {
                     Some((Generated::Legacy(legacy), tag)) => {

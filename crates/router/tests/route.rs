@@ -661,3 +661,31 @@ fn a_quoted_local_part_with_a_space_is_an_smtp_mailbox() {
         );
     }
 }
+
+/// By SMTP, an outside address the directory holds (a migrated user's target in another
+/// system, a proxy in a domain that is not ours) is relaying all the same: 554 5.7.1. From the
+/// legacy side it still routes by the entry.
+#[test]
+fn an_outside_address_in_the_directory_is_not_relayed_for_smtp_clients() {
+    let directory = Directory::from_csv(
+        b"display_name,legacy_name,post_office,proxy_addresses,target_address,state\n\
+          Bob Roe,\"Roe, Bob\",HQ,SMTP:bob.roe@legacy.example.com;smtp:bob@oldcorp.example,SMTP:bob@tenant.example,migrated\n",
+    )
+    .unwrap();
+    let config = RouterConfig::default();
+    let router = Router::new(&directory, &config);
+    for text in ["bob@tenant.example", "bob@oldcorp.example"] {
+        let recipient = Recipient::parse(text).unwrap();
+        let by_smtp = router.route(Origin::Smtp, &recipient);
+        assert_eq!(summary(&by_smtp), "reject 554 5.7.1", "{text}");
+        let from_legacy = router.route(Origin::Legacy, &recipient);
+        assert!(
+            summary(&from_legacy).starts_with("modern bob@tenant.example"),
+            "{text}: {}",
+            summary(&from_legacy)
+        );
+    }
+    // Our own domain still reaches him at his target.
+    let ours = Recipient::parse("bob.roe@legacy.example.com").unwrap();
+    assert!(summary(&router.route(Origin::Smtp, &ours)).starts_with("modern bob@tenant.example"));
+}
