@@ -1372,6 +1372,9 @@ fn mail_without_helo_and_paths_without_brackets_are_accepted_like_postfix() {
     );
     assert_eq!(c.cmd(&format!("RCPT TO:{alice}")).code, 250);
     assert_eq!(c.cmd(&format!("RCPT TO: {carol}")).code, 250);
+    // Quotes that are not needed name the same mailbox (RFC 5321 4.1.2), as for Postfix.
+    let quoted = c.cmd(&format!("RCPT TO:<\"alice\"@{MODERN_DOMAIN}>"));
+    assert_eq!(quoted.code, 250, "{:?}", quoted.first());
     assert_eq!(c.cmd("DATA").code, 354);
     let end = c.cmd(&format!("Subject: {tok}\r\n\r\nno hello\r\n."));
     let id = end
@@ -1379,6 +1382,7 @@ fn mail_without_helo_and_paths_without_brackets_are_accepted_like_postfix() {
         .unwrap_or_else(|| panic!("not queued: {:?}", end.first()));
     assert_eq!(c.cmd("QUIT").code, 221);
     let msg = gw.wait_delivered_id(&id, DELIVERY);
+    // Alice named twice (once quoted) is one recipient.
     assert_eq!(msg.delivered_to(), vec![alice, carol], "{}", msg.text());
     assert!(msg.text().contains(&tok), "{}", msg.text());
     assert!(

@@ -8,7 +8,8 @@
 //! cannot write them (brackets), so the converter leaves such an address out rather than write
 //! it. The domain is stored lower-cased so that comparisons and routing are case-insensitive on
 //! it; the local part keeps its case, because RFC 5321 leaves its interpretation to the
-//! receiving host.
+//! receiving host, and loses quotes it does not need (`"jane.doe"` is `jane.doe`, as Postfix
+//! reads it; a quoted `%` or `!` keeps them).
 
 use std::fmt;
 use std::str::FromStr;
@@ -44,7 +45,7 @@ impl EmailAddress {
         check_local(local).map_err(bad)?;
         check_domain(domain).map_err(bad)?;
         Ok(Self {
-            local: local.to_owned(),
+            local: canonical_local(local),
             domain: domain.to_ascii_lowercase(),
         })
     }
@@ -149,6 +150,35 @@ fn check_local(local: &str) -> Result<(), &'static str> {
         return Err("local part is not a dot-string");
     }
     Ok(())
+}
+
+/// A quoted local part that needs no quotes is the same mailbox as its dot-string (RFC 5321
+/// §4.1.2; Postfix reads `"jane.doe"@example.com` as `jane.doe@example.com`): stored without
+/// the quotes, so it matches the directory and is written the usual way. One holding `%` or
+/// `!` keeps its quotes (unquoted it would read as the percent hack or a bang path), as does
+/// one that needs them (`"john doe"`).
+fn canonical_local(local: &str) -> String {
+    let Some(inner) = local.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+        return local.to_owned();
+    };
+    let mut content = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => content.extend(chars.next()),
+            c => content.push(c),
+        }
+    }
+    let dot_string = !content.is_empty()
+        && !content.contains(['%', '!'])
+        && content
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
+    if dot_string {
+        content
+    } else {
+        local.to_owned()
+    }
 }
 
 fn check_domain(domain: &str) -> Result<(), &'static str> {
@@ -260,6 +290,12 @@ mod tests {
             ("Jane.Doe@Example.COM", "Jane.Doe", "example.com"),
             ("<a@b.c>", "a", "b.c"),
             ("\"odd user\"@example.com", "\"odd user\"", "example.com"),
+            // Quotes that are not needed are not kept: the same mailbox as the dot-string.
+            ("\"jane.doe\"@example.com", "jane.doe", "example.com"),
+            ("<\"Jane\\.Doe\"@example.com>", "Jane.Doe", "example.com"),
+            ("\"a%b\"@example.com", "\"a%b\"", "example.com"),
+            ("\"a!b\"@example.com", "\"a!b\"", "example.com"),
+            ("\"a..b\"@example.com", "\"a..b\"", "example.com"),
             ("x+tag@[127.0.0.1]", "x+tag", "[127.0.0.1]"),
             ("ünï@bücher.example", "ünï", "bücher.example"),
         ];
