@@ -122,11 +122,41 @@ struct RawAdmin {
 }
 
 /// Sizes may be written as a number of bytes or a string like `"25MB"`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+/// Read by hand rather than `untagged`, whose error ("data did not match any variant") says
+/// nothing an administrator can act on.
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SizeValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size: a whole number of bytes or a string like \"25MB\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Bytes(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SizeValue, E> {
+                u64::try_from(v)
+                    .map(SizeValue::Bytes)
+                    .map_err(|_| E::custom(format!("a size cannot be negative ({v})")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SizeValue, E> {
+                Ok(SizeValue::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// The names a choice-valued key takes, each with its value: the one list both reading the
@@ -447,8 +477,26 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Self::from_raw(raw, Some(path.to_path_buf()), base)
-            .with_context(|| format!("{}: invalid config", path.display()))
+        Self::from_raw(raw, Some(path.to_path_buf()), base).map_err(|e| {
+            // `section.key: what is wrong`, placed at the key's value in the file.
+            let message = format!("{e:#}");
+            let position = message
+                .split_once(':')
+                .map(|(key, _)| key)
+                .filter(|key| {
+                    !key.is_empty()
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+                })
+                .and_then(|key| key_position(text, key));
+            match position {
+                Some((line, col)) => {
+                    anyhow::anyhow!("{}:{line}:{col}: {message}", path.display())
+                }
+                None => anyhow::anyhow!("{}: invalid config: {message}", path.display()),
+            }
+        })
     }
 
     fn from_raw(raw: RawConfig, source: Option<PathBuf>, base: &Path) -> anyhow::Result<Self> {
@@ -512,11 +560,20 @@ impl Config {
             {
                 bail!("smtp.hostname: {hostname:?} is not a host name (letters, digits, - and .)");
             }
+            if max_message_size == 0 {
+                bail!(
+                    "smtp.max_message_size: 0 would refuse every message (unlike Postfix's 0, it is not \"no limit\": give a size, e.g. \"25MB\")"
+                );
+            }
+            let max_recipients = s.max_recipients.unwrap_or(1000);
+            if max_recipients == 0 {
+                bail!("smtp.max_recipients: 0 would refuse every recipient (give at least 1)");
+            }
             SmtpConfig {
                 listen,
                 hostname,
                 max_message_size,
-                max_recipients: s.max_recipients.unwrap_or(1000),
+                max_recipients,
                 max_connections: s.max_connections.unwrap_or(1000),
                 tls,
                 max_line_length: s.max_line_length.unwrap_or(0),
@@ -604,22 +661,28 @@ impl Config {
                 reply_tag_lifetime_days: u16::try_from(lifetime_days).unwrap_or(30),
                 post_office,
                 gateway_po,
-                domain: l
-                    .domain
-                    .unwrap_or_else(|| "legacy.example.com".to_owned())
-                    .to_ascii_lowercase(),
+                domain: mail_domain(
+                    "legacy.domain",
+                    l.domain.as_deref().unwrap_or("legacy.example.com"),
+                )?,
                 pickup_dir: in_data(l.pickup_dir.as_deref(), "legacy/outbound"),
                 drop_dir: in_data(l.drop_dir.as_deref(), "legacy/inbound"),
                 dialect,
                 date_format,
                 codepage,
                 import_command: l.import_command.filter(|c| !c.trim().is_empty()),
-                import_timeout: duration(
+                import_timeout: positive(duration(
                     "legacy.import_timeout",
                     l.import_timeout.as_deref(),
                     "60s",
-                )?,
-                poll_interval: duration("legacy.poll_interval", l.poll_interval.as_deref(), "15s")?,
+                ))
+                .context("legacy.import_timeout")?,
+                poll_interval: positive(duration(
+                    "legacy.poll_interval",
+                    l.poll_interval.as_deref(),
+                    "15s",
+                ))
+                .context("legacy.poll_interval")?,
                 import_batch: match l.import_batch {
                     None => ccgate_server::DEFAULT_IMPORT_BATCH,
                     Some(0) => bail!(
@@ -640,7 +703,13 @@ impl Config {
             let m = raw.modern;
             let next_hop = match m.next_hop.as_deref().unwrap_or("maildir:modern") {
                 hop if hop.starts_with("maildir:") => {
-                    NextHop::Maildir(in_data(None, hop.trim_start_matches("maildir:")))
+                    let folder = hop.trim_start_matches("maildir:");
+                    if folder.trim().is_empty() {
+                        bail!(
+                            "modern.next_hop: {hop:?} names no folder (the data folder itself would become the Maildir): write maildir:PATH"
+                        );
+                    }
+                    NextHop::Maildir(in_data(None, folder))
                 }
                 hop if hop.starts_with("smtp://") => {
                     let hp = hop.trim_start_matches("smtp://").trim_end_matches('/');
@@ -691,10 +760,10 @@ impl Config {
                 bail!("modern.concurrency: {concurrency} is not between 1 and 1000");
             }
             ModernConfig {
-                domain: m
-                    .domain
-                    .unwrap_or_else(|| "modern.example.com".to_owned())
-                    .to_ascii_lowercase(),
+                domain: mail_domain(
+                    "modern.domain",
+                    m.domain.as_deref().unwrap_or("modern.example.com"),
+                )?,
                 next_hop,
                 concurrency: usize::try_from(concurrency).unwrap_or(8),
                 connect_timeout: timeout(
@@ -735,13 +804,20 @@ impl Config {
             let reload_interval = d
                 .reload_interval
                 .as_deref()
-                .map(|v| parse_duration(v).context("directory.reload_interval"))
+                .map(|v| config_duration(v).context("directory.reload_interval"))
                 .transpose()?;
             DirectoryConfig {
                 source,
                 reload_interval,
             }
         };
+
+        if modern.domain == legacy.domain {
+            bail!(
+                "modern.domain: {:?} is legacy.domain too: the gateway tells the two sides apart by their domains",
+                modern.domain
+            );
+        }
 
         let cutover = choice(
             "migration.cutover",
@@ -756,7 +832,7 @@ impl Config {
                 .retry
                 .unwrap_or_else(|| ["1m", "5m", "15m", "1h", "4h"].map(str::to_owned).to_vec())
                 .iter()
-                .map(|r| parse_duration(r).context("queue.retry"))
+                .map(|r| config_duration(r).context("queue.retry"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if retry.is_empty() {
                 bail!("queue.retry: needs at least one interval");
@@ -764,7 +840,12 @@ impl Config {
             QueueConfig {
                 retry,
                 max_lifetime: duration("queue.max_lifetime", q.max_lifetime.as_deref(), "5d")?,
-                quarantine_after: q.quarantine_after.unwrap_or(5).max(1),
+                quarantine_after: match q.quarantine_after.unwrap_or(5) {
+                    0 => bail!(
+                        "queue.quarantine_after: 0 is not a number of crashes (1 sets a message aside at its first crash or timeout)"
+                    ),
+                    n => n,
+                },
                 min_free: match q.min_free {
                     None => None,
                     Some(SizeValue::Text(t)) if t == "auto" => None,
@@ -951,7 +1032,64 @@ impl Config {
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> anyhow::Result<Duration> {
-    parse_duration(value.unwrap_or(default)).with_context(|| key.to_owned())
+    config_duration(value.unwrap_or(default)).with_context(|| key.to_owned())
+}
+
+/// `duration` unless it is zero.
+fn positive(duration: anyhow::Result<Duration>) -> anyhow::Result<Duration> {
+    let d = duration?;
+    if d.is_zero() {
+        bail!("must be longer than 0s");
+    }
+    Ok(d)
+}
+
+/// A mail domain (`legacy.domain`, `modern.domain`): a host name of letters, digits, `-` and
+/// `.`, lower-cased.
+fn mail_domain(key: &str, text: &str) -> anyhow::Result<String> {
+    let domain = text.trim().to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if domain.is_empty() || domain.len() > 255 || !domain.split('.').all(label_ok) {
+        bail!("{key}: {text:?} is not a domain name (letters, digits, - and .)");
+    }
+    Ok(domain)
+}
+
+/// A duration as the config writes it: a number and a unit (`"90s"`, `"15m"`, `"5d"`). A bare
+/// number is refused: Postfix's time parameters each have their own default unit (days for
+/// `maximal_queue_lifetime`), so `"5"` means different things to different readers.
+fn config_duration(text: &str) -> anyhow::Result<Duration> {
+    if !text.trim().is_empty() && text.trim().chars().all(|c| c.is_ascii_digit()) {
+        bail!(
+            "{text:?} needs a unit: s, m, h, d or w (\"{}s\", \"{}d\" ...)",
+            text.trim(),
+            text.trim()
+        );
+    }
+    Ok(parse_duration(text)?)
+}
+
+/// Where the value of `key` (`section.key`, `directory.ldap_attributes.mail`) is written in
+/// the TOML `text`: 1-based line and column, `None` when the key is not in the file (a default
+/// was at fault) or the text does not parse.
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut table = document.get_ref();
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (_, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) if parts.peek().is_some() => table = inner,
+            _ => return Some(line_col(text, value.span().start)),
+        }
+    }
+    None
 }
 
 /// 1-based line and column of a byte offset.
@@ -1182,6 +1320,14 @@ mod tests {
             ),
             ("[modern]\ndata_timeout = \"long\"", "modern.data_timeout"),
             ("[queue]\nmax_lifetime = \"soon\"", "queue.max_lifetime"),
+            ("[queue]\nmax_lifetime = \"90\"", "queue.max_lifetime"),
+            ("[queue]\nquarantine_after = 0", "queue.quarantine_after"),
+            ("[smtp]\nmax_message_size = 0", "smtp.max_message_size"),
+            ("[smtp]\nmax_recipients = 0", "smtp.max_recipients"),
+            ("[legacy]\npoll_interval = \"0s\"", "legacy.poll_interval"),
+            ("[legacy]\ndomain = \"\"", "legacy.domain"),
+            ("[modern]\ndomain = \"legacy.example.com\"", "modern.domain"),
+            ("[modern]\nnext_hop = \"maildir:\"", "modern.next_hop"),
             ("[modern]\nnext_hop = \"ftp://x\"", "modern.next_hop"),
             (
                 "[smtp]\nmax_message_size = \"lots\"",
@@ -1193,6 +1339,8 @@ mod tests {
                 Config::parse(text, Path::new("c.toml")).unwrap_err()
             );
             assert!(msg.contains(key), "{text}: {msg}");
+            // Every value here is on the second line: the error points at it.
+            assert!(msg.starts_with("c.toml:2:"), "{text}: {msg}");
         }
     }
 
