@@ -90,6 +90,19 @@ fn route_explains_each_case_of_section_5() {
             &["--from", "Nobody, Known at HQ", "x@outside.test"],
             "sender Nobody, Known at HQ -> \"Nobody, Known\" <IMCEACCMAIL-Nobody+2C+20Known+20at+20HQ@legacy.example.com>",
         ),
+        // What the gateway writes for a sender the legacy side cannot hold (brackets in ie8).
+        (
+            &["--from", "x@[192.0.2.1]", "jane.doe@legacy.example.com"],
+            "; sender x@[192.0.2.1] -> \"Unknown sender\" at SMTPGW; why:",
+        ),
+        (
+            &[
+                "--from",
+                "\"john doe\"@outside.test",
+                "jane.doe@legacy.example.com",
+            ],
+            "; origin smtp; entry line 4",
+        ),
     ];
     for (args, expected) in cases {
         let mut all = vec!["route"];

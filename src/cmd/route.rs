@@ -158,11 +158,29 @@ fn sender(router: &Router<'_>, text: &str) -> anyhow::Result<Sender> {
     Ok(match Recipient::parse(trimmed)? {
         Recipient::Smtp(address) => {
             let form = router.legacy_form(&address, None);
-            Sender {
-                given: address.to_string(),
-                origin: Some(Origin::Smtp),
-                rewritten: Some(router.render(&form.address)?),
-                form: Some(form_name(form.form)),
+            match router.render(&form.address) {
+                Ok(rendered) => Sender {
+                    given: address.to_string(),
+                    origin: Some(Origin::Smtp),
+                    rewritten: Some(rendered),
+                    form: Some(form_name(form.form)),
+                },
+                // What the gateway writes too: the legacy side cannot hold this address (an
+                // address literal's brackets for ie8, say), so From: gets a placeholder.
+                Err(e) => {
+                    eprintln!(
+                        "ccgate: route: --from {address}: the legacy side cannot hold it ({e}): the gateway writes a placeholder sender"
+                    );
+                    Sender {
+                        given: address.to_string(),
+                        origin: Some(Origin::Smtp),
+                        rewritten: Some(format!(
+                            "\"Unknown sender\" at {}",
+                            router.config().gateway_po
+                        )),
+                        form: Some("placeholder"),
+                    }
+                }
             }
         }
         Recipient::Legacy(address) => {
