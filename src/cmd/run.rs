@@ -233,7 +233,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     )?;
     tasks.spawn(pickup.run(shutdown.subscribe()));
 
-    print_banner(&config, &smtp_addrs, admin_addr, &spool_dir);
+    print_banner(
+        &config,
+        &smtp_addrs,
+        admin_addr,
+        &spool_dir,
+        handle.current().len(),
+    );
     ready.store(true, Ordering::Relaxed);
 
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -505,6 +511,7 @@ fn print_banner(
     smtp: &[std::net::SocketAddr],
     admin: Option<std::net::SocketAddr>,
     spool: &Path,
+    entries: usize,
 ) {
     let hop = match &config.modern.next_hop {
         NextHop::Maildir(p) => format!("maildir {}", p.display()),
@@ -525,6 +532,10 @@ fn print_banner(
         config.modern.domain
     );
     eprintln!("ccgate: spool       {}", spool.display());
+    eprintln!(
+        "ccgate: directory   {}  ({entries} entries)",
+        crate::directory_source::origin(config)
+    );
     eprintln!(
         "ccgate: legacy PO   {} via gateway PO {}: pickup {}, drop {}",
         config.legacy.post_office,
