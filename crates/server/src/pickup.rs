@@ -242,7 +242,15 @@ impl PickupAgent {
             let worker = Arc::clone(&agent);
             match tokio::task::spawn_blocking(move || worker.pass()).await {
                 Ok(Ok(report)) if report != PickupReport::default() => {
-                    info!(?report, "legacy pickup")
+                    info!(
+                        files = report.files,
+                        queued = report.queued,
+                        duplicates = report.duplicates,
+                        quarantined = report.quarantined,
+                        failed = report.failed,
+                        files_quarantined = report.files_quarantined,
+                        "legacy pickup"
+                    )
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!(error = %e, "legacy pickup stopped; retrying at the next poll"),
