@@ -65,6 +65,25 @@ fn enqueue(spool: &Spool, sender: &str, rcpts: &[(&str, Lane)], at: SystemTime) 
     spool.enqueue(&envelope, &routes, &body(1), at).unwrap()
 }
 
+/// Queues a message for one recipient in `lane` under the ledger key `key`.
+fn enqueue_keyed(spool: &Spool, key: &str, lane: Lane) -> QueueId {
+    let rcpt = addr("keyed@example.com");
+    let envelope = Envelope {
+        sender: "a@example.com".parse::<ReversePath>().unwrap(),
+        recipients: vec![rcpt.clone()],
+    };
+    spool
+        .enqueue_keyed(
+            QueueId::generate(),
+            &[key],
+            &envelope,
+            &[Route::new(lane, rcpt)],
+            &body(1),
+            t(0),
+        )
+        .unwrap()
+}
+
 fn state_of(spool: &Spool, id: QueueId, now: SystemTime) -> Vec<RcptState> {
     spool
         .show(id, now)
@@ -793,25 +812,9 @@ fn compaction_keeps_live_state_and_frees_segments() {
     let spool = Spool::open(dir.path(), small.clone()).unwrap();
     // Ledger keys ride in the message record: kept while the message is queued (through the
     // snapshots compaction writes), gone with it once it is delivered.
-    let keyed = |key: &str, lane: Lane| {
-        let rcpt = addr("keyed@example.com");
-        let envelope = Envelope {
-            sender: "a@example.com".parse::<ReversePath>().unwrap(),
-            recipients: vec![rcpt.clone()],
-        };
-        spool
-            .enqueue_keyed(
-                QueueId::generate(),
-                &[key],
-                &envelope,
-                &[Route::new(lane, rcpt)],
-                &body(1),
-                t(0),
-            )
-            .unwrap()
-    };
-    let mut kept = vec![keyed("<kept@legacy>", Lane::Legacy)];
-    keyed("<gone@legacy>", Lane::Modern);
+    let mut kept = vec![enqueue_keyed(&spool, "<kept@legacy>", Lane::Legacy)];
+    let gone = enqueue_keyed(&spool, "<gone@legacy>", Lane::Modern);
+    spool.confirm_keyed(&[kept[0], gone]);
     assert_eq!(spool.origins().len(), 2);
     for round in 0..40 {
         let keep = enqueue(
@@ -1496,25 +1499,8 @@ fn a_corrupt_body_is_set_aside_at_once_not_retried_until_it_bounces() {
 fn a_keyed_message_waits_for_its_confirmation_or_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(dir.path());
-    let keyed = |key: &str| {
-        let rcpt = addr("keyed@example.com");
-        let envelope = Envelope {
-            sender: "a@example.com".parse::<ReversePath>().unwrap(),
-            recipients: vec![rcpt.clone()],
-        };
-        spool
-            .enqueue_keyed(
-                QueueId::generate(),
-                &[key],
-                &envelope,
-                &[Route::new(Lane::Modern, rcpt)],
-                &body(1),
-                t(0),
-            )
-            .unwrap()
-    };
-    let first = keyed("<first@legacy>");
-    let second = keyed("<second@legacy>");
+    let first = enqueue_keyed(&spool, "<first@legacy>", Lane::Modern);
+    let second = enqueue_keyed(&spool, "<second@legacy>", Lane::Modern);
     assert!(spool.lease(Lane::Modern, 10, t(1)).unwrap().is_empty());
     spool.confirm_keyed(&[first]);
     let leases = spool.lease(Lane::Modern, 10, t(1)).unwrap();
