@@ -671,18 +671,16 @@ impl Config {
                 date_format,
                 codepage,
                 import_command: l.import_command.filter(|c| !c.trim().is_empty()),
-                import_timeout: positive(duration(
+                import_timeout: positive_duration(
                     "legacy.import_timeout",
                     l.import_timeout.as_deref(),
                     "60s",
-                ))
-                .context("legacy.import_timeout")?,
-                poll_interval: positive(duration(
+                )?,
+                poll_interval: positive_duration(
                     "legacy.poll_interval",
                     l.poll_interval.as_deref(),
                     "15s",
-                ))
-                .context("legacy.poll_interval")?,
+                )?,
                 import_batch: match l.import_batch {
                     None => ccgate_server::DEFAULT_IMPORT_BATCH,
                     Some(0) => bail!(
@@ -736,13 +734,6 @@ impl Config {
                     bail!("modern.next_hop: {other:?} is neither maildir:PATH nor smtp://host:port")
                 }
             };
-            let timeout = |key: &str, value: Option<&str>, default: &str| {
-                let d = duration(key, value, default)?;
-                if d.is_zero() {
-                    bail!("{key}: must be longer than 0s");
-                }
-                Ok(d)
-            };
             let tls = match (m.tls.as_deref().unwrap_or("may"), m.tls_ca_file.as_deref()) {
                 ("verify", ca_file) => ccgate_server::TlsPolicy::Verify {
                     ca_file: ca_file.map(rel),
@@ -766,17 +757,21 @@ impl Config {
                 )?,
                 next_hop,
                 concurrency: usize::try_from(concurrency).unwrap_or(8),
-                connect_timeout: timeout(
+                connect_timeout: positive_duration(
                     "modern.connect_timeout",
                     m.connect_timeout.as_deref(),
                     "30s",
                 )?,
-                command_timeout: timeout(
+                command_timeout: positive_duration(
                     "modern.command_timeout",
                     m.command_timeout.as_deref(),
                     "5m",
                 )?,
-                data_timeout: timeout("modern.data_timeout", m.data_timeout.as_deref(), "10m")?,
+                data_timeout: positive_duration(
+                    "modern.data_timeout",
+                    m.data_timeout.as_deref(),
+                    "10m",
+                )?,
                 tls,
             }
         };
@@ -1035,28 +1030,26 @@ fn duration(key: &str, value: Option<&str>, default: &str) -> anyhow::Result<Dur
     config_duration(value.unwrap_or(default)).with_context(|| key.to_owned())
 }
 
-/// `duration` unless it is zero.
-fn positive(duration: anyhow::Result<Duration>) -> anyhow::Result<Duration> {
-    let d = duration?;
+/// [`duration`], refused when zero (a timeout or an interval).
+fn positive_duration(key: &str, value: Option<&str>, default: &str) -> anyhow::Result<Duration> {
+    let d = duration(key, value, default)?;
     if d.is_zero() {
-        bail!("must be longer than 0s");
+        bail!("{key}: must be longer than 0s");
     }
     Ok(d)
 }
 
-/// A mail domain (`legacy.domain`, `modern.domain`): a host name of letters, digits, `-` and
-/// `.`, lower-cased.
+/// A mail domain (`legacy.domain`, `modern.domain`): what may follow `@` in an address
+/// ([`ccgate_core::check_domain`]), not an address literal, lower-cased.
 fn mail_domain(key: &str, text: &str) -> anyhow::Result<String> {
     let domain = text.trim().to_ascii_lowercase();
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    let checked = if domain.starts_with('[') {
+        Err("an address literal, not a domain name")
+    } else {
+        ccgate_core::check_domain(&domain)
     };
-    if domain.is_empty() || domain.len() > 255 || !domain.split('.').all(label_ok) {
-        bail!("{key}: {text:?} is not a domain name (letters, digits, - and .)");
+    if let Err(why) = checked {
+        bail!("{key}: {text:?} is not a domain name: {why}");
     }
     Ok(domain)
 }

@@ -73,7 +73,7 @@ pub fn run(
     let mut problems = 0usize;
 
     let sender = match from {
-        Some(text) => match sender(&router, text) {
+        Some(text) => match sender(&router, config, text) {
             Ok(sender) => Some(sender),
             Err(e) => {
                 eprintln!("ccgate: route: --from {text:?}: {e}");
@@ -145,7 +145,7 @@ fn is_bare_postmaster(text: &str) -> bool {
 }
 
 /// Reads `--from` and rewrites it for the other side.
-fn sender(router: &Router<'_>, text: &str) -> anyhow::Result<Sender> {
+fn sender(router: &Router<'_>, config: &Config, text: &str) -> anyhow::Result<Sender> {
     let trimmed = text.trim();
     if trimmed.is_empty() || trimmed == "<>" {
         return Ok(Sender {
@@ -174,9 +174,8 @@ fn sender(router: &Router<'_>, text: &str) -> anyhow::Result<Sender> {
                     Sender {
                         given: address.to_string(),
                         origin: Some(Origin::Smtp),
-                        rewritten: Some(format!(
-                            "\"Unknown sender\" at {}",
-                            router.config().gateway_po
+                        rewritten: Some(ccgate_convert::unknown_sender(
+                            &crate::cmd::convert::options(config),
                         )),
                         form: Some("placeholder"),
                     }

@@ -929,7 +929,7 @@ fn addr_spec(input: &str) -> PResult<'_, &str> {
 /// part may hold `>` (`<"a>b"@example.com>`), as it may in the other forms.
 fn angle_addr(input: &str) -> PResult<'_, &str> {
     let (rest, _) = ch('<').parse(input)?;
-    let Some((inside, after)) = closing_angle(rest)
+    let Some((inside, after)) = find_outside_quotes(rest, |c| c == '>')
         .and_then(|end| Some((rest.get(..end)?, rest.get(end.saturating_add(1)..)?)))
     else {
         return Err(failure(input, PKind::Unterminated('<')));
@@ -945,9 +945,10 @@ fn angle_addr(input: &str) -> PResult<'_, &str> {
     }
 }
 
-/// The byte offset of the first `>` in `text` that is not inside a quoted string (`"..."`,
-/// with `\"` and `\\` as quoted pairs), if any.
-fn closing_angle(text: &str) -> Option<usize> {
+/// The byte offset of the first character of `text` matching `wanted` outside a quoted string
+/// (`"..."`, in which `\\` quotes the next character), if any: where an address form ends
+/// (`>` of `<"a>b"@d>`) or where the legacy side's white space begins (`"John Doe"@d at GW`).
+pub fn find_outside_quotes(text: &str, wanted: impl Fn(char) -> bool) -> Option<usize> {
     let mut quoted = false;
     let mut chars = text.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -956,7 +957,7 @@ fn closing_angle(text: &str) -> Option<usize> {
             '\\' if quoted => {
                 chars.next();
             }
-            '>' if !quoted => return Some(i),
+            c if !quoted && wanted(c) => return Some(i),
             _ => {}
         }
     }

@@ -14,8 +14,8 @@ mod validate;
 mod write;
 
 pub use address::{
-    AddressError, LegacyAddress, MAX_ADDRESS_LEN, RenderOptions, parse_address, quote_display_name,
-    unquote_display_name,
+    AddressError, LegacyAddress, MAX_ADDRESS_LEN, RenderOptions, find_outside_quotes,
+    parse_address, quote_display_name, unquote_display_name,
 };
 pub use codepage::Codepage;
 pub use date::{DateError, DateOrder, LegacyDateTime, LegacyTime, YEAR_PIVOT, parse_date};

@@ -24,6 +24,6 @@ pub use message_id::{content_identity, legacy_message_id};
 pub use options::ConvertOptions;
 pub use to_legacy::{
     Conversion, MAX_FORWARD_TITLE_CHARS, MAX_SUBJECT_CHARS, ORIGINAL_NAME, mime_to_legacy,
-    mime_to_legacy_from,
+    mime_to_legacy_from, unknown_sender,
 };
 pub use to_mime::{LegacyContext, MAX_NESTING, MimeMessage, legacy_to_mime};

@@ -144,7 +144,7 @@ fn fallback(
     ));
     let message = Message {
         headers: vec![
-            Header::From(from.unwrap_or_else(|| placeholder("Unknown sender", opts))),
+            Header::From(from.unwrap_or_else(|| unknown_sender(opts))),
             Header::To(placeholder("Undisclosed recipients", opts)),
             Header::Subject("Message that could not be converted".to_owned()),
         ],
@@ -181,6 +181,12 @@ fn placeholder(text: &str, opts: &ConvertOptions) -> String {
     format!("\"{text}\" at {}", opts.gateway_po)
 }
 
+/// The legacy `From:` written for a message without a sender the legacy side can hold
+/// (none at all, or only addresses it cannot write, such as an address literal for `ie8`).
+pub fn unknown_sender(opts: &ConvertOptions) -> String {
+    placeholder("Unknown sender", opts)
+}
+
 struct Converter<'a> {
     opts: &'a ConvertOptions,
     map: &'a dyn AddressMap,
@@ -211,7 +217,7 @@ impl Converter<'_> {
         headers.push(Header::From(from.unwrap_or_else(|| {
             self.notes
                 .push("no usable sender address: From: is a placeholder".to_owned());
-            placeholder("Unknown sender", self.opts)
+            unknown_sender(self.opts)
         })));
 
         // Date, in the post office's offset.

@@ -181,7 +181,12 @@ fn canonical_local(local: &str) -> String {
     }
 }
 
-fn check_domain(domain: &str) -> Result<(), &'static str> {
+/// Checks a domain as it may follow `@` (RFC 5321 `Domain` or an address literal, widened for
+/// SMTPUTF8 as described above); the reason when it may not.
+///
+/// # Errors
+/// A short reason (`"empty domain"`, `"bad character in domain"` ...).
+pub fn check_domain(domain: &str) -> Result<(), &'static str> {
     if domain.is_empty() {
         return Err("empty domain");
     }

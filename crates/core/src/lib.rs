@@ -8,7 +8,7 @@ mod id;
 mod lane;
 mod units;
 
-pub use address::{EmailAddress, Envelope, ReversePath};
+pub use address::{EmailAddress, Envelope, ReversePath, check_domain};
 pub use date::{
     civil_from_days, day_name, days_from_civil, month_name, rfc5322_date, rfc5322_date_at,
     rfc5322_date_ms,

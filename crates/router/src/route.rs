@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use ccgate_ccmail::{Dialect, LegacyAddress, RenderOptions, parse_address};
+use ccgate_ccmail::{Dialect, LegacyAddress, RenderOptions, find_outside_quotes, parse_address};
 use ccgate_core::{EmailAddress, Envelope};
 
 use crate::directory::{Directory, Entry, Matched, State};
@@ -164,31 +164,13 @@ impl Recipient {
         let trimmed = text.trim();
         // White space outside a quoted local part (`Name at PO`, `u@d at SMTPGW`) is the
         // legacy side's; `"John Doe"@example.org` is an SMTP mailbox.
-        if !space_outside_quotes(trimmed)
+        if find_outside_quotes(trimmed, char::is_whitespace).is_none()
             && let Ok(address) = EmailAddress::from_str(trimmed)
         {
             return Ok(Self::Smtp(address));
         }
         parse_address(trimmed).map(Self::Legacy)
     }
-}
-
-/// True when `text` holds white space that is not inside a `"..."` quoted string (`\` quotes
-/// the next character there).
-fn space_outside_quotes(text: &str) -> bool {
-    let mut quoted = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => quoted = !quoted,
-            '\\' if quoted => {
-                chars.next();
-            }
-            c if c.is_whitespace() && !quoted => return true,
-            _ => {}
-        }
-    }
-    false
 }
 
 impl fmt::Display for Recipient {

@@ -103,11 +103,12 @@ impl Ledger {
         self.append(&mut guard, &text, vec![key])
     }
 
-    /// Records several keys with one append and one fsync (a batch of picked-up messages).
+    /// Records several keys with one append and one fsync (a batch of picked-up messages);
+    /// answers how many were not recorded before.
     ///
     /// # Errors
     /// [`ServerError::Io`] when the append or fsync fails.
-    pub fn insert_many(&self, keys: &[&str]) -> Result<(), ServerError> {
+    pub fn insert_many(&self, keys: &[&str]) -> Result<usize, ServerError> {
         let mut guard = self
             .inner
             .lock()
@@ -124,10 +125,11 @@ impl Ledger {
             text.push_str(".\n");
             fresh.push(key);
         }
-        if fresh.is_empty() {
-            return Ok(());
+        let added = fresh.len();
+        if added > 0 {
+            self.append(&mut guard, &text, fresh)?;
         }
-        self.append(&mut guard, &text, fresh)
+        Ok(added)
     }
 
     /// Records the keys of messages the spool holds ([`ccgate_queue::Spool::origins`]) that
@@ -138,13 +140,8 @@ impl Ledger {
     /// # Errors
     /// [`ServerError::Io`] when the append or fsync fails.
     pub fn adopt(&self, keys: &[String]) -> Result<usize, ServerError> {
-        let missing: Vec<&str> = keys
-            .iter()
-            .map(String::as_str)
-            .filter(|key| !self.contains(&key.replace(['\r', '\n'], " ")))
-            .collect();
-        self.insert_many(&missing)?;
-        Ok(missing.len())
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.insert_many(&keys)
     }
 
     /// Appends `text` (the lines of `fresh`) and fsyncs. The keys are taken as recorded in this
@@ -210,14 +207,19 @@ mod tests {
         assert!(!ledger.contains("<torn@x"));
         assert_eq!(ledger.len(), 2);
         ledger.insert("<c@x>").unwrap();
-        ledger
+        let added = ledger
             .insert_many(&["<d@x>", "<a@x>", "<d@x>", "<e@x>"])
             .unwrap();
-        assert_eq!(ledger.len(), 5);
+        assert_eq!((added, ledger.len()), (2, 5));
+        // Keys a spool record holds: only those missing are written, and counted.
+        let adopted = ledger
+            .adopt(&["<e@x>".to_owned(), "<f@x>".to_owned()])
+            .unwrap();
+        assert_eq!((adopted, ledger.len()), (1, 6));
         drop(ledger);
         let reopened = Ledger::open(&path).unwrap();
         assert!(reopened.contains("<d@x>") && reopened.contains("<e@x>"));
-        assert_eq!(reopened.len(), 5, "each key once");
+        assert_eq!(reopened.len(), 6, "each key once");
         drop(reopened);
         assert!(
             Ledger::open(&path).unwrap().contains("<c@x>"),

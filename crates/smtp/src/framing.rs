@@ -392,7 +392,7 @@ pub fn encode_data(message: &[u8], out: &mut Vec<u8>) {
             Some(pos) => {
                 let (text, tail) = rest.split_at(pos);
                 out.extend_from_slice(text);
-                let bare_cr = matches!(tail, [b'\r', next, ..] if *next != b'\n') || tail == b"\r";
+                let bare_cr = tail.first() == Some(&b'\r') && tail.get(1) != Some(&b'\n');
                 if in_header && bare_cr {
                     out.push(b' ');
                     at_line_start = false;

@@ -638,14 +638,9 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
                 };
                 // The ledger keys ride in the spool record, so that a crash before
                 // `account` writes them does not queue the message again on the next replay.
-                let keys: Vec<String> = match message.keys {
-                    Keys::Message => vec![identity.to_owned()],
-                    Keys::PerRecipient => envelope
-                        .recipients
-                        .iter()
-                        .map(|rcpt| recipient_key(identity, rcpt))
-                        .collect(),
-                };
+                // No agent delivers from this process, so the message needs no
+                // `confirm_keyed`: the next process to open the spool leases it.
+                let keys = message.keys.of(identity, &envelope.recipients);
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 spool
                     .enqueue_keyed(id, &keys, &envelope, &routes, &stored, now)
@@ -681,12 +676,7 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
         match queued {
             Ok((id, taken, server_refused)) => {
                 let verb = format!("queued as {id}");
-                let accounted = self.account(message, routed, &verb, &taken, server_refused);
-                // Queued keyed into our own spool: deliverable once its keys are recorded.
-                if let (Sink::Direct { spool, .. }, Ok(id)) = (&self.sink, id.parse::<QueueId>()) {
-                    spool.confirm_keyed(&[id]);
-                }
-                accounted
+                self.account(message, routed, &verb, &taken, server_refused)
             }
             Err(why) => {
                 self.tally.io_errors += 1;
@@ -708,13 +698,8 @@ impl<O: Write, E: Write> Replay<'_, O, E> {
     ) -> anyhow::Result<()> {
         let (at, identity) = (message.at, message.identity);
         if !taken.is_empty() {
-            match message.keys {
-                Keys::Message => self.sink.record(identity)?,
-                Keys::PerRecipient => {
-                    for rcpt in taken {
-                        self.sink.record(&recipient_key(identity, rcpt))?;
-                    }
-                }
+            for key in message.keys.of(identity, taken) {
+                self.sink.record(&key)?;
             }
         }
         let mut refused: Vec<Routed> = routed
@@ -775,6 +760,19 @@ enum Keys {
     Message,
     /// By identity and recipient (RFC 5322 messages).
     PerRecipient,
+}
+
+impl Keys {
+    /// The ledger keys of a message with identity `identity` taken for `recipients`.
+    fn of(self, identity: &str, recipients: &[EmailAddress]) -> Vec<String> {
+        match self {
+            Self::Message => vec![identity.to_owned()],
+            Self::PerRecipient => recipients
+                .iter()
+                .map(|rcpt| recipient_key(identity, rcpt))
+                .collect(),
+        }
+    }
 }
 
 /// One message ready for the queue.
